@@ -1,0 +1,1 @@
+"""graceful: model updates that do not break what the old model got right."""

@@ -1,0 +1,175 @@
+"""`graceful`: run the pipeline locally, read its history from ML Metadata, and show the demo."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+
+from graceful import data
+from models.params import TrainingParams
+from pipeline.configs import GateConfig, PipelineConfig
+
+DEMO_HOME = "graceful_demo_home"
+DEMO_MARKER = ".graceful-demo-home"
+
+
+def _add_home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", default=None,
+                        help="pipeline home: data spans, artifacts, MLMD store, serving dir "
+                             "(default: $GRACEFUL_HOME or ./graceful_home)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    defaults, training, gate = PipelineConfig(), TrainingParams(), GateConfig()
+    _add_home(parser)
+    parser.add_argument("--span", type=int, default=None, help="span to ingest (default: newest)")
+    parser.add_argument("--window", type=int, default=defaults.window_spans,
+                        help="train on the newest N ingested spans (0 = all; default %(default)s)")
+    parser.add_argument("--model", default=training.architecture,
+                        help="architecture: small, mlp or cnn (default %(default)s)")
+    parser.add_argument("--epochs", type=int, default=training.epochs)
+    parser.add_argument("--batch-size", type=int, default=training.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=training.learning_rate)
+    parser.add_argument("--max-steps", type=int, default=training.max_steps,
+                        help="cap on optimizer steps (0 = none)")
+    parser.add_argument("--seed", type=int, default=training.seed)
+    parser.add_argument("--min-accuracy", type=float, default=gate.min_accuracy,
+                        help="absolute accuracy floor for blessing (default %(default)s)")
+    parser.add_argument("--max-accuracy-drop", type=float, default=gate.max_accuracy_drop,
+                        help="allowed accuracy drop vs the baseline (default %(default)s)")
+    parser.add_argument("--num-spans", type=int, default=defaults.num_spans,
+                        help="spans to cut from Fashion-MNIST when preparing data")
+    parser.add_argument("--span-size", type=int, default=defaults.span_size)
+    parser.add_argument("--eval-size", type=int, default=None,
+                        help="test images used as eval data (default: all 10k)")
+    parser.add_argument("--data-dir", default=None,
+                        help="folder with the Fashion-MNIST *-ubyte.gz files "
+                             "(default: Debian's dataset-fashion-mnist)")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    training = TrainingParams(architecture=args.model, epochs=args.epochs,
+                              batch_size=args.batch_size, learning_rate=args.learning_rate,
+                              max_steps=args.max_steps, seed=args.seed)
+    config = PipelineConfig(span=args.span, window_spans=args.window, num_spans=args.num_spans,
+                            span_size=args.span_size, eval_size=args.eval_size,
+                            fashion_mnist_dir=args.data_dir, training=training,
+                            gate=GateConfig(args.min_accuracy, args.max_accuracy_drop))
+    if args.home:
+        config.home = args.home
+    return config
+
+
+def prepare_data(config: PipelineConfig) -> None:
+    """Writes the Fashion-MNIST spans the run needs (up to --span, else --num-spans) if missing."""
+    wanted = config.span or config.num_spans
+    data.prepare_spans(config.data_root, wanted, config.span_size, config.eval_size,
+                       config.fashion_mnist_dir)
+
+
+def run_once(config: PipelineConfig) -> bool:
+    """One pipeline run with progress lines and a summary table; False if the run failed."""
+    from graceful import history
+    from pipeline import local_runner
+
+    print(f"[graceful] home: {Path(config.home).resolve()}")
+    prepare_data(config)
+    span = config.span or max(data.existing_spans(config.data_root))
+    print(f"[graceful] run on span {span} with model '{config.training.architecture}' "
+          f"(window: {config.window_spans or 'all'} spans)")
+    started = time.monotonic()
+    failure = None
+    try:
+        local_runner.run(config)
+    except Exception as error:  # the pipeline failed: report why, the table shows what happened
+        failure = error
+    print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
+    if os.path.exists(config.metadata_path):
+        print(history.format_table(history.runs(config.metadata_path)))
+    if failure is not None:
+        print(f"\n[graceful] the run failed, nothing was pushed:\n{type(failure).__name__}: {failure}", file=sys.stderr)
+        return False
+    return True
+
+
+def cmd_run(args) -> int:
+    return 0 if run_once(config_from_args(args)) else 1
+
+
+def cmd_history(args) -> int:
+    from graceful import history
+
+    config = PipelineConfig()
+    if args.home:
+        config.home = args.home
+    print(history.format_table(history.runs(config.metadata_path)))
+    return 0
+
+
+def fresh_demo_home(home: Path) -> None:
+    """Removes a previous demo home, but never a directory the demo did not create."""
+    if home.exists():
+        if not (home / DEMO_MARKER).exists():
+            raise SystemExit(f"{home} exists and is not a graceful demo home; refusing to delete it. "
+                             "Pass --home with a new directory.")
+        shutil.rmtree(home)
+    home.mkdir(parents=True)
+    (home / DEMO_MARKER).write_text("created by `graceful demo`; deleted by the next demo\n")
+
+
+def cmd_demo(args) -> int:
+    """Run 1: span 1, small model (pushed). Run 2: spans 1+2, a CNN, judged against run 1's model."""
+    home = Path(args.home or DEMO_HOME)
+    fresh_demo_home(home)
+    base = PipelineConfig(home=str(home), span_size=args.span_size, eval_size=args.eval_size,
+                          fashion_mnist_dir=args.data_dir)
+    steps = [("run 1: span 1, small MLP (no baseline yet)", 1, "small"),
+             ("run 2: spans 1-2, CNN, compared with the last blessed model", 2, "cnn")]
+    for title, span, architecture in steps:
+        print(f"\n=== {title} ===")
+        config = dataclasses.replace(base, span=span,
+                                     training=dataclasses.replace(base.training,
+                                                                  architecture=architecture,
+                                                                  epochs=args.epochs))
+        if not run_once(config):
+            return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graceful", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the pipeline once on a data span")
+    _add_run_options(run)
+    run.set_defaults(func=cmd_run)
+    hist = commands.add_parser("history", help="every run, read back from ML Metadata")
+    _add_home(hist)
+    hist.set_defaults(func=cmd_history)
+    demo = commands.add_parser("demo", help="two runs on Fashion-MNIST in a fresh home")
+    demo.add_argument("--home", default=None, help=f"demo home (default ./{DEMO_HOME})")
+    demo.add_argument("--epochs", type=int, default=TrainingParams().epochs)
+    demo.add_argument("--span-size", type=int, default=PipelineConfig().span_size)
+    demo.add_argument("--eval-size", type=int, default=None)
+    demo.add_argument("--data-dir", default=None)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up noise
+    warnings.filterwarnings("ignore", category=FutureWarning)  # google-* deprecation notices
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (data.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
+        print(f"graceful: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Reads pipeline runs back from ML Metadata: what each run ingested, trained, compared and pushed.
+
+Everything here comes from the MLMD store (executions, artifacts, events, contexts) plus the artifacts'
+own files (TFMA metrics), never from logs, so `graceful history` tells the truth after the fact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections import defaultdict
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+RUN_CONTEXT_TYPE = "pipeline_run"
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+# Component type names in MLMD end with these class names.
+EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = "ImportExampleGen", "Trainer", "Evaluator", "Pusher"
+
+
+@dataclasses.dataclass
+class RunRecord:
+    run_id: str
+    started: float                      # seconds since the epoch
+    span: int | None = None
+    training_spans: list[int] = dataclasses.field(default_factory=list)
+    params: dict = dataclasses.field(default_factory=dict)
+    model_id: int | None = None
+    baseline_model_id: int | None = None
+    accuracy: float | None = None
+    baseline_accuracy: float | None = None
+    blessed: bool | None = None
+    pushed: bool | None = None
+    failed_step: str | None = None
+
+    @property
+    def status(self) -> str:
+        if self.failed_step:
+            return f"failed at {self.failed_step}"
+        if self.pushed:
+            return "pushed"
+        if self.blessed is False:
+            return "blocked (not blessed)"
+        return "not pushed" if self.pushed is False else "incomplete"
+
+
+def open_store(metadata_path: str) -> metadata_store.MetadataStore:
+    if not os.path.exists(metadata_path):
+        raise FileNotFoundError(f"No ML Metadata store at {metadata_path}: no run has happened in "
+                                "this home yet (run `graceful run` first, or pass --home).")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = metadata_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def _property(message, key):
+    """Value of a (custom) property of an MLMD artifact/execution, or None."""
+    for properties in (message.properties, message.custom_properties):
+        if key in properties:
+            value = properties[key]
+            kind = value.WhichOneof("value")
+            return getattr(value, kind) if kind != "struct_value" else value.struct_value
+    return None
+
+
+def read_accuracies(evaluation_uri: str) -> tuple[float | None, float | None]:
+    """(candidate, baseline) overall accuracy from a TFMA ModelEvaluation artifact."""
+    import tensorflow_model_analysis as tfma
+
+    candidate = baseline = None
+    for metrics in tfma.load_metrics(evaluation_uri):
+        if metrics.slice_key.single_slice_keys:
+            continue
+        for key_and_value in metrics.metric_keys_and_values:
+            key = key_and_value.key
+            if key.name != ACCURACY_METRIC or key.is_diff:
+                continue
+            value = key_and_value.value.double_value.value
+            if key.model_name == "baseline":
+                baseline = value
+            else:
+                candidate = value
+    return candidate, baseline
+
+
+def _artifacts_by_event(store, execution_ids):
+    """{execution_id: {(event_type, key): [artifact, ...]}}."""
+    events = store.get_events_by_execution_ids(execution_ids)
+    artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
+    linked = defaultdict(lambda: defaultdict(list))
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        linked[event.execution_id][(event.type, key)].append(artifacts[event.artifact_id])
+    return linked
+
+
+def _fill(record: RunRecord, component: str, execution, io) -> None:
+    output = metadata_store_pb2.Event.OUTPUT
+    inputs = metadata_store_pb2.Event.INPUT
+    if component == EXAMPLE_GEN:
+        for examples in io[(output, "examples")]:
+            record.span = _property(examples, "span")
+    elif component == TRAINER:
+        record.training_spans = sorted(_property(a, "span") for a in io[(inputs, "examples")])
+        record.params = json.loads(_property(execution, "custom_config") or "{}")
+        for model in io[(output, "model")]:
+            record.model_id = model.id
+    elif component == EVALUATOR:
+        for baseline in io[(inputs, "baseline_model")]:
+            record.baseline_model_id = baseline.id
+        for blessing in io[(output, "blessing")]:
+            blessed = _property(blessing, "blessed")
+            record.blessed = None if blessed is None else bool(blessed)
+        for evaluation in io[(output, "evaluation")]:
+            record.accuracy, record.baseline_accuracy = read_accuracies(evaluation.uri)
+    elif component == PUSHER:
+        for pushed in io[(output, "pushed_model")]:
+            record.pushed = bool(_property(pushed, "pushed"))
+
+
+def runs(metadata_path: str) -> list[RunRecord]:
+    """Every pipeline run in the store, oldest first."""
+    store = open_store(metadata_path)
+    run_contexts = store.get_contexts_by_type(RUN_CONTEXT_TYPE)
+    type_names = {t.id: t.name for t in store.get_execution_types()}
+    records = []
+    for context in sorted(run_contexts, key=lambda c: c.create_time_since_epoch):
+        record = RunRecord(run_id=context.name, started=context.create_time_since_epoch / 1000)
+        executions = store.get_executions_by_context(context.id)
+        io = _artifacts_by_event(store, [e.id for e in executions])
+        for execution in sorted(executions, key=lambda e: e.create_time_since_epoch):
+            component = type_names[execution.type_id].rsplit(".", 1)[-1]
+            if execution.last_known_state == metadata_store_pb2.Execution.FAILED:
+                record.failed_step = record.failed_step or component
+            _fill(record, component, execution, io[execution.id])
+        records.append(record)
+    return records
+
+
+def _fmt(value, spec=".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def format_table(records: list[RunRecord]) -> str:
+    """Runs as a fixed-width text table (what `graceful run` and `graceful history` print)."""
+    header = ("run", "span", "trained on", "model", "model id", "accuracy", "baseline id",
+              "baseline acc", "blessed", "status")
+    rows = [header]
+    for number, r in enumerate(records, 1):
+        rows.append((str(number), _fmt(r.span, "d"),
+                     ",".join(map(str, r.training_spans)) or "-",
+                     r.params.get("architecture", "-"), _fmt(r.model_id, "d"), _fmt(r.accuracy),
+                     _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy),
+                     "-" if r.blessed is None else ("yes" if r.blessed else "no"), r.status))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

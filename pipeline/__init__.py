@@ -1,0 +1,1 @@
+"""The graceful TFX pipeline: configuration, definition and runners."""

@@ -1,0 +1,73 @@
+"""Runs the pipeline locally: LocalDagRunner with a SQLite ML Metadata store, all under one home."""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import time
+from pathlib import Path
+
+from pipeline.configs import PipelineConfig
+
+_NODE_EVENT = re.compile(r"^Component (\S+) is (running|finished)\.$")
+
+
+class _ProgressHandler(logging.Handler):
+    """Turns LocalDagRunner's per-component log lines into short progress lines with timings."""
+
+    def __init__(self, log):
+        super().__init__(logging.INFO)
+        self._log = log
+        self._started: dict[str, float] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _NODE_EVENT.match(record.getMessage())
+        if not match:
+            return
+        node, event = match.groups()
+        if event == "running":
+            self._started[node] = time.monotonic()
+            self._log(f"[run] {node} ...")
+        else:
+            seconds = time.monotonic() - self._started.pop(node, time.monotonic())
+            self._log(f"[run] {node} done ({seconds:.1f}s)")
+
+
+@contextlib.contextmanager
+def progress_lines(log=print):
+    """Shows component progress; TFX's INFO and WARNING chatter stays out of the console."""
+    absl_logger = logging.getLogger("absl")
+    handler = _ProgressHandler(log)
+    previous_level = absl_logger.level
+    chatty = [logging.getLogger(name) for name in ("", "absl", "tensorflow")]
+    quiet = [(h, h.level) for logger in chatty for h in logger.handlers]
+    for h, _ in quiet:
+        h.setLevel(max(h.level, logging.ERROR))
+    absl_logger.setLevel(logging.INFO)
+    absl_logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        absl_logger.removeHandler(handler)
+        absl_logger.setLevel(previous_level)
+        for h, level in quiet:
+            h.setLevel(level)
+
+
+def metadata_config(config: PipelineConfig):
+    from tfx import v1 as tfx
+
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+
+
+def run(config: PipelineConfig, log=print) -> None:
+    """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure)."""
+    from tfx import v1 as tfx
+
+    from pipeline.pipeline import create_pipeline
+
+    Path(config.home).mkdir(parents=True, exist_ok=True)
+    graceful_pipeline = create_pipeline(config, metadata_config(config))
+    with progress_lines(log):
+        tfx.orchestration.LocalDagRunner().run(graceful_pipeline)

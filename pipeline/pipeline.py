@@ -1,0 +1,130 @@
+"""The graceful pipeline: a list of TFX components and how they connect.
+
+  ImportExampleGen      ingests one data span (the newest, or the one asked for)
+  StatisticsGen         computes statistics of that span
+  ImportSchemaGen       brings in the curated schema from schemas/
+  ExampleValidator      compares the statistics with the schema
+  DataGate              stops the run when the span has anomalies
+  training window       resolves the newest `window_spans` ingested spans from ML Metadata
+  Trainer               trains on them
+  baseline resolver     finds the last blessed model in ML Metadata
+  Evaluator (TFMA)      judges the candidate: accuracy floor, and no drop vs the baseline
+  Pusher                copies the model to the serving directory, only if blessed
+
+Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipeline(config)`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow_model_analysis as tfma
+from tfx import v1 as tfx
+
+from components.data_gate.component import DataGate
+from components.span_window.strategy import SpanWindowStrategy
+from pipeline.configs import PipelineConfig
+
+TRAIN_SPLIT_PATTERN = "span-{SPAN}/train/*"
+EVAL_SPLIT_PATTERN = "span-{SPAN}/eval/*"
+LABEL_KEY = "label"
+ACCURACY_METRIC = "sparse_categorical_accuracy"
+RUN_FN = "models.training.run_fn"
+
+
+def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
+    """Ingests one span: `config.span`, or the newest `span-N` folder when it is None."""
+    input_config = tfx.proto.Input(splits=[
+        tfx.proto.Input.Split(name="train", pattern=TRAIN_SPLIT_PATTERN),
+        tfx.proto.Input.Split(name="eval", pattern=EVAL_SPLIT_PATTERN),
+    ])
+    range_config = None
+    if config.span is not None:
+        range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
+            start_span_number=config.span, end_span_number=config.span))
+    return tfx.components.ImportExampleGen(
+        input_base=config.data_root, input_config=input_config, range_config=range_config)
+
+
+def training_window(example_gen_node, config: PipelineConfig) -> tfx.dsl.Resolver:
+    """The newest `window_spans` spans ingested so far (all if 0), the newest copy of each.
+
+    Resolved from ML Metadata across runs (a plain Channel on ExampleGen's outputs, not bound to this
+    run), so a run on span N trains on spans N-w+1..N although ExampleGen ingested only span N now.
+    """
+    return tfx.dsl.Resolver(
+        strategy_class=SpanWindowStrategy,
+        config={"num_spans": config.window_spans, "last_span": config.span},
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
+                                 producer_component_id=example_gen_node.id, output_key="examples"),
+    ).with_id("training_window")
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Accuracy must clear an absolute floor and must not drop vs the baseline by more than allowed.
+
+    On the first run there is no baseline; the Evaluator then ignores the change threshold.
+    """
+    accuracy_threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.gate.min_accuracy}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
+            absolute={"value": -config.gate.max_accuracy_drop - 1e-10}))
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
+                                    preprocessing_function_names=[])],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
+        metrics_specs=[tfma.MetricsSpec(metrics=[
+            # Gate on the overall slice; per-class accuracy is reported, not gated, here.
+            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
+                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                                             threshold=accuracy_threshold)]),
+            tfma.MetricConfig(class_name="ExampleCount"),
+        ])])
+
+
+def create_pipeline(config: PipelineConfig,
+                    metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    examples_gen = example_gen(config)
+    statistics_gen = tfx.components.StatisticsGen(examples=examples_gen.outputs["examples"])
+    schema_importer = tfx.components.ImportSchemaGen(
+        schema_file=f"{config.schema_dir}/schema.pbtxt")
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        schema=schema_importer.outputs["schema"])
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+
+    training_spans = training_window(examples_gen, config)
+    trainer = tfx.components.Trainer(
+        run_fn=RUN_FN,
+        examples=training_spans.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        custom_config=dataclasses.asdict(config.training))
+    trainer.add_upstream_node(data_gate)
+
+    baseline_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("baseline_model")
+
+    evaluator = tfx.components.Evaluator(
+        examples=examples_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model.outputs["model"],
+        eval_config=eval_config(config),
+        example_splits=["eval"])
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
+                    training_spans, trainer, baseline_model, evaluator, pusher],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args)

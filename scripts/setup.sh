@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Sets up graceful on a fresh machine: Python 3.10 venv in .venv, the pinned TFX 1.16 stack, this
+# package (editable, so `schemas/` and the components are found), and the Fashion-MNIST data package.
+# Idempotent: a second run only checks. Extras: GRACEFUL_EXTRAS="test,kubeflow,airflow".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+EXTRAS="${GRACEFUL_EXTRAS:-test}"
+
+find_python310() {
+  for candidate in "${PYTHON:-}" python3.10 "$(pyenv prefix 3.10 2>/dev/null)/bin/python3.10" \
+                   "$HOME"/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10; do
+    [ -n "$candidate" ] || continue
+    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+      command -v "$candidate"; return 0
+    fi
+  done
+  return 1
+}
+
+if [ ! -x .venv/bin/python ]; then
+  if ! PY=$(find_python310); then
+    echo "setup: Python 3.10 not found. TFX 1.16 (the newest TFX that runs on glibc < 2.38) needs it." >&2
+    echo "setup: install it (e.g. 'pyenv install 3.10' or 'apt-get install python3.10') or set PYTHON=/path/to/python3.10." >&2
+    exit 1
+  fi
+  echo "setup: creating .venv with $PY"
+  "$PY" -m venv .venv
+fi
+
+stamp=".venv/.graceful-installed"
+want="$(cat constraints.txt setup.py | sha256sum | cut -c1-16)-$EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  start=$(date +%s)
+  echo "setup: installing the pinned stack into .venv (extras: $EXTRAS); takes about a minute"
+  .venv/bin/python -m pip install -q --disable-pip-version-check 'uv==0.13.9' 'setuptools<81'
+  # uv resolves the 300+ pins in seconds; pip (kept in the venv: TFX's Trainer may pip-install user
+  # code) is the fallback.
+  if ! .venv/bin/python -m uv pip install -q --python .venv/bin/python -c constraints.txt -e ".[$EXTRAS]"; then
+    echo "setup: uv failed, falling back to pip"
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[$EXTRAS]"
+  fi
+  echo "$want" > "$stamp"
+  echo "setup: stack installed in $(( $(date +%s) - start ))s"
+fi
+
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${GRACEFUL_FASHION_MNIST_DIR:-}" ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Debian's dataset-fashion-mnist (the embedded default data)"
+    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null
+  else
+    echo "setup: Fashion-MNIST not found. Run 'sudo apt-get install dataset-fashion-mnist' or set" >&2
+    echo "setup: GRACEFUL_FASHION_MNIST_DIR to a folder with the four *-ubyte.gz files." >&2
+  fi
+fi
+echo "setup: ready (.venv/bin/graceful)"

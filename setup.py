@@ -1,0 +1,33 @@
+"""graceful-tfx: a TFX pipeline that refuses model updates which break what the old model got right.
+
+Install with the pinned stack (see constraints.txt and scripts/setup.sh):
+    pip install -c constraints.txt -e .
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="graceful-tfx",
+    version="0.1.0",
+    description="TFX pipeline with negative-flip-aware training, gating and human sign-off",
+    python_requires=">=3.10,<3.11",
+    packages=find_packages(include=["graceful*", "pipeline*", "components*", "models*"]),
+    package_data={"": ["*.pbtxt"]},
+    install_requires=[
+        "tfx==1.16.0",
+        "tensorflow==2.16.2",
+        "tf-keras==2.16.0",
+        "tensorflow-data-validation==1.16.1",
+        "tensorflow-model-analysis==0.47.1",
+        "ml-metadata==1.16.0",
+        "apache-beam==2.59.0",
+        "slack_sdk",
+        "matplotlib",
+        "setuptools<81",
+    ],
+    extras_require={
+        "test": ["pytest"],
+        "kubeflow": ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2", "kfp-server-api==2.0.5"],
+        "airflow": ["apache-airflow==2.10.3"],
+    },
+    entry_points={"console_scripts": ["graceful=graceful.cli:main"]},
+)
