@@ -155,7 +155,7 @@ def prepare_spans(data_root: str | os.PathLike, num_spans: int, span_size: int,
     train = load("train", source_dir)
     if num_spans * span_size > len(train):
         raise ValueError(f"{num_spans} spans of {span_size} need {num_spans * span_size} training "
-                         f"images; Fashion-MNIST has {len(train)}. Lower --spans or --span-size.")
+                         f"images; Fashion-MNIST has {len(train)}. Lower --num-spans or --span-size.")
     test = load("test", source_dir)
     evaluation = test.take(0, eval_size or len(test))
     present = set(existing_spans(data_root))

@@ -1,0 +1,25 @@
+"""Shared fixtures: tiny real Fashion-MNIST spans and pipeline configs for fast end-to-end runs."""
+import dataclasses
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from models.params import TrainingParams  # noqa: E402
+from pipeline.configs import GateConfig, PipelineConfig  # noqa: E402
+
+TINY_SPAN = 600
+TINY_EVAL = 300
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> PipelineConfig:
+    """A home under tmp_path; 600 training images per span, 300 eval images, a few quick epochs."""
+    return PipelineConfig(home=str(tmp_path / "home"), span_size=TINY_SPAN, eval_size=TINY_EVAL,
+                          training=TrainingParams(architecture="small", epochs=5),
+                          gate=GateConfig(min_accuracy=0.3, max_accuracy_drop=0.0))
+
+
+def with_training(config: PipelineConfig, **changes) -> PipelineConfig:
+    return dataclasses.replace(config, training=dataclasses.replace(config.training, **changes))

@@ -1,0 +1,64 @@
+"""The Fashion-MNIST loader and span writer, on the real files from Debian's package."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from graceful import data
+
+
+def _read(path):
+    return [tf.train.Example.FromString(r.numpy())
+            for r in tf.data.TFRecordDataset(str(path), compression_type="GZIP")]
+
+
+def test_load_reads_the_standard_files():
+    test = data.load("test")
+    assert test.images.shape == (10000, 784) and test.images.dtype == np.uint8
+    assert set(np.unique(test.labels)) == set(range(10))
+    assert test.ids[0] == 0 and test.ids[-1] == 9999
+
+
+def test_prepare_spans_cuts_consecutive_slices(tmp_path):
+    spans = data.prepare_spans(tmp_path, num_spans=2, span_size=50, eval_size=20, log=lambda _: None)
+    assert spans == [1, 2]
+    train = data.load("train")
+    span2 = _read(tmp_path / "span-2" / "train" / "data.tfrecord.gz")
+    ids = [e.features.feature["example_id"].int64_list.value[0] for e in span2]
+    assert ids == list(range(50, 100))
+    first = span2[0].features.feature
+    assert list(first["pixels"].int64_list.value) == train.images[50].tolist()
+    assert first["label"].int64_list.value[0] == train.labels[50]
+    assert len(_read(tmp_path / "span-1" / "eval" / "data.tfrecord.gz")) == 20
+
+
+def test_prepare_spans_keeps_existing_spans(tmp_path):
+    data.prepare_spans(tmp_path, num_spans=1, span_size=10, eval_size=5, log=lambda _: None)
+    before = (tmp_path / "span-1" / "train" / "data.tfrecord.gz").stat().st_mtime_ns
+    written = []
+    data.prepare_spans(tmp_path, num_spans=2, span_size=10, eval_size=5, log=written.append)
+    assert (tmp_path / "span-1" / "train" / "data.tfrecord.gz").stat().st_mtime_ns == before
+    assert len(written) == 1 and "span 2" in written[0]
+
+
+def test_drop_feature_makes_a_corrupt_span(tmp_path):
+    test = data.load("test").take(0, 3)
+    data.write_span(tmp_path, 7, test, test, drop_feature="pixels")
+    example = _read(tmp_path / "span-7" / "train" / "data.tfrecord.gz")[0]
+    assert "pixels" not in example.features.feature and "label" in example.features.feature
+
+
+def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "nowhere")
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.find_source_dir(tmp_path)
+
+
+def test_too_many_spans_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="Lower --num-spans or --span-size"):
+        data.prepare_spans(tmp_path, num_spans=4, span_size=20000, log=lambda _: None)
+
+
+def test_incomplete_span_folders_are_ignored(tmp_path):
+    (tmp_path / "span-3" / "train").mkdir(parents=True)
+    assert data.existing_spans(tmp_path) == []
