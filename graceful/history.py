@@ -6,17 +6,20 @@ own files (TFMA metrics), never from logs, so `graceful history` tells the truth
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections import defaultdict
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from models.params import TrainingParams
+
 RUN_CONTEXT_TYPE = "pipeline_run"
+TRAINING_PARAMETERS = [f.name for f in dataclasses.fields(TrainingParams)]
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
-EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = "ImportExampleGen", "Trainer", "Evaluator", "Pusher"
+EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
+                                           "Pusher")
 
 
 @dataclasses.dataclass
@@ -27,6 +30,8 @@ class RunRecord:
     training_spans: list[int] = dataclasses.field(default_factory=list)
     params: dict = dataclasses.field(default_factory=dict)
     model_id: int | None = None
+    loss: str | None = None             # the loss actually used (plain when there was no reference)
+    reference_model_id: int | None = None
     baseline_model_id: int | None = None
     accuracy: float | None = None
     baseline_accuracy: float | None = None
@@ -104,9 +109,11 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
             record.span = _property(examples, "span")
     elif component == TRAINER:
         record.training_spans = sorted(_property(a, "span") for a in io[(inputs, "examples")])
-        record.params = json.loads(_property(execution, "custom_config") or "{}")
+        record.params = {name: _property(execution, name) for name in TRAINING_PARAMETERS}
         for model in io[(output, "model")]:
             record.model_id = model.id
+            record.loss = _property(model, "loss")
+            record.reference_model_id = _property(model, "reference_model_id")
     elif component == EVALUATOR:
         for baseline in io[(inputs, "baseline_model")]:
             record.baseline_model_id = baseline.id
@@ -145,13 +152,14 @@ def _fmt(value, spec=".4f") -> str:
 
 def format_table(records: list[RunRecord]) -> str:
     """Runs as a fixed-width text table (what `graceful run` and `graceful history` print)."""
-    header = ("run", "span", "trained on", "model", "model id", "accuracy", "baseline id",
+    header = ("run", "span", "trained on", "model", "loss", "model id", "accuracy", "baseline id",
               "baseline acc", "blessed", "status")
     rows = [header]
     for number, r in enumerate(records, 1):
         rows.append((str(number), _fmt(r.span, "d"),
                      ",".join(map(str, r.training_spans)) or "-",
-                     r.params.get("architecture", "-"), _fmt(r.model_id, "d"), _fmt(r.accuracy),
+                     r.params.get("architecture") or "-", r.loss or "-", _fmt(r.model_id, "d"),
+                     _fmt(r.accuracy),
                      _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy),
                      "-" if r.blessed is None else ("yes" if r.blessed else "no"), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

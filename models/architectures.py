@@ -47,3 +47,8 @@ def build(name: str, seed: int = 0) -> keras.Model:
     inputs = keras.Input(shape=(IMAGE_PIXELS,), name="pixels")
     logits = keras.layers.Dense(NUM_CLASSES, name=HEAD_LAYER)(embed(inputs, width))
     return keras.Model(inputs, logits, name=name)
+
+
+def embedder(model: keras.Model) -> keras.Model:
+    """The sub-model mapping inputs to the embedding phi (shares the model's weights)."""
+    return keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)

@@ -14,6 +14,15 @@ class TrainingParams:
     learning_rate: float = 1e-3
     max_steps: int = 0  # 0 = no cap; >0 stops after that many optimizer steps (tests, bad models)
     seed: int = 0
+    # How the last blessed model is used as reference (graceful.losses): plain | fd_kl | fd_lm |
+    # fd_margin | bct | bct+fd. Without a blessed model (first run) training is plain.
+    loss: str = "plain"
+    temperature: float = 1.0   # fd_kl softmax temperature T
+    alpha: float = 0.0         # focal weight on every example
+    beta: float = 1.0          # extra focal weight where the old model was right
+    lam: float = 0.5           # share of the distillation term; (1 - lam) stays on cross-entropy
+    margin: float = 0.0        # fd_margin: required logit-margin slack
+    lambda_bct: float = 1.0    # weight of CE(old head(new embedding)) for bct / bct+fd
 
     @classmethod
     def from_custom_config(cls, custom_config: dict | None) -> "TrainingParams":

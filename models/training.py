@@ -1,9 +1,11 @@
-"""The Trainer's `run_fn`: reads the spans through TFX's data accessor, trains, exports a SavedModel.
+"""The training step's `run_fn`: reads the spans through TFX's data accessor, trains (optionally
+against the last blessed model as reference), exports a SavedModel.
 
 The exported SavedModel carries two signatures on serialized tf.Examples:
   * `serving_default` -> {"probabilities"}: what TFMA's Evaluator and a serving system call;
-  * `graceful_outputs` -> {"logits", "embedding"}: what the flip evaluator and reference-model
-    distillation read (raw logits and the representation phi).
+  * `graceful_outputs` -> {"logits", "embedding"[, "compatible_embedding"]}: what the flip evaluator
+    and the next run's reference read (raw logits, the representation phi and, for BCT, phi projected
+    into the old embedding space).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tfx_bsl.public import tfxio
 from tensorflow_metadata.proto.v0 import schema_pb2
 
 from models import architectures
+from graceful import compatibility, losses
 from models.params import TrainingParams
 
 LABEL_KEY = "label"
@@ -27,6 +30,8 @@ PIXELS_KEY = "pixels"
 ID_KEY = "example_id"
 SERVING_SIGNATURE = "serving_default"
 OUTPUTS_SIGNATURE = "graceful_outputs"
+SUMMARY_FILE = "training_summary.json"
+REFERENCE_BATCH = 4096
 
 
 def to_inputs(pixels: tf.Tensor) -> tf.Tensor:
@@ -49,10 +54,10 @@ def read_examples(file_patterns, data_accessor, schema) -> tuple[np.ndarray, np.
     return np.concatenate(pixels), np.concatenate(labels), np.concatenate(ids)
 
 
-def export(model: keras.Model, directory: str) -> None:
+def export(model: keras.Model, directory: str, projection: keras.layers.Layer | None = None) -> None:
     """Saves `model` with signatures that parse serialized tf.Examples themselves."""
     feature_spec = {PIXELS_KEY: tf.io.FixedLenFeature([architectures.IMAGE_PIXELS], tf.int64)}
-    embedder = keras.Model(model.inputs, model.get_layer(architectures.EMBEDDING_LAYER).output)
+    embedder = architectures.embedder(model)
 
     def parse(serialized):
         return to_inputs(tf.io.parse_example(serialized, feature_spec)[PIXELS_KEY])
@@ -66,8 +71,11 @@ def export(model: keras.Model, directory: str) -> None:
     @tf.function(input_signature=spec)
     def outputs(examples):
         inputs = parse(examples)
-        return {"logits": model(inputs, training=False),
-                "embedding": embedder(inputs, training=False)}
+        embedding = embedder(inputs, training=False)
+        result = {"logits": model(inputs, training=False), "embedding": embedding}
+        if projection is not None:
+            result["compatible_embedding"] = projection(embedding)
+        return result
 
     # Keras' SavedModel export raises absl's logger to WARNING as a side effect, which would silence
     # TFX's own per-component log lines for the rest of the run; keep the level we were given.
@@ -78,21 +86,111 @@ def export(model: keras.Model, directory: str) -> None:
     absl_logger.setLevel(level)
 
 
-def train_plain(params: TrainingParams, pixels: np.ndarray, labels: np.ndarray) -> keras.Model:
+@dataclasses.dataclass
+class Reference:
+    """The last blessed model, frozen: its logits on the training data are computed once per run."""
+
+    model: keras.Model
+
+    @classmethod
+    def load(cls, path: str) -> "Reference":
+        model = keras.models.load_model(path, compile=False)
+        model.trainable = False
+        return cls(model)
+
+    @property
+    def head(self) -> keras.layers.Layer:
+        return self.model.get_layer(architectures.HEAD_LAYER)
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.head.kernel.shape[0])
+
+    def predict(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(logits, embedding) in one batched forward pass."""
+        both = keras.Model(self.model.inputs,
+                           [self.model.output, architectures.embedder(self.model).output])
+        logits, embedding = both.predict(inputs, batch_size=REFERENCE_BATCH, verbose=0)
+        return logits, embedding
+
+
+def objective(params: TrainingParams, loss: str):
+    """loss(logits, labels, old_logits, old_head_logits) for the chosen method (graceful.losses)."""
+    distillation = losses.DistillationParams(params.temperature, params.alpha, params.beta,
+                                             params.lam, params.margin).validate()
+    fd_kind = "fd_kl" if loss == "bct+fd" else loss
+
+    def compute(logits, labels, old_logits, old_head_logits):
+        if loss == "plain":
+            return losses.cross_entropy(logits, labels)
+        if loss == "bct":
+            return losses.bct_loss(logits, labels, old_head_logits, params.lambda_bct)
+        total = losses.focal_distillation_loss(logits, old_logits, labels, distillation, fd_kind)
+        if loss == "bct+fd":
+            total += params.lambda_bct * losses.cross_entropy(old_head_logits, labels)
+        return total
+
+    return compute
+
+
+def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
+          reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print):
+    """Trains a new model; returns (model, BCT projection or None, the loss actually used)."""
+    if params.loss not in losses.LOSSES:
+        raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
+    loss = params.loss if reference is not None else "plain"
     model = architectures.build(params.architecture, seed=params.seed)
-    model.compile(optimizer=keras.optimizers.Adam(params.learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    inputs = to_inputs(pixels).numpy()
+    embedder = architectures.embedder(model)
+    head = model.get_layer(architectures.HEAD_LAYER)
+    projection = None
+    variables = list(model.trainable_variables)
+    if loss.startswith("bct"):
+        projection = keras.layers.Dense(reference.embedding_size, use_bias=False,
+                                        name="bct_projection")
+        projection.build((None, int(head.kernel.shape[0])))
+        variables += projection.trainable_variables
+    compute = objective(params, loss)
+    optimizer = keras.optimizers.Adam(params.learning_rate)
+    if old_logits is None:
+        old_logits = np.zeros((len(labels), architectures.NUM_CLASSES), np.float32)
+
+    @tf.function
+    def step(x, y, old):
+        with tf.GradientTape() as tape:
+            embedding = embedder(x, training=True)
+            logits = head(embedding)
+            old_head_logits = reference.head(projection(embedding)) if projection else logits
+            value = compute(logits, y, old, old_head_logits)
+        optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
+        return value
+
     steps_per_epoch = int(np.ceil(len(labels) / params.batch_size))
-    epochs = params.epochs
+    total_steps = params.epochs * steps_per_epoch
     if params.max_steps:
-        steps_per_epoch = min(steps_per_epoch, params.max_steps)
-        epochs = max(1, min(epochs, int(np.ceil(params.max_steps / steps_per_epoch))))
-    dataset = (tf.data.Dataset.from_tensor_slices((inputs, labels))
-               .shuffle(len(labels), seed=params.seed).batch(params.batch_size).repeat())
-    model.fit(dataset, epochs=epochs, steps_per_epoch=steps_per_epoch, verbose=2)
-    return model
+        total_steps = min(total_steps, params.max_steps)
+    dataset = (tf.data.Dataset.from_tensor_slices((inputs, labels, old_logits.astype(np.float32)))
+               .shuffle(len(labels), seed=params.seed, reshuffle_each_iteration=True)
+               .batch(params.batch_size).repeat().take(total_steps))
+    running = []
+    for number, (x, y, old) in enumerate(dataset, 1):
+        running.append(float(step(x, y, old)))
+        if number % steps_per_epoch == 0 or number == total_steps:
+            log(f"[train] step {number}/{total_steps} loss {np.mean(running):.4f} ({loss})")
+            running = []
+    return model, projection, loss
+
+
+def compatibility_report(model, projection, reference: Reference, inputs, labels) -> dict:
+    """BCT criterion on the eval split; new-vs-old needs embeddings of the same size."""
+    new_embedding = architectures.embedder(model).predict(inputs, batch_size=REFERENCE_BATCH,
+                                                           verbose=0)
+    if projection is not None:
+        new_embedding = projection(new_embedding).numpy()
+    _, old_embedding = reference.predict(inputs)
+    if new_embedding.shape[1] != old_embedding.shape[1]:
+        return {"comparable": False, "reason": f"embedding sizes differ ({new_embedding.shape[1]} vs "
+                f"{old_embedding.shape[1]}) and the loss has no BCT projection"}
+    return {"comparable": True, **compatibility.compatibility(new_embedding, old_embedding, labels)}
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
@@ -100,9 +198,31 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     params = TrainingParams.from_custom_config(fn_args.custom_config)
     schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
     pixels, labels, _ = read_examples(fn_args.train_files, fn_args.data_accessor, schema)
+    inputs = to_inputs(pixels).numpy()
     print(f"[train] {len(labels)} examples, params {json.dumps(dataclasses.asdict(params))}",
           flush=True)
+    reference = old_logits = None
+    if fn_args.base_model:
+        reference = Reference.load(fn_args.base_model)
+        started = time.monotonic()
+        old_logits, _ = reference.predict(inputs)
+        print(f"[train] reference model {fn_args.base_model}: logits for {len(labels)} examples "
+              f"computed once in {time.monotonic() - started:.1f}s", flush=True)
+    elif params.loss != "plain":
+        print(f"[train] no blessed model yet: training plainly instead of '{params.loss}'", flush=True)
     started = time.monotonic()
-    model = train_plain(params, pixels, labels)
-    print(f"[train] done in {time.monotonic() - started:.1f}s", flush=True)
-    export(model, fn_args.serving_model_dir)
+    model, projection, loss = train(params, inputs, labels, reference, old_logits,
+                                    log=lambda line: print(line, flush=True))
+    seconds = time.monotonic() - started
+    print(f"[train] done in {seconds:.1f}s", flush=True)
+    export(model, fn_args.serving_model_dir, projection)
+    summary = {"requested_loss": params.loss, "effective_loss": loss,
+               "reference_model": fn_args.base_model or None, "train_seconds": seconds,
+               "train_examples": int(len(labels))}
+    if reference is not None:
+        eval_pixels, eval_labels, _ = read_examples(fn_args.eval_files, fn_args.data_accessor, schema)
+        summary["compatibility"] = compatibility_report(
+            model, projection, reference, to_inputs(eval_pixels).numpy(), eval_labels)
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{SUMMARY_FILE}", "w") as handle:
+        json.dump(summary, handle, indent=2)

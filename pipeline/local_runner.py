@@ -5,6 +5,7 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -69,5 +70,17 @@ def run(config: PipelineConfig, log=print) -> None:
 
     Path(config.home).mkdir(parents=True, exist_ok=True)
     graceful_pipeline = create_pipeline(config, metadata_config(config))
-    with progress_lines(log):
+    with progress_lines(log), _own_argv():
         tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
+
+
+@contextlib.contextmanager
+def _own_argv():
+    """TFX's Beam executors parse `sys.argv` as absl flags; the caller's arguments (`pytest -v`,
+    `graceful run --span 2`) are not meant for them (`-v` is absl's --verbosity), so hide them."""
+    saved = sys.argv
+    sys.argv = saved[:1]
+    try:
+        yield
+    finally:
+        sys.argv = saved

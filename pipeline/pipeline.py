@@ -6,8 +6,8 @@
   ExampleValidator      compares the statistics with the schema
   DataGate              stops the run when the span has anomalies
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
-  Trainer               trains on them
   baseline resolver     finds the last blessed model in ML Metadata
+  GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   Evaluator (TFMA)      judges the candidate: accuracy floor, and no drop vs the baseline
   Pusher                copies the model to the serving directory, only if blessed
 
@@ -15,12 +15,11 @@ Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipelin
 """
 from __future__ import annotations
 
-import dataclasses
-
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.data_gate.component import DataGate
+from components.graceful_trainer.component import GracefulTrainer
 from components.span_window.strategy import SpanWindowStrategy
 from pipeline.configs import PipelineConfig
 
@@ -28,7 +27,6 @@ TRAIN_SPLIT_PATTERN = "span-{SPAN}/train/*"
 EVAL_SPLIT_PATTERN = "span-{SPAN}/eval/*"
 LABEL_KEY = "label"
 ACCURACY_METRIC = "sparse_categorical_accuracy"
-RUN_FN = "models.training.run_fn"
 
 
 def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
@@ -94,18 +92,18 @@ def create_pipeline(config: PipelineConfig,
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
 
     training_spans = training_window(examples_gen, config)
-    trainer = tfx.components.Trainer(
-        run_fn=RUN_FN,
-        examples=training_spans.outputs["examples"],
-        schema=schema_importer.outputs["schema"],
-        custom_config=dataclasses.asdict(config.training))
-    trainer.add_upstream_node(data_gate)
-
     baseline_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("baseline_model")
+
+    trainer = GracefulTrainer(
+        examples=training_spans.outputs["examples"],
+        schema=schema_importer.outputs["schema"],
+        reference_model=baseline_model.outputs["model"],
+        params=config.training).with_id("Trainer")
+    trainer.add_upstream_node(data_gate)
 
     evaluator = tfx.components.Evaluator(
         examples=examples_gen.outputs["examples"],
@@ -124,7 +122,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    training_spans, trainer, baseline_model, evaluator, pusher],
+                    training_spans, baseline_model, trainer, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)
