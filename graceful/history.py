@@ -60,7 +60,7 @@ def open_store(metadata_path: str) -> metadata_store.MetadataStore:
     return metadata_store.MetadataStore(config)
 
 
-def _property(message, key):
+def property_value(message, key):
     """Value of a (custom) property of an MLMD artifact/execution, or None."""
     for properties in (message.properties, message.custom_properties):
         if key in properties:
@@ -106,25 +106,25 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
     inputs = metadata_store_pb2.Event.INPUT
     if component == EXAMPLE_GEN:
         for examples in io[(output, "examples")]:
-            record.span = _property(examples, "span")
+            record.span = property_value(examples, "span")
     elif component == TRAINER:
-        record.training_spans = sorted(_property(a, "span") for a in io[(inputs, "examples")])
-        record.params = {name: _property(execution, name) for name in TRAINING_PARAMETERS}
+        record.training_spans = sorted(property_value(a, "span") for a in io[(inputs, "examples")])
+        record.params = {name: property_value(execution, name) for name in TRAINING_PARAMETERS}
         for model in io[(output, "model")]:
             record.model_id = model.id
-            record.loss = _property(model, "loss")
-            record.reference_model_id = _property(model, "reference_model_id")
+            record.loss = property_value(model, "loss")
+            record.reference_model_id = property_value(model, "reference_model_id")
     elif component == EVALUATOR:
         for baseline in io[(inputs, "baseline_model")]:
             record.baseline_model_id = baseline.id
         for blessing in io[(output, "blessing")]:
-            blessed = _property(blessing, "blessed")
+            blessed = property_value(blessing, "blessed")
             record.blessed = None if blessed is None else bool(blessed)
         for evaluation in io[(output, "evaluation")]:
             record.accuracy, record.baseline_accuracy = read_accuracies(evaluation.uri)
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
-            record.pushed = bool(_property(pushed, "pushed"))
+            record.pushed = bool(property_value(pushed, "pushed"))
 
 
 def runs(metadata_path: str) -> list[RunRecord]:

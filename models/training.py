@@ -63,6 +63,8 @@ def export(model: keras.Model, directory: str, projection: keras.layers.Layer | 
         return to_inputs(tf.io.parse_example(serialized, feature_spec)[PIXELS_KEY])
 
     spec = [tf.TensorSpec([None], tf.string, name="examples")]
+    if projection is not None:
+        model.bct_projection = projection  # tracked by the model, so its weights are saved
 
     @tf.function(input_signature=spec)
     def serve(examples):
