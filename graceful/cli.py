@@ -14,6 +14,14 @@ from graceful import data
 from models.params import TrainingParams
 from pipeline.configs import GateConfig, PipelineConfig
 
+TRAINING_HELP = {
+    "architecture": "architecture: small, mlp or cnn (default %(default)s)",
+    "loss": "how the last blessed model is used: plain, fd_kl, fd_lm, fd_margin, bct or bct+fd "
+            "(default %(default)s)",
+    "max_steps": "cap on optimizer steps (0 = none)",
+    "lam": "share of the distillation term (default %(default)s)",
+    "lambda_bct": "weight of the old-head loss for bct / bct+fd (default %(default)s)",
+}
 DEMO_HOME = "graceful_demo_home"
 DEMO_MARKER = ".graceful-demo-home"
 
@@ -25,19 +33,15 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    defaults, training, gate = PipelineConfig(), TrainingParams(), GateConfig()
+    defaults, gate = PipelineConfig(), GateConfig()
     _add_home(parser)
     parser.add_argument("--span", type=int, default=None, help="span to ingest (default: newest)")
     parser.add_argument("--window", type=int, default=defaults.window_spans,
                         help="train on the newest N ingested spans (0 = all; default %(default)s)")
-    parser.add_argument("--model", default=training.architecture,
-                        help="architecture: small, mlp or cnn (default %(default)s)")
-    parser.add_argument("--epochs", type=int, default=training.epochs)
-    parser.add_argument("--batch-size", type=int, default=training.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=training.learning_rate)
-    parser.add_argument("--max-steps", type=int, default=training.max_steps,
-                        help="cap on optimizer steps (0 = none)")
-    parser.add_argument("--seed", type=int, default=training.seed)
+    for field in dataclasses.fields(TrainingParams):
+        flag = "--model" if field.name == "architecture" else "--" + field.name.replace("_", "-")
+        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
+                            help=TRAINING_HELP.get(field.name, "(default %(default)s)"))
     parser.add_argument("--min-accuracy", type=float, default=gate.min_accuracy,
                         help="absolute accuracy floor for blessing (default %(default)s)")
     parser.add_argument("--max-accuracy-drop", type=float, default=gate.max_accuracy_drop,
@@ -53,9 +57,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    training = TrainingParams(architecture=args.model, epochs=args.epochs,
-                              batch_size=args.batch_size, learning_rate=args.learning_rate,
-                              max_steps=args.max_steps, seed=args.seed)
+    from models.training import check_params
+
+    training = TrainingParams(**{f.name: getattr(args, f.name)
+                                 for f in dataclasses.fields(TrainingParams)})
+    check_params(training)
     config = PipelineConfig(span=args.span, window_spans=args.window, num_spans=args.num_spans,
                             span_size=args.span_size, eval_size=args.eval_size,
                             fashion_mnist_dir=args.data_dir, training=training,
@@ -80,8 +86,8 @@ def run_once(config: PipelineConfig) -> bool:
     print(f"[graceful] home: {Path(config.home).resolve()}")
     prepare_data(config)
     span = config.span or max(data.existing_spans(config.data_root))
-    print(f"[graceful] run on span {span} with model '{config.training.architecture}' "
-          f"(window: {config.window_spans or 'all'} spans)")
+    print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
+          f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
     started = time.monotonic()
     failure = None
     try:

@@ -116,10 +116,22 @@ class Reference:
         return logits, embedding
 
 
+def check_params(params: TrainingParams) -> losses.DistillationParams:
+    """Fails early, with the allowed values, on a bad architecture, loss or loss parameter."""
+    if params.architecture not in architectures.ARCHITECTURES:
+        raise ValueError(f"Unknown model architecture {params.architecture!r}; choose one of "
+                         f"{', '.join(sorted(architectures.ARCHITECTURES))}.")
+    if params.loss not in losses.LOSSES:
+        raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
+    if params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
+        raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0.")
+    return losses.DistillationParams(params.temperature, params.alpha, params.beta, params.lam,
+                                     params.margin).validate()
+
+
 def objective(params: TrainingParams, loss: str):
     """loss(logits, labels, old_logits, old_head_logits) for the chosen method (graceful.losses)."""
-    distillation = losses.DistillationParams(params.temperature, params.alpha, params.beta,
-                                             params.lam, params.margin).validate()
+    distillation = check_params(params)
     fd_kind = "fd_kl" if loss == "bct+fd" else loss
 
     def compute(logits, labels, old_logits, old_head_logits):
@@ -138,8 +150,7 @@ def objective(params: TrainingParams, loss: str):
 def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
           reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print):
     """Trains a new model; returns (model, BCT projection or None, the loss actually used)."""
-    if params.loss not in losses.LOSSES:
-        raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
+    check_params(params)
     loss = params.loss if reference is not None else "plain"
     model = architectures.build(params.architecture, seed=params.seed)
     embedder = architectures.embedder(model)

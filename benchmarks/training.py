@@ -1,0 +1,182 @@
+"""Benchmark: do focal distillation / BCT cut negative flips vs plain retraining, and at what cost?
+
+Regime of issue #3: old = small MLP on span 1 (20k images); new = CNN on spans 1+2 (40k); eval on the
+10k Fashion-MNIST test images. Same training code as the pipeline (models.training.train). Each method
+runs with several seeds; the reference model's logits are computed once per run and that forward pass
+is counted in the method's train_seconds. A small sweep over (lam, T, alpha, beta) maps the
+error-vs-NFR frontier.
+
+    .venv/bin/python benchmarks/training.py [--seeds 3] [--epochs 5] [--no-sweep]
+
+Writes benchmarks/results/training.json (raw runs; fractions) and frontier.png, and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+
+from graceful import data, flips  # noqa: E402
+from models import training  # noqa: E402
+from models.params import TrainingParams  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+PAPER = dict(temperature=100.0, alpha=1.0, beta=5.0, lam=0.9)
+METHODS = {  # name -> params changed from TrainingParams defaults
+    "plain": dict(loss="plain"),
+    "fd_kl (paper: T=100, a=1, b=5, lam=0.9)": dict(loss="fd_kl", **PAPER),
+    "fd_kl": dict(loss="fd_kl", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5),
+    "fd_lm": dict(loss="fd_lm", alpha=0.0, beta=1.0, lam=0.05),
+    "fd_margin": dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=0.5, margin=1.0),
+    "bct": dict(loss="bct", lambda_bct=1.0),
+    "bct+fd": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5, lambda_bct=1.0),
+}
+SWEEP = [dict(loss="fd_kl", temperature=t, alpha=a, beta=b, lam=lam)
+         for t, a, b, lam in [(1, 0, 1, 0.3), (1, 0, 1, 0.7), (2, 0, 1, 0.3), (2, 0, 1, 0.5),
+                              (4, 0, 1, 0.5), (1, 1, 0, 0.5), (1, 1, 5, 0.5), (1, 0, 1, 0.9)]]
+SWEEP += [dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=lam, margin=m)
+          for lam, m in [(0.3, 0.0), (0.5, 2.0), (0.7, 1.0)]]
+
+
+def machine() -> dict:
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version()}
+
+
+def predict(model, inputs):
+    return model.predict(inputs, batch_size=4096, verbose=0)
+
+
+def run_method(params, train_x, train_y, reference, test_x, test_y, old_pred):
+    started = time.monotonic()
+    old_logits = None
+    if params.loss != "plain":
+        old_logits, _ = reference.predict(train_x)
+    model, _, _ = training.train(params, train_x, train_y, reference, old_logits, log=lambda _: None)
+    seconds = time.monotonic() - started
+    new_pred = predict(model, test_x).argmax(1)
+    summary = flips.summarize(test_y, old_pred, new_pred)
+    return new_pred, {"error": 1 - summary.new_accuracy, "nfr": summary.nfr,
+                      "rel_nfr": summary.relative_nfr, "train_seconds": seconds}
+
+
+def table(runs) -> str:
+    by_method = {}
+    for run in runs:
+        by_method.setdefault(run["method"], []).append(run)
+    plain = by_method["plain"]
+    plain_seconds = statistics.median(r["train_seconds"] for r in plain)
+    plain_nfr = statistics.mean(r["nfr"] for r in plain)
+    lines = ["| method | new error | NFR | rel. NFR | NFR vs plain | train time vs plain | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for method, group in by_method.items():
+        mean = lambda key: statistics.mean(r[key] for r in group)  # noqa: E731
+        std = lambda key: statistics.pstdev(r[key] for r in group)  # noqa: E731
+        lines.append(
+            f"| {method} | {100 * mean('error'):.2f}% ± {100 * std('error'):.2f} | "
+            f"{100 * mean('nfr'):.2f}% ± {100 * std('nfr'):.2f} | {mean('rel_nfr'):.3f} | "
+            f"{100 * (mean('nfr') / plain_nfr - 1):+.0f}% | "
+            f"{statistics.median(r['train_seconds'] for r in group) / plain_seconds:.2f}× | "
+            f"{len(group)} |")
+    return "\n".join(lines)
+
+
+def plot(runs, sweep, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for run in sweep:
+        ax.scatter(100 * run["error"], 100 * run["nfr"], c="lightgray", s=25)
+    methods = sorted({r["method"] for r in runs})
+    for method in methods:
+        group = [r for r in runs if r["method"] == method]
+        ax.scatter([100 * r["error"] for r in group], [100 * r["nfr"] for r in group], label=method,
+                   s=30)
+    ax.set_xlabel("new-model error (%)")
+    ax.set_ylabel("negative flip rate (%)")
+    ax.set_title("Fashion-MNIST: small MLP (span 1) -> CNN (spans 1+2); gray = sweep")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--span-size", type=int, default=20000)
+    parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--out", default=str(RESULTS / "training.json"))
+    args = parser.parse_args()
+
+    train, test = data.load("train"), data.load("test")
+    to_inputs = lambda pixels: (pixels.astype(np.float32) / 255.0)  # noqa: E731  same as the pipeline
+    old_x, old_y = to_inputs(train.images[:args.span_size]), train.labels[:args.span_size]
+    new_x, new_y = to_inputs(train.images[:2 * args.span_size]), train.labels[:2 * args.span_size]
+    test_x, test_y = to_inputs(test.images), test.labels
+
+    # Warm-up: the first training in a process pays TensorFlow's one-time start-up costs; keep them
+    # out of the timed runs so the time ratios compare methods, not start-up.
+    training.train(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256],
+                   log=lambda _: None)
+    old_params = TrainingParams(architecture="small", epochs=args.epochs, seed=0)
+    old_model, _, _ = training.train(old_params, old_x, old_y, log=lambda _: None)
+    old_pred = predict(old_model, test_x).argmax(1)
+    old_error = float(np.mean(old_pred != test_y))
+    print(f"old model (small MLP on {len(old_y)}): error {100 * old_error:.2f}%", flush=True)
+    reference = training.Reference(old_model)
+
+    result = {"machine": machine(), "setup": {
+        "old": dataclasses.asdict(old_params), "old_train_examples": len(old_y),
+        "new_train_examples": len(new_y), "eval_examples": len(test_y), "old_error": old_error},
+        "runs": [], "sweep": [], "plain_seed_pairs": []}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plain_preds = {}
+
+    def record(kind, method, changes, seed):
+        params = dataclasses.replace(TrainingParams(architecture="cnn", epochs=args.epochs,
+                                                    seed=seed), **changes)
+        pred, metrics = run_method(params, new_x, new_y, reference, test_x, test_y, old_pred)
+        run = {"method": method, "loss": params.loss, "params": dataclasses.asdict(params),
+               "seed": seed, **metrics}
+        result[kind].append(run)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"{kind:5s} {method:45s} seed {seed}: error {100 * metrics['error']:.2f}% "
+              f"NFR {100 * metrics['nfr']:.2f}% ({metrics['train_seconds']:.0f}s)", flush=True)
+        return pred
+
+    for seed in range(args.seeds):
+        for method, changes in METHODS.items():
+            pred = record("runs", method, changes, seed)
+            if method == "plain":
+                plain_preds[seed] = pred
+    for a in range(args.seeds):
+        for b in range(a + 1, args.seeds):
+            s = flips.summarize(test_y, plain_preds[a], plain_preds[b])
+            result["plain_seed_pairs"].append({"seeds": [a, b], "nfr": s.nfr})
+    if not args.no_sweep:
+        for changes in SWEEP:
+            label = ", ".join(f"{k}={v}" for k, v in changes.items())
+            record("sweep", label, changes, 0)
+    out.write_text(json.dumps(result, indent=1))
+    plot(result["runs"], result["sweep"], RESULTS / "frontier.png")
+    print(table(result["runs"]))
+    noise = [p["nfr"] for p in result["plain_seed_pairs"]]
+    if noise:
+        print(f"NFR between plain models differing only in seed: {100 * statistics.mean(noise):.2f}%")
+
+
+if __name__ == "__main__":
+    main()
