@@ -35,6 +35,10 @@ class RunRecord:
     baseline_model_id: int | None = None
     accuracy: float | None = None
     baseline_accuracy: float | None = None
+    nfr: float | None = None             # negative flip rate vs the baseline (Evaluator)
+    relative_nfr: float | None = None
+    high_confidence_flips: float | None = None
+    failures: list[str] = dataclasses.field(default_factory=list)  # failed thresholds
     blessed: bool | None = None
     pushed: bool | None = None
     failed_step: str | None = None
@@ -46,7 +50,9 @@ class RunRecord:
         if self.pushed:
             return "pushed"
         if self.blessed is False:
-            return "blocked (not blessed)"
+            shown = "; ".join(self.failures[:2])
+            more = f" (+{len(self.failures) - 2} more)" if len(self.failures) > 2 else ""
+            return f"blocked: {shown}{more}" if self.failures else "blocked"
         return "not pushed" if self.pushed is False else "incomplete"
 
 
@@ -70,24 +76,50 @@ def property_value(message, key):
     return None
 
 
-def read_accuracies(evaluation_uri: str) -> tuple[float | None, float | None]:
-    """(candidate, baseline) overall accuracy from a TFMA ModelEvaluation artifact."""
+def read_evaluation(evaluation_uri: str) -> dict:
+    """Overall-slice metrics of a TFMA ModelEvaluation artifact, and why validation failed.
+
+    Keys: accuracy, baseline_accuracy, nfr, relative_nfr, high_confidence_flips (absent when not
+    computed), and `failures`: one readable line per failed threshold, e.g.
+    "negative_flip_rate = 0.0412 > 0.03 (overall)".
+    """
     import tensorflow_model_analysis as tfma
 
-    candidate = baseline = None
+    names = {ACCURACY_METRIC: "accuracy", "negative_flip_rate": "nfr",
+             "relative_negative_flip_rate": "relative_nfr",
+             "high_confidence_flips": "high_confidence_flips"}
+    result = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:
             continue
         for key_and_value in metrics.metric_keys_and_values:
             key = key_and_value.key
-            if key.name != ACCURACY_METRIC or key.is_diff:
+            name = names.get(key.name)
+            if name is None or (key.is_diff and name == "accuracy"):
                 continue
-            value = key_and_value.value.double_value.value
             if key.model_name == "baseline":
-                baseline = value
+                name = "baseline_" + name
+            result[name] = key_and_value.value.double_value.value
+    result["failures"] = _failures(tfma.load_validation_result(evaluation_uri))
+    return result
+
+
+def _failures(validation) -> list[str]:
+    lines = []
+    for per_slice in validation.metric_validations_per_slice:
+        where = ", ".join(f"{k.column}={k.int64_value or k.bytes_value.decode() or k.float_value}"
+                          for k in per_slice.slice_key.single_slice_keys) or "overall"
+        for failure in per_slice.failures:
+            threshold = failure.metric_threshold
+            if threshold.HasField("change_threshold"):
+                bound = f"change vs baseline beyond {threshold.change_threshold.absolute.value:+.4g}"
+            elif threshold.value_threshold.HasField("upper_bound"):
+                bound = f"> {threshold.value_threshold.upper_bound.value:.4g}"
             else:
-                candidate = value
-    return candidate, baseline
+                bound = f"< {threshold.value_threshold.lower_bound.value:.4g}"
+            value = failure.metric_value.double_value.value
+            lines.append(f"{failure.metric_key.name} = {value:.4f} {bound} ({where})")
+    return lines
 
 
 def _artifacts_by_event(store, execution_ids):
@@ -121,7 +153,14 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
             blessed = property_value(blessing, "blessed")
             record.blessed = None if blessed is None else bool(blessed)
         for evaluation in io[(output, "evaluation")]:
-            record.accuracy, record.baseline_accuracy = read_accuracies(evaluation.uri)
+            metrics = read_evaluation(evaluation.uri)
+            record.accuracy = metrics.get("accuracy")
+            record.baseline_accuracy = metrics.get("baseline_accuracy")
+            if record.baseline_model_id is not None:  # flips exist only against a baseline
+                record.nfr = metrics.get("nfr")
+                record.relative_nfr = metrics.get("relative_nfr")
+                record.high_confidence_flips = metrics.get("high_confidence_flips")
+            record.failures = metrics["failures"]
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
             record.pushed = bool(property_value(pushed, "pushed"))
@@ -153,14 +192,14 @@ def _fmt(value, spec=".4f") -> str:
 def format_table(records: list[RunRecord]) -> str:
     """Runs as a fixed-width text table (what `graceful run` and `graceful history` print)."""
     header = ("run", "span", "trained on", "model", "loss", "model id", "accuracy", "baseline id",
-              "baseline acc", "blessed", "status")
+              "baseline acc", "NFR", "blessed", "status")
     rows = [header]
     for number, r in enumerate(records, 1):
         rows.append((str(number), _fmt(r.span, "d"),
                      ",".join(map(str, r.training_spans)) or "-",
                      r.params.get("architecture") or "-", r.loss or "-", _fmt(r.model_id, "d"),
                      _fmt(r.accuracy),
-                     _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy),
+                     _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy), _fmt(r.nfr),
                      "-" if r.blessed is None else ("yes" if r.blessed else "no"), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

@@ -19,10 +19,20 @@ HOME_ENV = "GRACEFUL_HOME"
 
 @dataclasses.dataclass
 class GateConfig:
-    """Evaluator thresholds: an absolute accuracy floor, and how much accuracy may drop vs baseline."""
+    """The push policy, checked by the Evaluator (TFMA) against the last blessed model.
+
+    Accuracy: an absolute floor, and how much it may drop vs the baseline. Negative flips (examples
+    the baseline got right and the candidate gets wrong; graceful.tfma_flips): overall NFR, NFR
+    relative to independent errors, NFR within any one class, and high-confidence flips. Flip limits
+    apply only when there is a baseline.
+    """
 
     min_accuracy: float = 0.6
     max_accuracy_drop: float = 0.0
+    max_nfr: float = 0.03
+    max_relative_nfr: float = 1.0
+    max_class_nfr: float = 0.25
+    max_high_confidence_flips: int = 1000
 
 
 @dataclasses.dataclass

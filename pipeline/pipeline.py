@@ -8,7 +8,8 @@
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
   baseline resolver     finds the last blessed model in ML Metadata
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
-  Evaluator (TFMA)      judges the candidate: accuracy floor, and no drop vs the baseline
+  Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
+                        (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
   Pusher                copies the model to the serving directory, only if blessed
 
 Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipeline(config)`.
@@ -21,12 +22,12 @@ from tfx import v1 as tfx
 from components.data_gate.component import DataGate
 from components.graceful_trainer.component import GracefulTrainer
 from components.span_window.strategy import SpanWindowStrategy
+from graceful import tfma_flips
 from pipeline.configs import PipelineConfig
 
 TRAIN_SPLIT_PATTERN = "span-{SPAN}/train/*"
 EVAL_SPLIT_PATTERN = "span-{SPAN}/eval/*"
 LABEL_KEY = "label"
-ACCURACY_METRIC = "sparse_categorical_accuracy"
 
 
 def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
@@ -57,26 +58,44 @@ def training_window(example_gen_node, config: PipelineConfig) -> tfx.dsl.Resolve
     ).with_id("training_window")
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """Accuracy must clear an absolute floor and must not drop vs the baseline by more than allowed.
+def _upper_bound(value: float) -> tfma.MetricThreshold:
+    return tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": value}))
 
-    On the first run there is no baseline; the Evaluator then ignores the change threshold.
+
+def _flip_metric(class_name: str, limits: dict) -> tfma.MetricConfig:
+    """A graceful.tfma_flips metric with an upper bound per slicing spec."""
+    return tfma.MetricConfig(class_name=class_name, module=tfma_flips.MODULE, per_slice_thresholds=[
+        tfma.PerSliceMetricThreshold(slicing_specs=[spec], threshold=_upper_bound(limit))
+        for spec, limit in limits])
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """The push policy (GateConfig) as TFMA thresholds, on the overall slice and per class.
+
+    On the first run there is no baseline: the Evaluator ignores the change threshold and the flip
+    metrics, which exist only relative to a baseline, are not computed.
     """
+    gate = config.gate
+    overall, per_class = tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])
     accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": config.gate.min_accuracy}),
+        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -config.gate.max_accuracy_drop - 1e-10}))
+            absolute={"value": -gate.max_accuracy_drop - 1e-10}))
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
                                     preprocessing_function_names=[])],
-        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])],
+        slicing_specs=[overall, per_class],
         metrics_specs=[tfma.MetricsSpec(metrics=[
-            # Gate on the overall slice; per-class accuracy is reported, not gated, here.
             tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=[tfma.SlicingSpec()],
+                tfma.PerSliceMetricThreshold(slicing_specs=[overall],
                                              threshold=accuracy_threshold)]),
             tfma.MetricConfig(class_name="ExampleCount"),
+            _flip_metric("NegativeFlipRate", [(overall, gate.max_nfr),
+                                              (per_class, gate.max_class_nfr)]),
+            _flip_metric("RelativeNegativeFlipRate", [(overall, gate.max_relative_nfr)]),
+            _flip_metric("HighConfidenceFlips", [(overall, gate.max_high_confidence_flips)]),
         ])])
 
 

@@ -15,10 +15,14 @@ TINY_EVAL = 300
 
 @pytest.fixture
 def tiny_config(tmp_path) -> PipelineConfig:
-    """A home under tmp_path; 600 training images per span, 300 eval images, a few quick epochs."""
+    """A home under tmp_path; 600 training images per span, 300 eval images, a few quick epochs.
+
+    Tiny models flip many examples, so the flip limits are off here; tests of the flip gate set them.
+    """
     return PipelineConfig(home=str(tmp_path / "home"), span_size=TINY_SPAN, eval_size=TINY_EVAL,
                           training=TrainingParams(architecture="small", epochs=5),
-                          gate=GateConfig(min_accuracy=0.3, max_accuracy_drop=0.0))
+                          gate=GateConfig(min_accuracy=0.3, max_accuracy_drop=0.0, max_nfr=1.0,
+                                          max_class_nfr=1.0, max_relative_nfr=100.0))
 
 
 def with_training(config: PipelineConfig, **changes) -> PipelineConfig:

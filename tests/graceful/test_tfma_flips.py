@@ -1,0 +1,77 @@
+"""The TFMA flip metrics, computed by the real Evaluator, equal a plain-numpy count on the same
+predictions: overall and per class (slice), to the last bit."""
+import dataclasses
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+
+from graceful import data, flips, history
+from pipeline import local_runner
+from tests.conftest import with_training
+
+pytestmark = pytest.mark.slow
+
+
+def _predict(model_uri, serialized):
+    model = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))
+    return model.signatures["serving_default"](examples=tf.constant(serialized))["probabilities"].numpy()
+
+
+def _evaluation_uri(store, run):
+    [event] = [e for e in store.get_events_by_execution_ids([_evaluator_execution(store, run)])
+               if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps[0].key == "evaluation"]
+    return store.get_artifacts_by_id([event.artifact_id])[0].uri
+
+
+def _evaluator_execution(store, run):
+    [context] = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run.run_id]
+    [execution] = [e for e in store.get_executions_by_context(context.id)
+                   if store.get_execution_types_by_id([e.type_id])[0].name.endswith("Evaluator")]
+    return execution.id
+
+
+def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config):
+    config = tiny_config
+    for span, training in ((1, with_training(config)), (2, with_training(config, architecture="mlp",
+                                                                           epochs=2, seed=3))):
+        data.prepare_spans(config.data_root, span, config.span_size, config.eval_size,
+                           log=lambda _: None)
+        local_runner.run(dataclasses.replace(training, span=span), log=lambda _: None)
+    first, second = history.runs(config.metadata_path)
+    store = history.open_store(config.metadata_path)
+    models = {a.id: a.uri for a in store.get_artifacts_by_type("Model")}
+
+    test = data.load("test").take(0, config.eval_size)
+    serialized = data.serialize(test.images, test.labels, test.ids)
+    old = _predict(models[first.model_id], serialized)
+    new = _predict(models[second.model_id], serialized)
+    expected = flips.summarize(test.labels, old.argmax(1), new.argmax(1), new)
+    assert expected.negative_flips > 0, "the check needs some flips to be meaningful"
+    assert second.nfr == expected.nfr
+    assert second.relative_nfr == pytest.approx(expected.relative_nfr, rel=1e-12)
+    assert second.high_confidence_flips == expected.high_confidence_flips
+
+    per_class = flips.per_group(test.labels, old.argmax(1), new.argmax(1), test.labels)
+    evaluation_uri = _evaluation_uri(store, second)
+    seen = {}
+    for metrics in tfma.load_metrics(evaluation_uri):
+        keys = metrics.slice_key.single_slice_keys
+        for kv in metrics.metric_keys_and_values:
+            if keys and kv.key.name == "negative_flip_rate":
+                seen[keys[0].int64_value] = kv.value.double_value.value
+    assert seen == {label: summary.nfr for label, summary in per_class.items()}
+
+    # The same kind of model under a zero-flip policy (accuracy may drop freely): the flip gate alone
+    # blocks it, history says why, and serving keeps only the first two pushes.
+    strict = dataclasses.replace(config, span=2, gate=dataclasses.replace(
+        config.gate, max_nfr=0.0, max_accuracy_drop=1.0))
+    local_runner.run(with_training(strict, architecture="mlp", epochs=2, seed=4), log=lambda _: None)
+    third = history.runs(config.metadata_path)[2]
+    assert third.baseline_model_id == second.model_id and third.nfr > 0
+    assert third.blessed is False and third.pushed is False
+    assert third.failures and all(f.startswith("negative_flip_rate") for f in third.failures)
+    assert len(os.listdir(config.serving_dir)) == 2
