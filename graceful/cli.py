@@ -23,7 +23,7 @@ TRAINING_HELP = {
     "lambda_bct": "weight of the old-head loss for bct / bct+fd (default %(default)s)",
 }
 DEMO_HOME = "graceful_demo_home"
-DEMO_GRACEFUL_LOSS = "fd_kl"
+DEMO_GRACEFUL_LOSS = TrainingParams().loss
 DEMO_MARKER = ".graceful-demo-home"
 
 

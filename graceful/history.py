@@ -112,13 +112,16 @@ def _failures(validation) -> list[str]:
         for failure in per_slice.failures:
             threshold = failure.metric_threshold
             if threshold.HasField("change_threshold"):
-                bound = f"change vs baseline beyond {threshold.change_threshold.absolute.value:+.4g}"
+                bound = (f"change vs baseline, allowed >= "
+                         f"{threshold.change_threshold.absolute.value:+.4f}")
             elif threshold.value_threshold.HasField("upper_bound"):
                 bound = f"> {threshold.value_threshold.upper_bound.value:.4g}"
             else:
                 bound = f"< {threshold.value_threshold.lower_bound.value:.4g}"
             value = failure.metric_value.double_value.value
-            lines.append(f"{failure.metric_key.name} = {value:.4f} {bound} ({where})")
+            lines.append(f"{failure.metric_key.name} = {value:+.4f} {bound} ({where})"
+                         if threshold.HasField("change_threshold") else
+                         f"{failure.metric_key.name} = {value:.4f} {bound} ({where})")
     return lines
 
 

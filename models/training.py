@@ -233,9 +233,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                "reference_model": fn_args.base_model or None, "train_seconds": seconds,
                "train_examples": int(len(labels))}
     if reference is not None:
-        eval_pixels, eval_labels, _ = read_examples(fn_args.eval_files, fn_args.data_accessor, schema)
+        eval_pixels, eval_labels, eval_ids = read_examples(fn_args.eval_files,
+                                                           fn_args.data_accessor, schema)
+        # Every span carries the same eval images: keep one copy of each, or queries would find
+        # their own duplicates in the gallery.
+        _, first = np.unique(eval_ids, return_index=True)
+        first.sort()
         summary["compatibility"] = compatibility_report(
-            model, projection, reference, to_inputs(eval_pixels).numpy(), eval_labels)
+            model, projection, reference, to_inputs(eval_pixels[first]).numpy(), eval_labels[first])
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{SUMMARY_FILE}", "w") as handle:
         json.dump(summary, handle, indent=2)

@@ -24,13 +24,14 @@ class GateConfig:
     Accuracy: an absolute floor, and how much it may drop vs the baseline. Negative flips (examples
     the baseline got right and the candidate gets wrong; graceful.tfma_flips): overall NFR, NFR
     relative to independent errors, NFR within any one class, and high-confidence flips. Flip limits
-    apply only when there is a baseline.
+    apply only when there is a baseline. max_relative_nfr = 0.30 comes from the training benchmark:
+    plain retraining scored 0.31-0.35, focal distillation (bct+fd) 0.23-0.28 on every seed.
     """
 
     min_accuracy: float = 0.6
     max_accuracy_drop: float = 0.0
     max_nfr: float = 0.03
-    max_relative_nfr: float = 1.0
+    max_relative_nfr: float = 0.30
     max_class_nfr: float = 0.25
     max_high_confidence_flips: int = 1000
 
