@@ -8,7 +8,8 @@ error-vs-NFR frontier.
 
     .venv/bin/python benchmarks/training.py [--seeds 3] [--epochs 5] [--no-sweep]
 
-Writes benchmarks/results/training.json (raw runs; fractions) and frontier.png, and prints a table.
+Writes benchmarks/results/training.json (raw runs; fractions) and frontier.png beside it, and prints
+a table.
 """
 from __future__ import annotations
 
@@ -171,7 +172,7 @@ def main():
             label = ", ".join(f"{k}={v}" for k, v in changes.items())
             record("sweep", label, changes, 0)
     out.write_text(json.dumps(result, indent=1))
-    plot(result["runs"], result["sweep"], RESULTS / "frontier.png")
+    plot(result["runs"], result["sweep"], out.with_name("frontier.png"))
     print(table(result["runs"]))
     noise = [p["nfr"] for p in result["plain_seed_pairs"]]
     if noise:
