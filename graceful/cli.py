@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import shutil
 import sys
@@ -179,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up noise
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* deprecation notices
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA readers' deprecation notices
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

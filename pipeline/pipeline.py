@@ -8,6 +8,7 @@
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
   baseline resolver     finds the last blessed model in ML Metadata
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
+  FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke
   Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
   Pusher                copies the model to the serving directory, only if blessed
@@ -20,6 +21,7 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
 from components.data_gate.component import DataGate
+from components.flip_evaluator.component import FlipEvaluator
 from components.graceful_trainer.component import GracefulTrainer
 from components.span_window.strategy import SpanWindowStrategy
 from graceful import tfma_flips
@@ -124,6 +126,11 @@ def create_pipeline(config: PipelineConfig,
         params=config.training).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
 
+    flip_evaluator = FlipEvaluator(
+        examples=examples_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline_model.outputs["model"])
+
     evaluator = tfx.components.Evaluator(
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
@@ -141,7 +148,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    training_spans, baseline_model, trainer, evaluator, pusher],
+                    training_spans, baseline_model, trainer, flip_evaluator, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

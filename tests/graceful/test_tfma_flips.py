@@ -1,6 +1,7 @@
 """The TFMA flip metrics, computed by the real Evaluator, equal a plain-numpy count on the same
 predictions: overall and per class (slice), to the last bit."""
 import dataclasses
+import json
 import os
 
 import numpy as np
@@ -21,17 +22,14 @@ def _predict(model_uri, serialized):
     return model.signatures["serving_default"](examples=tf.constant(serialized))["probabilities"].numpy()
 
 
-def _evaluation_uri(store, run):
-    [event] = [e for e in store.get_events_by_execution_ids([_evaluator_execution(store, run)])
-               if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps[0].key == "evaluation"]
-    return store.get_artifacts_by_id([event.artifact_id])[0].uri
-
-
-def _evaluator_execution(store, run):
+def _output_uri(store, run, component, key):
+    """URI of `component`'s output `key` in `run`, found through MLMD lineage."""
     [context] = [c for c in store.get_contexts_by_type("pipeline_run") if c.name == run.run_id]
     [execution] = [e for e in store.get_executions_by_context(context.id)
-                   if store.get_execution_types_by_id([e.type_id])[0].name.endswith("Evaluator")]
-    return execution.id
+                   if store.get_execution_types_by_id([e.type_id])[0].name.rsplit(".", 1)[-1] == component]
+    [event] = [e for e in store.get_events_by_execution_ids([execution.id])
+               if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps[0].key == key]
+    return store.get_artifacts_by_id([event.artifact_id])[0].uri
 
 
 def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config):
@@ -55,8 +53,16 @@ def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config):
     assert second.relative_nfr == pytest.approx(expected.relative_nfr, rel=1e-12)
     assert second.high_confidence_flips == expected.high_confidence_flips
 
+    # The FlipEvaluator's Beam pass agrees with both, and lists the same flips worst first.
+    with open(os.path.join(_output_uri(store, second, "FlipEvaluator", "flip_report"),
+                           "flip_report.json")) as handle:
+        report = json.load(handle)
+    assert report["summary"] == expected.to_dict()
+    ranked = flips.ranked_flips(test.labels, old.argmax(1), new.argmax(1), new, test.ids)
+    assert [f["id"] for f in report["flips"]] == [f["id"] for f in ranked]
+
     per_class = flips.per_group(test.labels, old.argmax(1), new.argmax(1), test.labels)
-    evaluation_uri = _evaluation_uri(store, second)
+    evaluation_uri = _output_uri(store, second, "Evaluator", "evaluation")
     seen = {}
     for metrics in tfma.load_metrics(evaluation_uri):
         keys = metrics.slice_key.single_slice_keys
