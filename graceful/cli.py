@@ -119,6 +119,29 @@ def cmd_history(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    """The flip report of a run (default: the newest run that has one): its path and a summary."""
+    import json
+
+    from graceful import history
+
+    config = PipelineConfig()
+    if args.home:
+        config.home = args.home
+    runs = history.runs(config.metadata_path)
+    if args.run is not None and not 1 <= args.run <= len(runs):
+        raise ValueError(f"There is no run {args.run}; `graceful history` lists runs 1..{len(runs)}.")
+    chosen = [runs[args.run - 1]] if args.run else [r for r in runs if r.flip_report][-1:]
+    if not chosen or not chosen[0].flip_report:
+        raise ValueError("No flip report yet: a run writes one once its training step has finished.")
+    run = chosen[0]
+    print(f"flip report of run {runs.index(run) + 1} (model {run.model_id} vs baseline "
+          f"{run.baseline_model_id}): {run.flip_report}")
+    with open(run.flip_report) as handle:
+        print(history.format_flip_report(json.load(handle), data.CLASS_NAMES))
+    return 0
+
+
 def fresh_demo_home(home: Path) -> None:
     """Removes a previous demo home, but never a directory the demo did not create."""
     if home.exists():
@@ -167,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     hist = commands.add_parser("history", help="every run, read back from ML Metadata")
     _add_home(hist)
     hist.set_defaults(func=cmd_history)
+    report = commands.add_parser("report", help="a run's flip report: path and text summary")
+    report.add_argument("run", nargs="?", type=int, default=None,
+                        help="run number as in `graceful history` (default: the newest)")
+    _add_home(report)
+    report.set_defaults(func=cmd_report)
     demo = commands.add_parser("demo", help="three gated runs on Fashion-MNIST in a fresh home")
     demo.add_argument("--home", default=None, help=f"demo home (default ./{DEMO_HOME})")
     demo.add_argument("--epochs", type=int, default=TrainingParams().epochs)

@@ -20,6 +20,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
 EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
                                            "Pusher")
+FLIP_EVALUATOR, FLIP_REPORT_FILE = "FlipEvaluator", "flip_report.json"
 
 
 @dataclasses.dataclass
@@ -40,6 +41,7 @@ class RunRecord:
     high_confidence_flips: float | None = None
     failures: list[str] = dataclasses.field(default_factory=list)  # failed thresholds
     blessed: bool | None = None
+    flip_report: str | None = None      # path of the FlipEvaluator's flip_report.json
     pushed: bool | None = None
     failed_step: str | None = None
 
@@ -164,6 +166,9 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
                 record.relative_nfr = metrics.get("relative_nfr")
                 record.high_confidence_flips = metrics.get("high_confidence_flips")
             record.failures = metrics["failures"]
+    elif component == FLIP_EVALUATOR:
+        for report in io[(output, "flip_report")]:
+            record.flip_report = os.path.join(report.uri, FLIP_REPORT_FILE)
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
             record.pushed = bool(property_value(pushed, "pushed"))
@@ -208,4 +213,26 @@ def format_table(records: list[RunRecord]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
+    """A text summary of a FlipEvaluator report: headline metrics, worst classes, worst flips."""
+    if not report.get("has_baseline"):
+        return f"no flips to report: {report.get('reason', 'no baseline')}"
+    name = (lambda c: classes[int(c)]) if classes else str
+    s = report["summary"]
+    lines = [f"examples {s['examples']}: old accuracy {s['old_accuracy']:.4f}, new accuracy "
+             f"{s['new_accuracy']:.4f}",
+             f"negative flips {s['negative_flips']} (NFR {s['nfr']:.4f}, relative NFR "
+             f"{s['relative_nfr']:.3f}, NFI {s['nfi']:.3f}, high-confidence {s['high_confidence_flips']})"
+             f"; positive flips {s['positive_flips']} (PFR {s['pfr']:.4f}); BTC {s['btc']:.3f}, "
+             f"BEC {s['bec']:.3f}",
+             "classes with the most negative flips:"]
+    worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
+    lines += [f"  {name(c)}: NFR {m['nfr']:.4f} ({m['negative_flips']} of {m['examples']})"
+              for c, m in worst]
+    lines.append(f"worst flips (of {len(report['flips'])} listed):")
+    lines += [f"  example {f['id']}: {name(f['label'])} was right, now {name(f['new_pred'])} "
+              f"with confidence {f['confidence']:.3f}" for f in report["flips"][:top]]
     return "\n".join(lines)

@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import data, flips, history
+from graceful import cli, data, flips, history
 from pipeline import local_runner
 from tests.conftest import with_training
 
@@ -32,7 +32,7 @@ def _output_uri(store, run, component, key):
     return store.get_artifacts_by_id([event.artifact_id])[0].uri
 
 
-def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config):
+def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys):
     config = tiny_config
     for span, training in ((1, with_training(config)), (2, with_training(config, architecture="mlp",
                                                                            epochs=2, seed=3))):
@@ -54,12 +54,19 @@ def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config):
     assert second.high_confidence_flips == expected.high_confidence_flips
 
     # The FlipEvaluator's Beam pass agrees with both, and lists the same flips worst first.
-    with open(os.path.join(_output_uri(store, second, "FlipEvaluator", "flip_report"),
-                           "flip_report.json")) as handle:
+    report_path = os.path.join(_output_uri(store, second, "FlipEvaluator", "flip_report"),
+                               "flip_report.json")
+    with open(report_path) as handle:
         report = json.load(handle)
     assert report["summary"] == expected.to_dict()
     ranked = flips.ranked_flips(test.labels, old.argmax(1), new.argmax(1), new, test.ids)
     assert [f["id"] for f in report["flips"]] == [f["id"] for f in ranked]
+
+    # `graceful report 2` prints where the report is and what it says.
+    assert cli.main(["report", "2", "--home", config.home]) == 0
+    printed = capsys.readouterr().out
+    assert report_path in printed
+    assert f"negative flips {expected.negative_flips} (NFR {expected.nfr:.4f}" in printed
 
     per_class = flips.per_group(test.labels, old.argmax(1), new.argmax(1), test.labels)
     evaluation_uri = _output_uri(store, second, "Evaluator", "evaluation")
