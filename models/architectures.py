@@ -37,11 +37,15 @@ ARCHITECTURES = {
 }
 
 
-def build(name: str, seed: int = 0) -> keras.Model:
-    """Builds an uncompiled classifier whose output is logits."""
+def check_name(name: str) -> None:
     if name not in ARCHITECTURES:
         raise ValueError(f"Unknown model architecture {name!r}; choose one of "
                          f"{', '.join(sorted(ARCHITECTURES))}.")
+
+
+def build(name: str, seed: int = 0) -> keras.Model:
+    """Builds an uncompiled classifier whose output is logits."""
+    check_name(name)
     keras.utils.set_random_seed(seed)
     embed, width = ARCHITECTURES[name]
     inputs = keras.Input(shape=(IMAGE_PIXELS,), name="pixels")

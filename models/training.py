@@ -118,9 +118,7 @@ class Reference:
 
 def check_params(params: TrainingParams) -> losses.DistillationParams:
     """Fails early, with the allowed values, on a bad architecture, loss or loss parameter."""
-    if params.architecture not in architectures.ARCHITECTURES:
-        raise ValueError(f"Unknown model architecture {params.architecture!r}; choose one of "
-                         f"{', '.join(sorted(architectures.ARCHITECTURES))}.")
+    architectures.check_name(params.architecture)
     if params.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
     if params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:

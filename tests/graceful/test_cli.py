@@ -37,3 +37,8 @@ def test_demo_home_is_recreated_when_it_is_ours(tmp_path):
     (home / "old-run").mkdir()
     cli.fresh_demo_home(home)
     assert sorted(p.name for p in Path(home).iterdir()) == [cli.DEMO_MARKER]
+
+
+def test_unknown_architecture_lists_the_choices(tmp_path, capsys):
+    assert cli.main(["run", "--home", str(tmp_path / "h"), "--model", "vgg"]) == 2
+    assert "Unknown model architecture 'vgg'; choose one of cnn, mlp, small." in capsys.readouterr().err
