@@ -24,7 +24,8 @@ OUTPUTS_SIGNATURE = "graceful_outputs"
 
 
 class _PredictBoth(beam.DoFn):
-    """Loads both SavedModels once per worker; yields (id, label, old_pred, new_pred, new_prob)."""
+    """Loads both SavedModels once per worker; per batch yields arrays
+    (ids, labels, old_pred, new_pred, new_prob), parsed and predicted in TensorFlow, not per example."""
 
     def __init__(self, candidate_dir: str, baseline_dir: str):
         self._dirs = (candidate_dir, baseline_dir)
@@ -34,27 +35,26 @@ class _PredictBoth(beam.DoFn):
         import tensorflow as tf
 
         self._signatures = [tf.saved_model.load(d).signatures[OUTPUTS_SIGNATURE] for d in self._dirs]
+        self._keys = {key: tf.io.FixedLenFeature([1], tf.int64) for key in ("example_id", "label")}
 
     def process(self, batch):
         import tensorflow as tf
 
-        examples = [tf.train.Example.FromString(record) for record in batch]
         serialized = tf.constant(batch)
-        new_logits, old_logits = (sig(examples=serialized)["logits"].numpy()
-                                  for sig in self._signatures)
-        new_prob = tf.nn.softmax(new_logits).numpy()
-        for i, example in enumerate(examples):
-            feature = example.features.feature
-            yield (int(feature["example_id"].int64_list.value[0]),
-                   int(feature["label"].int64_list.value[0]),
-                   int(np.argmax(old_logits[i])), int(np.argmax(new_logits[i])), new_prob[i])
+        keys = tf.io.parse_example(serialized, self._keys)
+        new_logits, old_logits = (sig(examples=serialized)["logits"] for sig in self._signatures)
+        yield (keys["example_id"].numpy().reshape(-1), keys["label"].numpy().reshape(-1),
+               np.argmax(old_logits.numpy(), 1), np.argmax(new_logits.numpy(), 1),
+               tf.nn.softmax(new_logits).numpy())
 
 
-def build_report(rows, high_confidence: float, max_listed: int) -> dict:
-    """The flip report from (id, label, old_pred, new_pred, new_prob) rows (any order)."""
-    rows = sorted(rows, key=lambda row: row[0])
-    ids, labels, old_pred, new_pred = (np.array([r[i] for r in rows]) for i in range(4))
-    new_prob = np.stack([r[4] for r in rows])
+def build_report(batches, high_confidence: float, max_listed: int) -> dict:
+    """The flip report from per-batch arrays (ids, labels, old_pred, new_pred, new_prob), any order."""
+    ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
+                                                 for i in range(5))
+    order = np.argsort(ids, kind="stable")
+    ids, labels, old_pred, new_pred, new_prob = (a[order] for a in
+                                                 (ids, labels, old_pred, new_pred, new_prob))
     summary = flips.summarize(labels, old_pred, new_pred, new_prob, high_confidence)
     per_class = flips.per_group(labels, old_pred, new_pred, labels, new_prob, high_confidence)
     return {
@@ -67,8 +67,8 @@ def build_report(rows, high_confidence: float, max_listed: int) -> dict:
     }
 
 
-def _write_report(rows, path: str, high_confidence: float, max_listed: int) -> None:
-    io_utils.write_string_file(path, json.dumps(build_report(rows, high_confidence, max_listed),
+def _write_report(batches, path: str, high_confidence: float, max_listed: int) -> None:
+    io_utils.write_string_file(path, json.dumps(build_report(batches, high_confidence, max_listed),
                                                 indent=1))
 
 
@@ -99,13 +99,18 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         split_uri = artifact_utils.get_split_uri([examples], exec_properties["split"])
         candidate = artifact_utils.get_single_instance(input_dict["model"])
         with self._make_beam_pipeline() as pipeline:
-            _ = (pipeline
-                 | "Read" >> beam.io.ReadFromTFRecord(os.path.join(split_uri, "*"))
-                 | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=1024)
-                 | "PredictBoth" >> beam.ParDo(_PredictBoth(
-                     path_utils.serving_model_path(candidate.uri),
-                     path_utils.serving_model_path(baseline.uri)))
-                 | "Collect" >> beam.combiners.ToList()
-                 | "Report" >> beam.Map(_write_report, report_path,
-                                        exec_properties["high_confidence"],
-                                        exec_properties["max_flips_listed"]))
+            add_flip_report(pipeline, os.path.join(split_uri, "*"),
+                            path_utils.serving_model_path(candidate.uri),
+                            path_utils.serving_model_path(baseline.uri), report_path,
+                            exec_properties["high_confidence"], exec_properties["max_flips_listed"])
+
+
+def add_flip_report(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str,
+                    report_path: str, high_confidence: float, max_listed: int) -> None:
+    """Adds the flip evaluation to a Beam pipeline: read, batch, predict with both, report."""
+    _ = (pipeline
+         | "Read" >> beam.io.ReadFromTFRecord(file_pattern)
+         | "Batch" >> beam.BatchElements(min_batch_size=256, max_batch_size=1024)
+         | "PredictBoth" >> beam.ParDo(_PredictBoth(candidate_dir, baseline_dir))
+         | "Collect" >> beam.combiners.ToList()
+         | "Report" >> beam.Map(_write_report, report_path, high_confidence, max_listed))

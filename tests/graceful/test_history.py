@@ -14,7 +14,9 @@ def _row(example_id, label, old, new, confidence):
 def test_report_summary_names_worst_class_and_flips():
     rows = [_row(1, 0, 0, 1, 0.95), _row(2, 0, 0, 0, 0.8), _row(3, 1, 1, 1, 0.9),
             _row(4, 2, 2, 0, 0.6), _row(5, 2, 1, 2, 0.7)]
-    report = build_report(rows, high_confidence=0.9, max_listed=10)
+    batches = [tuple(np.array([row[i] for row in part]) for i in range(5))
+               for part in (rows[:2], rows[2:])]
+    report = build_report(batches, high_confidence=0.9, max_listed=10)
     text = format_flip_report(report, classes=("cat", "dog", "fox"))
     assert "negative flips 2 (NFR 0.4000" in text and "high-confidence 1" in text
     assert "positive flips 1" in text

@@ -1,0 +1,113 @@
+"""Benchmark: flip-evaluation throughput vs the floor of two raw forward passes.
+
+Two models in the pipeline's SavedModel format (old = small MLP, new = CNN, briefly trained on span 1)
+are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleGen writes them):
+  * raw: both models' `graceful_outputs` signature on batches of 1024 serialized examples, in memory;
+  * flip eval: the FlipEvaluator's Beam pass (components.flip_evaluator.executor.add_flip_report):
+    read TFRecords, batch, both models, flip report — on Beam's DirectRunner.
+Medians over repeats; then the flip eval on the test set replicated 1x..10x (10k..100k examples).
+
+    .venv/bin/python benchmarks/flip_eval.py [--repeats 3]
+
+Writes benchmarks/results/flip_eval.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import apache_beam as beam  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from components.flip_evaluator.executor import OUTPUTS_SIGNATURE, add_flip_report  # noqa: E402
+from graceful import data  # noqa: E402
+from models import training  # noqa: E402
+from models.params import TrainingParams  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+BATCH = 1024
+
+
+def make_models(workdir: Path) -> tuple[str, str]:
+    train = data.load("train").take(0, 20000)
+    inputs = train.images.astype(np.float32) / 255.0
+    paths = []
+    for name, architecture in (("old", "small"), ("new", "cnn")):
+        model, _, _ = training.train(TrainingParams(architecture=architecture, epochs=1, loss="plain"),
+                                     inputs, train.labels, log=lambda _: None)
+        path = str(workdir / name)
+        training.export(model, path)
+        paths.append(path)
+    return paths[1], paths[0]
+
+
+def raw_seconds(candidate: str, baseline: str, records: list[bytes]) -> float:
+    signatures = [tf.saved_model.load(p).signatures[OUTPUTS_SIGNATURE] for p in (candidate, baseline)]
+    started = time.perf_counter()
+    for start in range(0, len(records), BATCH):
+        batch = tf.constant(records[start:start + BATCH])
+        for signature in signatures:
+            signature(examples=batch)["logits"].numpy()
+    return time.perf_counter() - started
+
+
+def flip_eval_seconds(candidate: str, baseline: str, pattern: str, report: str) -> float:
+    started = time.perf_counter()
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
+            ["--direct_running_mode=in_memory", "--direct_num_workers=1"])) as pipeline:
+        add_flip_report(pipeline, pattern, candidate, baseline, report, 0.9, 1000)
+    return time.perf_counter() - started
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=str(RESULTS / "flip_eval.json"))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="flip_eval_"))
+    candidate, baseline = make_models(workdir)
+    test = data.load("test")
+    records = data.serialize(test.images, test.labels, test.ids)
+    data.write_tfrecord(workdir / "x1" / "part-0.gz", records)
+    report = str(workdir / "report.json")
+
+    raw_seconds(candidate, baseline, records[:BATCH])  # warm-up (graph tracing, allocations)
+    flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
+    raw = statistics.median(raw_seconds(candidate, baseline, records) for _ in range(args.repeats))
+    flip = statistics.median(flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
+                             for _ in range(args.repeats))
+    assert json.loads(Path(report).read_text())["summary"]["examples"] == len(records)
+
+    scaling = []
+    for copies in (1, 2, 5, 10):
+        folder = workdir / f"x{copies}"
+        for i in range(copies):  # copies get their own ids: the report traces every example
+            if not (folder / f"part-{i}.gz").exists():
+                data.write_tfrecord(folder / f"part-{i}.gz", data.serialize(
+                    test.images, test.labels, test.ids + i * len(test)))
+        seconds = flip_eval_seconds(candidate, baseline, str(folder / "*"), report)
+        scaling.append({"examples": copies * len(records), "seconds": seconds})
+        print(f"flip eval, {copies * len(records)} examples: {seconds:.1f}s", flush=True)
+
+    result = {"examples": len(records), "repeats": args.repeats,
+              "flip_eval_examples_per_s": len(records) / flip,
+              "raw_inference_examples_per_s": len(records) / raw,
+              "ratio": raw / flip, "scaling": scaling,
+              "note": "raw = both models' signature on in-memory batches of 1024 serialized "
+                      "examples; flip eval = FlipEvaluator Beam pass (DirectRunner, in_memory, 1 "
+                      "worker) incl. reading gzipped TFRecords, parsing ids/labels and the report"}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
