@@ -27,7 +27,7 @@ import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.flip_evaluator.executor import OUTPUTS_SIGNATURE, add_flip_report  # noqa: E402
+from components.flip_evaluator.executor import add_flip_report  # noqa: E402
 from graceful import data  # noqa: E402
 from models import training  # noqa: E402
 from models.params import TrainingParams  # noqa: E402
@@ -50,7 +50,7 @@ def make_models(workdir: Path) -> tuple[str, str]:
 
 
 def raw_seconds(candidate: str, baseline: str, records: list[bytes]) -> float:
-    signatures = [tf.saved_model.load(p).signatures[OUTPUTS_SIGNATURE] for p in (candidate, baseline)]
+    signatures = [tf.saved_model.load(p).signatures[training.OUTPUTS_SIGNATURE] for p in (candidate, baseline)]
     started = time.perf_counter()
     for start in range(0, len(records), BATCH):
         batch = tf.constant(records[start:start + BATCH])

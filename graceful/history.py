@@ -20,7 +20,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
 EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
                                            "Pusher")
-FLIP_EVALUATOR, FLIP_REPORT_FILE = "FlipEvaluator", "flip_report.json"
+FLIP_EVALUATOR = "FlipEvaluator"
 
 
 @dataclasses.dataclass
@@ -167,8 +167,10 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
                 record.high_confidence_flips = metrics.get("high_confidence_flips")
             record.failures = metrics["failures"]
     elif component == FLIP_EVALUATOR:
+        from components.flip_evaluator.executor import REPORT_FILE
+
         for report in io[(output, "flip_report")]:
-            record.flip_report = os.path.join(report.uri, FLIP_REPORT_FILE)
+            record.flip_report = os.path.join(report.uri, REPORT_FILE)
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
             record.pushed = bool(property_value(pushed, "pushed"))

@@ -27,3 +27,13 @@ def tiny_config(tmp_path) -> PipelineConfig:
 
 def with_training(config: PipelineConfig, **changes) -> PipelineConfig:
     return dataclasses.replace(config, training=dataclasses.replace(config.training, **changes))
+
+
+def run_span(config: PipelineConfig, span: int) -> None:
+    """One quiet pipeline run on `span`, preparing the spans it needs as `graceful run` does."""
+    from graceful.cli import prepare_data
+    from pipeline import local_runner
+
+    config = dataclasses.replace(config, span=span)
+    prepare_data(config)
+    local_runner.run(config, log=lambda _: None)

@@ -18,9 +18,9 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from graceful import flips
+from models.training import OUTPUTS_SIGNATURE
 
 REPORT_FILE = "flip_report.json"
-OUTPUTS_SIGNATURE = "graceful_outputs"
 
 
 class _PredictBoth(beam.DoFn):

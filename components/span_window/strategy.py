@@ -7,7 +7,7 @@ artifact of each span, and returns the spans of the window.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
 from tfx import types
 from tfx.dsl.components.common import resolver

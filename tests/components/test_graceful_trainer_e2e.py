@@ -1,20 +1,12 @@
 """GracefulTrainer in the real pipeline: run 2 trains against run 1's blessed model, found in MLMD."""
-import dataclasses
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import data, history
-from pipeline import local_runner
-from tests.conftest import with_training
+from graceful import history
+from tests.conftest import run_span, with_training
 
 pytestmark = pytest.mark.slow
-
-
-def _run(config, span):
-    data.prepare_spans(config.data_root, span, config.span_size, config.eval_size,
-                       log=lambda _: None)
-    local_runner.run(dataclasses.replace(config, span=span), log=lambda _: None)
 
 
 def _trainer_execution_and_model(store, model_id):
@@ -28,8 +20,8 @@ def _trainer_execution_and_model(store, model_id):
 def test_second_run_distils_from_the_first_runs_model_with_bct(tiny_config):
     config = with_training(tiny_config, loss="bct+fd", temperature=2.0, alpha=0.0, beta=1.0,
                            lam=0.3, lambda_bct=0.5)
-    _run(config, span=1)
-    _run(with_training(config, architecture="cnn"), span=2)
+    run_span(config, span=1)
+    run_span(with_training(config, architecture="cnn"), span=2)
     first, second = history.runs(config.metadata_path)
     store = history.open_store(config.metadata_path)
 

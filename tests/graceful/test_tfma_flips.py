@@ -4,7 +4,6 @@ import dataclasses
 import json
 import os
 
-import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
@@ -12,7 +11,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from graceful import cli, data, flips, history
 from pipeline import local_runner
-from tests.conftest import with_training
+from tests.conftest import run_span, with_training
 
 pytestmark = pytest.mark.slow
 
@@ -34,11 +33,8 @@ def _output_uri(store, run, component, key):
 
 def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys):
     config = tiny_config
-    for span, training in ((1, with_training(config)), (2, with_training(config, architecture="mlp",
-                                                                           epochs=2, seed=3))):
-        data.prepare_spans(config.data_root, span, config.span_size, config.eval_size,
-                           log=lambda _: None)
-        local_runner.run(dataclasses.replace(training, span=span), log=lambda _: None)
+    run_span(config, 1)
+    run_span(with_training(config, architecture="mlp", epochs=2, seed=3), 2)
     first, second = history.runs(config.metadata_path)
     store = history.open_store(config.metadata_path)
     models = {a.id: a.uri for a in store.get_artifacts_by_type("Model")}
