@@ -4,7 +4,7 @@ Two models in the pipeline's SavedModel format (old = small MLP, new = CNN, brie
 are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleGen writes them):
   * raw: both models' `graceful_outputs` signature on batches of 1024 serialized examples, in memory;
   * flip eval: the FlipEvaluator's Beam pass (components.flip_evaluator.executor.add_flip_report):
-    read TFRecords, batch, both models, flip report — on Beam's DirectRunner.
+    read TFRecords, batch, both models, flip report (JSON + web page) — on Beam's DirectRunner.
 Medians over repeats; then the flip eval on the test set replicated 1x..10x (10k..100k examples).
 
     .venv/bin/python benchmarks/flip_eval.py [--repeats 3]
@@ -27,7 +27,7 @@ import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.flip_evaluator.executor import add_flip_report  # noqa: E402
+from components.flip_evaluator.executor import REPORT_FILE, ReportSettings, add_flip_report  # noqa: E402
 from graceful import data  # noqa: E402
 from models import training  # noqa: E402
 from models.params import TrainingParams  # noqa: E402
@@ -59,11 +59,14 @@ def raw_seconds(candidate: str, baseline: str, records: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def flip_eval_seconds(candidate: str, baseline: str, pattern: str, report: str) -> float:
+SETTINGS = ReportSettings(class_names=data.CLASS_NAMES, image_feature=training.PIXELS_KEY)
+
+
+def flip_eval_seconds(candidate: str, baseline: str, pattern: str, report_dir: str) -> float:
     started = time.perf_counter()
     with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
             ["--direct_running_mode=in_memory", "--direct_num_workers=1"])) as pipeline:
-        add_flip_report(pipeline, pattern, candidate, baseline, report, 0.9, 1000)
+        add_flip_report(pipeline, pattern, candidate, baseline, report_dir, SETTINGS)
     return time.perf_counter() - started
 
 
@@ -77,14 +80,14 @@ def main():
     test = data.load("test")
     records = data.serialize(test.images, test.labels, test.ids)
     data.write_tfrecord(workdir / "x1" / "part-0.gz", records)
-    report = str(workdir / "report.json")
+    report = str(workdir / "report")
 
     raw_seconds(candidate, baseline, records[:BATCH])  # warm-up (graph tracing, allocations)
     flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
     raw = statistics.median(raw_seconds(candidate, baseline, records) for _ in range(args.repeats))
     flip = statistics.median(flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
                              for _ in range(args.repeats))
-    assert json.loads(Path(report).read_text())["summary"]["examples"] == len(records)
+    assert json.loads((Path(report) / REPORT_FILE).read_text())["summary"]["examples"] == len(records)
 
     scaling = []
     for copies in (1, 2, 5, 10):
@@ -103,7 +106,8 @@ def main():
               "ratio": raw / flip, "scaling": scaling,
               "note": "raw = both models' signature on in-memory batches of 1024 serialized "
                       "examples; flip eval = FlipEvaluator Beam pass (DirectRunner, in_memory, 1 "
-                      "worker) incl. reading gzipped TFRecords, parsing ids/labels and the report"}
+                      "worker) incl. reading gzipped TFRecords, parsing ids/labels and writing the report "
+                      "(JSON, web page with plots and the image gallery)"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result, indent=1))

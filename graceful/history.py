@@ -6,6 +6,7 @@ own files (TFMA metrics), never from logs, so `graceful history` tells the truth
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections import defaultdict
 
@@ -40,7 +41,8 @@ class RunRecord:
     relative_nfr: float | None = None
     high_confidence_flips: float | None = None
     failures: list[str] = dataclasses.field(default_factory=list)  # failed thresholds
-    blessed: bool | None = None
+    blocked_by: str | None = None       # the gate that refused the model
+    blessed: bool | None = None         # passed every gate that ran
     flip_report: str | None = None      # path of the FlipEvaluator's flip_report.json
     pushed: bool | None = None
     failed_step: str | None = None
@@ -54,7 +56,8 @@ class RunRecord:
         if self.blessed is False:
             shown = "; ".join(self.failures[:2])
             more = f" (+{len(self.failures) - 2} more)" if len(self.failures) > 2 else ""
-            return f"blocked: {shown}{more}" if self.failures else "blocked"
+            by = f" by {self.blocked_by}" if self.blocked_by else ""
+            return f"blocked{by}: {shown}{more}" if self.failures else f"blocked{by}"
         return "not pushed" if self.pushed is False else "incomplete"
 
 
@@ -157,6 +160,8 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
         for blessing in io[(output, "blessing")]:
             blessed = property_value(blessing, "blessed")
             record.blessed = None if blessed is None else bool(blessed)
+            if blessed == 0:
+                record.blocked_by = "evaluator"
         for evaluation in io[(output, "evaluation")]:
             metrics = read_evaluation(evaluation.uri)
             record.accuracy = metrics.get("accuracy")
@@ -167,13 +172,32 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
                 record.high_confidence_flips = metrics.get("high_confidence_flips")
             record.failures = metrics["failures"]
     elif component == FLIP_EVALUATOR:
-        from components.flip_evaluator.executor import REPORT_FILE
-
-        for report in io[(output, "flip_report")]:
-            record.flip_report = os.path.join(report.uri, REPORT_FILE)
+        _fill_flip_gate(record, io[(inputs, "baseline_model")], io[(output, "flip_report")],
+                        io[(output, "blessing")])
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
             record.pushed = bool(property_value(pushed, "pushed"))
+
+
+def _fill_flip_gate(record: RunRecord, baselines, reports, blessings) -> None:
+    """The FlipEvaluator's numbers and verdict; the Evaluator, which runs after it only when the flip
+    gate passed, later overwrites accuracy and flip numbers with TFMA's (they agree)."""
+    from components.flip_evaluator.executor import REPORT_FILE
+
+    for baseline in baselines:
+        record.baseline_model_id = baseline.id
+    for report in reports:
+        record.flip_report = os.path.join(report.uri, REPORT_FILE)
+        record.accuracy = property_value(report, "accuracy")
+        if baselines:
+            record.baseline_accuracy = property_value(report, "baseline_accuracy")
+            record.nfr = property_value(report, "nfr")
+            record.relative_nfr = property_value(report, "relative_nfr")
+            record.high_confidence_flips = property_value(report, "high_confidence_flips")
+    for blessing in blessings:
+        if property_value(blessing, "blessed") == 0:
+            record.blessed, record.blocked_by = False, "flip gate"
+            record.failures = json.loads(property_value(blessing, "failures") or "[]")
 
 
 def runs(metadata_path: str) -> list[RunRecord]:
@@ -218,10 +242,19 @@ def format_table(records: list[RunRecord]) -> str:
     return "\n".join(lines)
 
 
+def _verdict(report: dict) -> str:
+    verdict = report.get("gate")
+    if verdict is None:
+        return "flip gate: -"
+    return ("flip gate: passed" if verdict["blessed"] else
+            "flip gate: blocked: " + "; ".join(verdict["failures"]))
+
+
 def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
-    """A text summary of a FlipEvaluator report: headline metrics, worst classes, worst flips."""
+    """A text summary of a FlipEvaluator report: headline metrics, worst classes, worst flips,
+    and the flip gate's verdict."""
     if not report.get("has_baseline"):
-        return f"no flips to report: {report.get('reason', 'no baseline')}"
+        return f"no flips to report: {report.get('reason', 'no baseline')}\n{_verdict(report)}"
     name = (lambda c: classes[int(c)]) if classes else str
     s = report["summary"]
     lines = [f"examples {s['examples']}: old accuracy {s['old_accuracy']:.4f}, new accuracy "
@@ -237,4 +270,5 @@ def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
     lines.append(f"worst flips (of {len(report['flips'])} listed):")
     lines += [f"  example {f['id']}: {name(f['label'])} was right, now {name(f['new_pred'])} "
               f"with confidence {f['confidence']:.3f}" for f in report["flips"][:top]]
+    lines.append(_verdict(report))
     return "\n".join(lines)

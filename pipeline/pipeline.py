@@ -8,10 +8,15 @@
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
   baseline resolver     finds the last blessed model in ML Metadata
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
-  FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke
+  FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
+                        writes the flip report (JSON + web page) and the flip gate's verdict
+  -- only if the flip gate passed: --
   Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
   Pusher                copies the model to the serving directory, only if blessed
+
+Why the condition: the Evaluator's ModelBlessing is what LatestBlessedModelStrategy trusts when it picks
+the next baseline, so it exists only for candidates every earlier gate passed.
 
 Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipeline(config)`.
 """
@@ -22,6 +27,7 @@ from tfx import v1 as tfx
 
 from components.data_gate.component import DataGate
 from components.flip_evaluator.component import FlipEvaluator
+from components.flip_evaluator.executor import ReportSettings
 from components.graceful_trainer.component import GracefulTrainer
 from components.span_window.strategy import SpanWindowStrategy
 from graceful import tfma_flips
@@ -123,26 +129,31 @@ def create_pipeline(config: PipelineConfig,
         examples=training_spans.outputs["examples"],
         schema=schema_importer.outputs["schema"],
         reference_model=baseline_model.outputs["model"],
-        params=config.training).with_id("Trainer")
+        params=config.training, run_fn=config.run_fn).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
 
     flip_evaluator = FlipEvaluator(
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_model.outputs["model"])
-
-    evaluator = tfx.components.Evaluator(
-        examples=examples_gen.outputs["examples"],
-        model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
-        eval_config=eval_config(config),
-        example_splits=["eval"])
+        settings=ReportSettings(policy=config.gate, class_names=config.class_names,
+                                image_feature=config.image_feature))
 
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=config.serving_dir)))
+    flip_gate_passed = flip_evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
+    with tfx.dsl.Cond(flip_gate_passed):
+        evaluator = tfx.components.Evaluator(
+            examples=examples_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=baseline_model.outputs["model"],
+            eval_config=eval_config(config),
+            example_splits=["eval"])
+
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=config.serving_dir)))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -43,13 +43,28 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: stack installed in $(( $(date +%s) - start ))s"
 fi
 
+can_apt() { command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; }
+apt_updated=""
+apt_install() {  # apt_install PACKAGE WHY
+  echo "setup: installing Debian's $1 ($2)"
+  [ -n "$apt_updated" ] || { apt-get update -qq >/dev/null; apt_updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$1" >/dev/null
+}
+
 if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ -z "${GRACEFUL_FASHION_MNIST_DIR:-}" ]; then
-  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    echo "setup: installing Debian's dataset-fashion-mnist (the embedded default data)"
-    (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null
+  if can_apt; then
+    apt_install dataset-fashion-mnist "the embedded default data"
   else
     echo "setup: Fashion-MNIST not found. Run 'sudo apt-get install dataset-fashion-mnist' or set" >&2
     echo "setup: GRACEFUL_FASHION_MNIST_DIR to a folder with the four *-ubyte.gz files." >&2
+  fi
+fi
+if ! command -v chromium >/dev/null 2>&1; then
+  if can_apt; then
+    apt_install chromium "headless browser: the tests render the flip report in it"
+  else
+    echo "setup: chromium not found; the flip-report rendering test will be skipped" >&2
+    echo "setup: ('sudo apt-get install chromium' to run it)." >&2
   fi
 fi
 echo "setup: ready (.venv/bin/graceful)"

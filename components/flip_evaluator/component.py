@@ -1,19 +1,25 @@
 """FlipEvaluator: which examples did the candidate break that the last blessed model got right?
 
 Inputs: the examples (its `split`, default eval), the candidate model and the baseline model resolved
-from MLMD (optional: on the first run there is none and the report says so). Output: a FlipReport
-artifact with `flip_report.json` — overall and per-class flip metrics (graceful.flips), the flip
-matrix, and the flipped examples (id, label, both predictions, confidence) worst first — and its
-headline numbers as custom properties, so MLMD queries and `graceful history` can read them. The push
-decision on flips is the Evaluator's (TFMA thresholds from GateConfig); this is the evidence.
+from MLMD (optional: on the first run there is none and the report says so). Outputs:
+  flip_report  a FlipReport artifact: `flip_report.json` (overall and per-class flip metrics, the flip
+               matrix, the flipped examples worst first) and `index.html` with PNG plots and a gallery
+               of the worst flipped images; headline numbers as custom properties.
+  blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
+               `current_model_id` and readable `failures`.
+FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
+ModelBlessings, and the pipeline lets the Evaluator (the one ModelBlessing producer) run only when
+this gate passed, so a model the flip gate rejected can never become a baseline.
 """
+import dataclasses
+import json
+
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.flip_evaluator.executor import Executor
-from graceful.flips import DEFAULT_HIGH_CONFIDENCE
+from components.flip_evaluator.executor import Executor, ReportSettings
 
 
 class FlipReport(types.Artifact):
@@ -22,18 +28,29 @@ class FlipReport(types.Artifact):
     TYPE_NAME = "graceful.FlipReport"
 
 
+class FlipBlessing(types.Artifact):
+    """The flip gate's verdict on a candidate model (custom properties blessed, current_model_id)."""
+
+    TYPE_NAME = "graceful.FlipBlessing"
+
+
 class FlipEvaluatorSpec(ComponentSpec):
     PARAMETERS = {
         "split": ExecutionParameter(type=str),
         "high_confidence": ExecutionParameter(type=float),
         "max_flips_listed": ExecutionParameter(type=int),
+        "policy": ExecutionParameter(type=str),          # GateConfig as JSON
+        "class_names": ExecutionParameter(type=str),     # JSON list; [] = class ids
+        "image_feature": ExecutionParameter(type=str),   # "" = no image gallery
+        "gallery_size": ExecutionParameter(type=int),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
-    OUTPUTS = {"flip_report": ChannelParameter(type=FlipReport)}
+    OUTPUTS = {"flip_report": ChannelParameter(type=FlipReport),
+               "blessing": ChannelParameter(type=FlipBlessing)}
 
 
 class FlipEvaluator(base_beam_component.BaseBeamComponent):
@@ -41,9 +58,13 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
     EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
-                 baseline_model: types.BaseChannel, split: str = "eval",
-                 high_confidence: float = DEFAULT_HIGH_CONFIDENCE, max_flips_listed: int = 1000):
+                 baseline_model: types.BaseChannel, settings: ReportSettings,
+                 split: str = "eval"):
         super().__init__(spec=FlipEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, split=split,
-            high_confidence=high_confidence, max_flips_listed=max_flips_listed,
-            flip_report=types.Channel(type=FlipReport)))
+            high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
+            policy=json.dumps(dataclasses.asdict(settings.policy)),
+            class_names=json.dumps(list(settings.class_names)),
+            image_feature=settings.image_feature, gallery_size=settings.gallery_size,
+            flip_report=types.Channel(type=FlipReport),
+            blessing=types.Channel(type=FlipBlessing)))

@@ -17,7 +17,6 @@ from tfx.types.component_spec import ExecutionParameter
 from components.graceful_trainer.executor import PARAMETER_NAMES, Executor
 from models.params import TrainingParams
 
-RUN_FN = "models.training.run_fn"
 _TYPES = {int: int, float: float, str: str}
 
 
@@ -34,10 +33,11 @@ class GracefulTrainer(trainer_component.Trainer):
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
 
     def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel,
-                 reference_model: types.BaseChannel, params: TrainingParams):
+                 reference_model: types.BaseChannel, params: TrainingParams,
+                 run_fn: str = "models.training.run_fn"):
         spec = GracefulTrainerSpec(
             examples=examples, schema=schema, base_model=reference_model,
-            train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(), run_fn=RUN_FN,
+            train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(), run_fn=run_fn,
             model=types.Channel(type=standard_artifacts.Model),
             model_run=types.Channel(type=standard_artifacts.ModelRun),
             **{name: getattr(params, name) for name in PARAMETER_NAMES})

@@ -10,7 +10,6 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 
 from graceful import cli, data, flips, history
-from pipeline import local_runner
 from tests.conftest import run_span, with_training
 
 pytestmark = pytest.mark.slow
@@ -31,7 +30,7 @@ def _output_uri(store, run, component, key):
     return store.get_artifacts_by_id([event.artifact_id])[0].uri
 
 
-def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys):
+def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys, tmp_path):
     config = tiny_config
     run_span(config, 1)
     run_span(with_training(config, architecture="mlp", epochs=2, seed=3), 2)
@@ -74,13 +73,31 @@ def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys):
                 seen[keys[0].int64_value] = kv.value.double_value.value
     assert seen == {label: summary.nfr for label, summary in per_class.items()}
 
-    # The same kind of model under a zero-flip policy (accuracy may drop freely): the flip gate alone
-    # blocks it, history says why, and serving keeps only the first two pushes.
-    strict = dataclasses.replace(config, span=2, gate=dataclasses.replace(
+    # The Evaluator's thresholds are the same policy: TFMA itself, given both models and a
+    # zero-flip policy (accuracy may drop freely), fails the candidate on negative_flip_rate only.
+    strict = dataclasses.replace(config, gate=dataclasses.replace(
         config.gate, max_nfr=0.0, max_accuracy_drop=1.0))
-    local_runner.run(with_training(strict, architecture="mlp", epochs=2, seed=4), log=lambda _: None)
-    third = history.runs(config.metadata_path)[2]
-    assert third.baseline_model_id == second.model_id and third.nfr > 0
-    assert third.blessed is False and third.pushed is False
-    assert third.failures and all(f.startswith("negative_flip_rate") for f in third.failures)
-    assert len(os.listdir(config.serving_dir)) == 2
+    eval_split = os.path.join(_output_uri(store, second, "ImportExampleGen", "examples"),
+                              "Split-eval", "*")
+    validation = _tfma_validation(strict, models[second.model_id], models[first.model_id],
+                                  eval_split, str(tmp_path / "tfma"))
+    assert not validation.validation_ok
+    failed = {f.metric_key.name for s in validation.metric_validations_per_slice
+              for f in s.failures}
+    assert failed == {"negative_flip_rate"}
+    assert _tfma_validation(config, models[second.model_id], models[first.model_id], eval_split,
+                            str(tmp_path / "tfma_loose")).validation_ok
+
+
+def _tfma_validation(config, candidate_uri, baseline_uri, data_pattern, output_path):
+    """TFMA's own model validation of candidate vs baseline under the pipeline's eval config."""
+    from pipeline.pipeline import eval_config
+
+    tfma_config = tfma.utils.update_eval_config_with_defaults(eval_config(config), has_baseline=True)
+    models = [tfma.default_eval_shared_model(
+        eval_saved_model_path=os.path.join(baseline_uri if spec.is_baseline else candidate_uri,
+                                           "Format-Serving"),
+        model_name=spec.name, eval_config=tfma_config) for spec in tfma_config.model_specs]
+    tfma.run_model_analysis(eval_shared_model=models, eval_config=tfma_config,
+                            data_location=data_pattern, output_path=output_path)
+    return tfma.load_validation_result(output_path)

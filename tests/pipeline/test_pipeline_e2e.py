@@ -33,7 +33,8 @@ def test_second_run_is_judged_against_the_first_runs_blessed_model(tiny_config):
     assert second.baseline_model_id == first.model_id
     assert second.baseline_accuracy == pytest.approx(first.accuracy)
     assert second.accuracy < first.accuracy
-    assert second.blessed is False and second.pushed is False
+    assert second.blessed is False and not second.pushed
+    assert second.blocked_by == "flip gate" and second.failures[0].startswith("accuracy")
     assert len(_pushed_versions(tiny_config)) == 1, "a rejected model must not reach serving"
 
     # A good model on the same span: span 2 is re-ingested, yet trained on once.
@@ -56,3 +57,52 @@ def test_corrupt_span_stops_before_training(tiny_config):
     assert second.failed_step == "DataGate"
     assert second.model_id is None and second.pushed is None
     assert len(_pushed_versions(tiny_config)) == 1
+
+
+def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monkeypatch, capsys):
+    import json
+
+    import tensorflow as tf
+
+    from graceful import cli
+    from tests.planted_flips import PLANTED_IDS_ENV
+
+    run_span(tiny_config, span=1)
+    first, = history.runs(tiny_config.metadata_path)
+    store = history.open_store(tiny_config.metadata_path)
+    [old_model] = [m for m in store.get_artifacts_by_type("Model") if m.id == first.model_id]
+    test = data.load("test").take(0, tiny_config.eval_size)
+    old = tf.saved_model.load(os.path.join(old_model.uri, "Format-Serving"))
+    old_pred = old.signatures["serving_default"](examples=tf.constant(data.serialize(
+        test.images, test.labels, test.ids)))["probabilities"].numpy().argmax(1)
+    planted = [int(i) for i in test.ids[old_pred == test.labels][::25][:8]]
+    assert len(planted) == 8
+    monkeypatch.setenv(PLANTED_IDS_ENV, json.dumps(planted))
+
+    strict = dataclasses.replace(tiny_config, run_fn="tests.planted_flips.run_fn",
+                                 gate=dataclasses.replace(tiny_config.gate,
+                                                          max_high_confidence_flips=5,
+                                                          max_accuracy_drop=1.0))
+    run_span(strict, span=2)
+    _, second = history.runs(tiny_config.metadata_path)
+    assert second.blessed is False and not second.pushed and second.blocked_by == "flip gate"
+    [failure] = second.failures
+    assert failure.startswith("high-confidence flips") and failure.endswith("> max_high_confidence_flips 5")
+    assert _pushed_versions(tiny_config) and len(_pushed_versions(tiny_config)) == 1
+
+    with open(second.flip_report) as handle:
+        report = json.load(handle)
+    assert [f["id"] for f in report["flips"][:8]] == sorted(planted)
+    assert all(f["new_pred"] == (f["label"] + 1) % 10 for f in report["flips"][:8])
+    page = os.path.join(os.path.dirname(second.flip_report), "index.html")
+    assert all(f'flip_{i}.png' in open(page).read() for i in planted)
+
+    # No ModelBlessing anywhere names the blocked model, so no resolver can pick it as a baseline.
+    store = history.open_store(tiny_config.metadata_path)
+    blessed_ids = [history.property_value(b, "current_model_id")
+                   for b in store.get_artifacts_by_type("ModelBlessing")]
+    assert second.model_id not in blessed_ids and first.model_id in blessed_ids
+
+    assert cli.main(["history", "--home", tiny_config.home]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert "blocked by flip gate: high-confidence flips" in table[-1]

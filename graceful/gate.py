@@ -1,0 +1,64 @@
+"""The push policy on negative flips and accuracy, and the check of a flip report against it.
+
+TFX-free on purpose: the FlipEvaluator component applies it to its numbers, the pipeline turns the same
+`GateConfig` into TFMA thresholds for the Evaluator, and a notebook or test can apply it to any report.
+Bounds are inclusive, as in TFMA: a value equal to its limit passes.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+# Tolerance for comparing accuracies computed from counts on the same examples.
+_EPSILON = 1e-12
+
+
+@dataclasses.dataclass
+class GateConfig:
+    """The push policy, checked against the last blessed model (the baseline).
+
+    Accuracy: an absolute floor, and how much it may drop vs the baseline. Negative flips (examples
+    the baseline got right and the candidate gets wrong): overall NFR, NFR relative to independent
+    errors, NFR within any one class, and high-confidence flips. Flip limits apply only when there
+    is a baseline. max_relative_nfr = 0.30 comes from the training benchmark: plain retraining
+    scored 0.31-0.35, focal distillation (bct+fd) 0.23-0.28 on every seed.
+    """
+
+    min_accuracy: float = 0.6
+    max_accuracy_drop: float = 0.0
+    max_nfr: float = 0.03
+    max_relative_nfr: float = 0.30
+    max_class_nfr: float = 0.25
+    max_high_confidence_flips: int = 1000
+
+
+def failures(policy: GateConfig, summary: dict, per_class: dict | None = None,
+             has_baseline: bool = True, class_names=None) -> list[str]:
+    """Every way a flip report breaks `policy`, one readable line each; empty means it passes.
+
+    `summary` and `per_class` are `graceful.flips.FlipSummary.to_dict()` results (per_class keyed by
+    class id). Without a baseline only the accuracy floor applies (old_accuracy is meaningless).
+    """
+    name = (lambda c: f"{class_names[int(c)]} ({c})") if class_names else (lambda c: str(c))
+    new, old = summary["new_accuracy"], summary["old_accuracy"]
+    lines = []
+    if new < policy.min_accuracy:
+        lines.append(f"accuracy {new:.4f} < min_accuracy {policy.min_accuracy:.4g}")
+    if not has_baseline:
+        return lines
+    if new - old < -policy.max_accuracy_drop - _EPSILON:
+        lines.append(f"accuracy dropped {old:.4f} -> {new:.4f} ({new - old:+.4f}; "
+                     f"max_accuracy_drop {policy.max_accuracy_drop:.4g})")
+    if summary["nfr"] > policy.max_nfr:
+        lines.append(f"NFR {summary['nfr']:.4f} > max_nfr {policy.max_nfr:.4g} "
+                     f"({summary['negative_flips']} of {summary['examples']} examples)")
+    if summary["relative_nfr"] > policy.max_relative_nfr:
+        lines.append(f"relative NFR {summary['relative_nfr']:.3f} > max_relative_nfr "
+                     f"{policy.max_relative_nfr:.4g}")
+    for cls, metrics in sorted((per_class or {}).items(), key=lambda kv: -kv[1]["nfr"]):
+        if metrics["nfr"] > policy.max_class_nfr:
+            lines.append(f"class {name(cls)} NFR {metrics['nfr']:.4f} > max_class_nfr "
+                         f"{policy.max_class_nfr:.4g}")
+    if summary["high_confidence_flips"] > policy.max_high_confidence_flips:
+        lines.append(f"high-confidence flips {summary['high_confidence_flips']} > "
+                     f"max_high_confidence_flips {policy.max_high_confidence_flips}")
+    return lines

@@ -1,0 +1,176 @@
+"""The flip report as a static web page: one index.html plus PNG plots, openable offline.
+
+Why static files: the report is an artifact in the pipeline root, so it must open from a file manager,
+a bucket browser or a notebook, with no server and no network (no scripts, fonts or CDNs). `render`
+returns {file name: bytes}; the caller decides where they go (local disk, GCS, ...).
+
+Plots: the flip matrix (old class -> new class), NFR per class against its limit, the confidence of
+the listed flips, and a gallery of the worst flipped images when the examples carry pixels.
+"""
+from __future__ import annotations
+
+import html
+import io
+
+import numpy as np
+
+INDEX = "index.html"
+GALLERY_COLUMNS = 8
+
+
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on pipeline workers
+    from matplotlib import pyplot
+
+    return pyplot
+
+
+def _png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    _figure().close(figure)
+    return buffer.getvalue()
+
+
+def _names(report: dict) -> list[str]:
+    classes = len(report["flip_matrix"]) if report.get("flip_matrix") else 0
+    given = report.get("class_names") or []
+    return [given[c] if c < len(given) else str(c) for c in range(classes)]
+
+
+def flip_matrix_png(report: dict) -> bytes:
+    plt = _figure()
+    matrix = np.asarray(report["flip_matrix"])
+    names = _names(report)
+    figure, axes = plt.subplots(figsize=(6.5, 5.5))
+    image = axes.imshow(matrix, cmap="Reds")
+    axes.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("new model predicts")
+    axes.set_ylabel("old model predicted (= true class)")
+    axes.set_title("Negative flips: old class -> new class")
+    for (row, column), count in np.ndenumerate(matrix):
+        if count:
+            axes.text(column, row, str(count), ha="center", va="center", fontsize=8,
+                      color="white" if count > matrix.max() / 2 else "black")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    return _png(figure)
+
+
+def class_nfr_png(report: dict, max_class_nfr: float | None) -> bytes:
+    plt = _figure()
+    names = _names(report)
+    nfr = [report["per_class"].get(str(c), {}).get("nfr", 0.0) for c in range(len(names))]
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    bars = axes.barh(names, nfr, color="#c0392b")
+    axes.bar_label(bars, labels=[f"{v:.3f}" for v in nfr], fontsize=8, padding=2)
+    axes.axvline(report["summary"]["nfr"], color="black", linestyle=":", label="overall NFR")
+    if max_class_nfr is not None and max_class_nfr < 1:
+        axes.axvline(max_class_nfr, color="#7f8c8d", linestyle="--", label="max_class_nfr")
+    axes.invert_yaxis()
+    axes.set_xlabel("negative flip rate within the class")
+    axes.set_title("NFR per class")
+    axes.legend(loc="lower right", fontsize=8)
+    return _png(figure)
+
+
+def confidence_png(report: dict) -> bytes:
+    plt = _figure()
+    confidence = [flip["confidence"] for flip in report["flips"]]
+    figure, axes = plt.subplots(figsize=(6.5, 3.5))
+    axes.hist(confidence, bins=np.linspace(0, 1, 21), color="#2c3e50")
+    axes.axvline(report["high_confidence"], color="#c0392b", linestyle="--",
+                 label=f"high confidence >= {report['high_confidence']:g}")
+    axes.set_xlabel("new model's probability of its wrong class")
+    axes.set_ylabel("negative flips")
+    axes.set_title(f"Confidence of the {len(confidence)} listed negative flips")
+    axes.legend(fontsize=8)
+    return _png(figure)
+
+
+def image_png(pixels) -> bytes:
+    """One square grayscale image (flattened pixels, 0-255) as a PNG."""
+    plt = _figure()
+    flat = np.asarray(pixels, dtype=np.float64).reshape(-1)
+    side = int(round(np.sqrt(flat.size)))
+    if side * side != flat.size:
+        raise ValueError(f"cannot show {flat.size} pixels as a square image")
+    buffer = io.BytesIO()
+    plt.imsave(buffer, flat.reshape(side, side), cmap="gray_r", vmin=0, vmax=255, format="png")
+    return buffer.getvalue()
+
+
+def _table(rows) -> str:
+    cells = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows)
+    return f"<table>{cells}</table>"
+
+
+def _gate_section(report: dict) -> str:
+    gate = report.get("gate")
+    if gate is None:
+        return ""
+    if gate["blessed"]:
+        return '<p class="pass">Flip gate: <b>passed</b>.</p>'
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in gate["failures"])
+    return f'<p class="fail">Flip gate: <b>blocked</b></p><ul>{items}</ul>'
+
+
+def _gallery(report: dict, images: dict, names: list[str]) -> tuple[str, dict]:
+    files, cells = {}, []
+    for flip in report["flips"]:
+        if flip["id"] not in images:
+            continue
+        name = f"flip_{flip['id']}.png"
+        files[name] = image_png(images[flip["id"]])
+        caption = (f"#{flip['id']}: {names[flip['label']]} → {names[flip['new_pred']]} "
+                   f"({flip['confidence']:.2f})")
+        cells.append(f'<figure><img src="{name}" alt="{html.escape(caption)}">'
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    if not cells:
+        return "", files
+    return ('<h2>Worst flipped examples</h2><div class="gallery">' + "".join(cells)
+            + "</div>"), files
+
+
+STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;
+text-align:left}th{background:#f4f4f4}.pass{color:#1e8449}.fail{color:#c0392b}
+.plots img{max-width:49%;vertical-align:top}.gallery{display:flex;flex-wrap:wrap;gap:8px}
+figure{margin:0;width:120px;font-size:11px}figure img{width:112px;image-rendering:pixelated;
+border:1px solid #ccc}"""
+
+
+def render(report: dict, images: dict | None = None, title: str = "Flip report") -> dict:
+    """{file name: bytes} of the report page; `images` maps flipped example ids to their pixels."""
+    head = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
+            f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
+    if not report.get("has_baseline"):
+        body = (f"<p>{html.escape(report.get('reason', 'no baseline'))}</p>"
+                + _table([("examples", str(report["summary"]["examples"])),
+                          ("accuracy", f"{report['summary']['new_accuracy']:.4f}")])
+                + _gate_section(report))
+        return {INDEX: (head + body + "</body></html>").encode()}
+
+    s, names = report["summary"], _names(report)
+    files = {"flip_matrix.png": flip_matrix_png(report),
+             "class_nfr.png": class_nfr_png(report, report.get("policy", {}).get("max_class_nfr")),
+             "confidence.png": confidence_png(report)}
+    headline = _table([
+        ("examples", str(s["examples"])),
+        ("accuracy old → new", f"{s['old_accuracy']:.4f} → {s['new_accuracy']:.4f}"),
+        ("negative flips (NFR)", f"{s['negative_flips']} ({s['nfr']:.4f})"),
+        ("relative NFR", f"{s['relative_nfr']:.3f}"),
+        ("NFI (flips / new errors)", f"{s['nfi']:.3f}"),
+        ("high-confidence flips", f"{s['high_confidence_flips']} (>= {report['high_confidence']:g})"),
+        ("positive flips (PFR)", f"{s['positive_flips']} ({s['pfr']:.4f})"),
+        ("BTC / BEC", f"{s['btc']:.3f} / {s['bec']:.3f}"),
+    ])
+    gallery, images_files = _gallery(report, images or {}, names)
+    files.update(images_files)
+    plots = "".join(f'<img src="{name}" alt="{name[:-4].replace("_", " ")}">'
+                    for name in ("flip_matrix.png", "class_nfr.png", "confidence.png"))
+    body = headline + _gate_section(report) + f'<div class="plots">{plots}</div>' + gallery
+    files[INDEX] = (head + body + "</body></html>").encode()
+    return files
