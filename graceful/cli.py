@@ -13,7 +13,7 @@ from pathlib import Path
 
 from graceful import data
 from models.params import TrainingParams
-from pipeline.configs import GateConfig, PipelineConfig
+from pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
 
 TRAINING_HELP = {
     "architecture": "architecture: small, mlp or cnn (default %(default)s)",
@@ -48,6 +48,12 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
                         help="absolute accuracy floor for blessing (default %(default)s)")
     parser.add_argument("--max-accuracy-drop", type=float, default=gate.max_accuracy_drop,
                         help="allowed accuracy drop vs the baseline (default %(default)s)")
+    parser.add_argument("--auto-approve", action="store_true",
+                        help="skip the human sign-off and approve (local experiments only; "
+                             "recorded in MLMD as auto_approve)")
+    parser.add_argument("--sign-off-timeout", type=int, default=defaults.sign_off.timeout_seconds,
+                        help="seconds to wait for a sign-off decision before rejecting "
+                             "(default %(default)s)")
     parser.add_argument("--num-spans", type=int, default=defaults.num_spans,
                         help="spans to cut from Fashion-MNIST when preparing data")
     parser.add_argument("--span-size", type=int, default=defaults.span_size)
@@ -67,7 +73,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     config = PipelineConfig(span=args.span, window_spans=args.window, num_spans=args.num_spans,
                             span_size=args.span_size, eval_size=args.eval_size,
                             fashion_mnist_dir=args.data_dir, training=training,
-                            gate=GateConfig(args.min_accuracy, args.max_accuracy_drop))
+                            gate=GateConfig(args.min_accuracy, args.max_accuracy_drop),
+                            sign_off=SignOffConfig(auto_approve=args.auto_approve,
+                                                   timeout_seconds=args.sign_off_timeout))
     if args.home:
         config.home = args.home
     return config
@@ -112,9 +120,7 @@ def cmd_run(args) -> int:
 def cmd_history(args) -> int:
     from graceful import history
 
-    config = PipelineConfig()
-    if args.home:
-        config.home = args.home
+    config = _home_config(args)
     print(history.format_table(history.runs(config.metadata_path)))
     return 0
 
@@ -125,9 +131,7 @@ def cmd_report(args) -> int:
 
     from graceful import history
 
-    config = PipelineConfig()
-    if args.home:
-        config.home = args.home
+    config = _home_config(args)
     runs = history.runs(config.metadata_path)
     if args.run is not None and not 1 <= args.run <= len(runs):
         raise ValueError(f"There is no run {args.run}; `graceful history` lists runs 1..{len(runs)}.")
@@ -139,6 +143,83 @@ def cmd_report(args) -> int:
           f"{run.baseline_model_id}): {run.flip_report}")
     with open(run.flip_report) as handle:
         print(history.format_flip_report(json.load(handle), data.CLASS_NAMES))
+    return 0
+
+
+def _home_config(args) -> PipelineConfig:
+    config = PipelineConfig()
+    if args.home:
+        config.home = args.home
+    return config
+
+
+def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
+    """The request id for RUN: a run number as in `graceful history`, a request id, or (None)
+    the one request still waiting."""
+    from graceful import history, signoff
+
+    if run is None:
+        waiting = store.pending()
+        if len(waiting) != 1:
+            listed = ", ".join(r.request_id for r in waiting) or "none"
+            raise signoff.SignOffError(f"{len(waiting)} sign-off requests are waiting ({listed}); "
+                                       "name one: graceful approve RUN")
+        return waiting[0].request_id
+    if run.isdigit() and os.path.exists(metadata_path):
+        runs = history.runs(metadata_path)
+        if not 1 <= int(run) <= len(runs):
+            raise signoff.SignOffError(f"There is no run {run}; `graceful history` lists runs "
+                                       f"1..{len(runs)}.")
+        return runs[int(run) - 1].run_id
+    return run
+
+
+def cmd_decide(args) -> int:
+    """`graceful approve|reject [RUN] --reason ...`: the CLI path of the human sign-off."""
+    from graceful import signoff, slack
+
+    config = _home_config(args)
+    store = signoff.Store(config.sign_off_store)
+    approver = os.environ.get(signoff.APPROVER_ENV) or os.environ.get("USER") or ""
+    if not approver:
+        raise signoff.SignOffError(f"Who is deciding? Set {signoff.APPROVER_ENV} to your name.")
+    request_id = _sign_off_request(store, args.run, config.metadata_path)
+    decision = store.decide(request_id, args.decision, approver, approver, args.reason, "cli",
+                            signoff.allow_list())
+    slack.show_decision(store, decision)
+    print(f"{request_id}: {decision.describe()}")
+    return 0
+
+
+def cmd_slack_gate(args) -> int:
+    """Serves Slack's interactivity Request URL until interrupted."""
+    from graceful import signoff, slack
+
+    config = _home_config(args)
+    server = slack.SlackGateServer((args.host, args.port), signoff.Store(config.sign_off_store),
+                                   os.environ.get(slack.SIGNING_SECRET_ENV, ""),
+                                   signoff.allow_list())
+    print(f"[slack-gate] listening on http://{args.host}:{server.server_address[1]}/ "
+          f"(decisions in {config.sign_off_store}); Ctrl-C stops", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_lineage(args) -> int:
+    """A model's lineage from MLMD (default: the last pushed model; --run N: that run's model)."""
+    from graceful import history, lineage
+
+    config = _home_config(args)
+    model_id = args.model
+    if args.run is not None:
+        runs = history.runs(config.metadata_path)
+        if not 1 <= args.run <= len(runs) or runs[args.run - 1].model_id is None:
+            raise ValueError(f"Run {args.run} has no trained model; `graceful history` lists runs.")
+        model_id = runs[args.run - 1].model_id
+    print(lineage.format_lineage(lineage.lineage(config.metadata_path, model_id)))
     return 0
 
 
@@ -162,7 +243,8 @@ def cmd_demo(args) -> int:
     home = Path(args.home or DEMO_HOME)
     fresh_demo_home(home)
     base = PipelineConfig(home=str(home), span_size=args.span_size, eval_size=args.eval_size,
-                          fashion_mnist_dir=args.data_dir)
+                          fashion_mnist_dir=args.data_dir,
+                          sign_off=SignOffConfig(auto_approve=not args.ask))
     steps = [("run 1: span 1, small MLP (no baseline yet)", 1, "small", "plain"),
              ("run 2: spans 1-2, CNN, plain retraining, judged against run 1's model", 2, "cnn",
               "plain"),
@@ -201,7 +283,32 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--span-size", type=int, default=PipelineConfig().span_size)
     demo.add_argument("--eval-size", type=int, default=None)
     demo.add_argument("--data-dir", default=None)
+    demo.add_argument("--ask", action="store_true",
+                      help="ask for sign-off (Slack or `graceful approve`) instead of auto-approving")
     demo.set_defaults(func=cmd_demo)
+    for decision in ("approve", "reject"):
+        decide = commands.add_parser(decision, help=f"{decision} a model waiting for sign-off "
+                                     "(approver: $GRACEFUL_APPROVER or $USER, who must be on "
+                                     "the $GRACEFUL_APPROVERS allow-list)")
+        decide.add_argument("run", nargs="?", default=None,
+                            help="run number (as in `graceful history`) or request id; "
+                                 "default: the one waiting")
+        decide.add_argument("--reason", required=True, help="why (recorded in ML Metadata)")
+        _add_home(decide)
+        decide.set_defaults(func=cmd_decide, decision=decision)
+    lineage = commands.add_parser("lineage", help="a model's lineage from ML Metadata: data, "
+                                  "schema, statistics, parameters, baseline, flips, sign-off")
+    lineage.add_argument("model", nargs="?", type=int, default=None,
+                         help="model id (default: the last pushed model)")
+    lineage.add_argument("--run", type=int, default=None, help="the model of run N instead")
+    _add_home(lineage)
+    lineage.set_defaults(func=cmd_lineage)
+    gate = commands.add_parser("slack-gate", help="serve Slack's interactivity Request URL "
+                               "(SLACK_SIGNING_SECRET, GRACEFUL_APPROVERS)")
+    gate.add_argument("--host", default="127.0.0.1")
+    gate.add_argument("--port", type=int, default=3000)
+    _add_home(gate)
+    gate.set_defaults(func=cmd_slack_gate)
     return parser
 
 
@@ -212,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (data.DatasetNotFoundError, FileNotFoundError, ValueError) as error:
+    except (data.DatasetNotFoundError, FileNotFoundError, ValueError) as error:  # incl. SignOffError
         print(f"graceful: {error}", file=sys.stderr)
         return 2
 

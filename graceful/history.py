@@ -21,7 +21,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
 EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
                                            "Pusher")
-FLIP_EVALUATOR = "FlipEvaluator"
+FLIP_EVALUATOR, SIGN_OFF = "FlipEvaluator", "HumanSignOff"
 
 
 @dataclasses.dataclass
@@ -44,6 +44,7 @@ class RunRecord:
     blocked_by: str | None = None       # the gate that refused the model
     blessed: bool | None = None         # passed every gate that ran
     flip_report: str | None = None      # path of the FlipEvaluator's flip_report.json
+    sign_off: dict | None = None        # decision, approver_id, approver_name, decided_at, reason...
     pushed: bool | None = None
     failed_step: str | None = None
 
@@ -174,6 +175,17 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
     elif component == FLIP_EVALUATOR:
         _fill_flip_gate(record, io[(inputs, "baseline_model")], io[(output, "flip_report")],
                         io[(output, "blessing")])
+    elif component == SIGN_OFF:
+        for artifact in io[(output, "sign_off")]:
+            record.sign_off = {key: property_value(artifact, key) for key in (
+                "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
+                "slack_ts", "request_id")}
+            if property_value(artifact, "source") == "flip gate":
+                record.sign_off = None  # nobody was asked; the flip gate's reasons stand
+            elif property_value(artifact, "blessed") == 0:
+                record.blessed, record.blocked_by = False, "sign-off"
+                record.failures = [f"{record.sign_off['decision']}ed by "
+                                   f"{record.sign_off['approver_name']}: {record.sign_off['reason']}"]
     elif component == PUSHER:
         for pushed in io[(output, "pushed_model")]:
             record.pushed = bool(property_value(pushed, "pushed"))
@@ -223,10 +235,21 @@ def _fmt(value, spec=".4f") -> str:
     return "-" if value is None else format(value, spec)
 
 
+def signed_off_by(record: RunRecord) -> str:
+    """Who approved (or rejected) the run's model, e.g. "alice" or "rejected: alice"; "-" if nobody
+    was asked."""
+    sign_off = record.sign_off
+    if not sign_off:
+        return "-"
+    who = sign_off["approver_name"] if sign_off["source"] not in ("timeout", "error") else (
+        sign_off["source"])
+    return who if sign_off["decision"] == "approve" else f"rejected: {who}"
+
+
 def format_table(records: list[RunRecord]) -> str:
     """Runs as a fixed-width text table (what `graceful run` and `graceful history` print)."""
     header = ("run", "span", "trained on", "model", "loss", "model id", "accuracy", "baseline id",
-              "baseline acc", "NFR", "blessed", "status")
+              "baseline acc", "NFR", "signed off by", "blessed", "status")
     rows = [header]
     for number, r in enumerate(records, 1):
         rows.append((str(number), _fmt(r.span, "d"),
@@ -234,6 +257,7 @@ def format_table(records: list[RunRecord]) -> str:
                      r.params.get("architecture") or "-", r.loss or "-", _fmt(r.model_id, "d"),
                      _fmt(r.accuracy),
                      _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy), _fmt(r.nfr),
+                     signed_off_by(r),
                      "-" if r.blessed is None else ("yes" if r.blessed else "no"), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()

@@ -13,12 +13,27 @@ from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
 from models.params import TrainingParams
 
-__all__ = ["GateConfig", "PipelineConfig", "TrainingParams"]
+__all__ = ["GateConfig", "PipelineConfig", "SignOffConfig", "TrainingParams"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_DIR = REPO_ROOT / "schemas"
 DEFAULT_HOME = "graceful_home"
 HOME_ENV = "GRACEFUL_HOME"
+
+
+@dataclasses.dataclass
+class SignOffConfig:
+    """The human sign-off before any push (components/human_signoff).
+
+    Slack is used when SLACK_BOT_TOKEN and a channel (here or $GRACEFUL_SLACK_CHANNEL) are set;
+    otherwise decisions come from `graceful approve|reject`. No decision within `timeout_seconds`
+    rejects. `auto_approve` approves without asking — for local demos and tests only.
+    """
+
+    auto_approve: bool = False
+    timeout_seconds: int = 3600
+    slack_channel: str = ""
+    max_poll_seconds: int = 15
 
 
 @dataclasses.dataclass
@@ -34,6 +49,7 @@ class PipelineConfig:
     fashion_mnist_dir: str | None = None
     training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
+    sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
     class_names: tuple = CLASS_NAMES  # for flip reports; () shows class ids
     image_feature: str = "pixels"     # flattened square images for the report's gallery; "" = none
     # Where the training code lives (a TFX run_fn). Swap it to train your own model with the same
@@ -54,6 +70,11 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> str:
         return str(Path(self.home) / "metadata.sqlite")
+
+    @property
+    def sign_off_store(self) -> str:
+        """The decision store shared by the pipeline, `graceful approve|reject` and slack-gate."""
+        return str(Path(self.home) / "sign_off.sqlite")
 
     @property
     def serving_dir(self) -> str:

@@ -10,17 +10,21 @@
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
-  -- only if the flip gate passed: --
+  HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
+                        `graceful approve|reject`); otherwise it records that nobody was asked
+  -- only if a person approved: --
   Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
   Pusher                copies the model to the serving directory, only if blessed
 
-Why the condition: the Evaluator's ModelBlessing is what LatestBlessedModelStrategy trusts when it picks
-the next baseline, so it exists only for candidates every earlier gate passed.
+Why the condition: the Evaluator's ModelBlessing is what LatestBlessedModelStrategy trusts when it
+picks the next baseline, so it exists only for candidates every earlier gate passed.
 
 Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipeline(config)`.
 """
 from __future__ import annotations
+
+import dataclasses
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
@@ -29,6 +33,7 @@ from components.data_gate.component import DataGate
 from components.flip_evaluator.component import FlipEvaluator
 from components.flip_evaluator.executor import ReportSettings
 from components.graceful_trainer.component import GracefulTrainer
+from components.human_signoff.component import HumanSignOff
 from components.span_window.strategy import SpanWindowStrategy
 from graceful import tfma_flips
 from pipeline.configs import PipelineConfig
@@ -139,8 +144,15 @@ def create_pipeline(config: PipelineConfig,
         settings=ReportSettings(policy=config.gate, class_names=config.class_names,
                                 image_feature=config.image_feature))
 
-    flip_gate_passed = flip_evaluator.outputs["blessing"].future()[0].custom_property("blessed") == 1
-    with tfx.dsl.Cond(flip_gate_passed):
+    sign_off = HumanSignOff(
+        model=trainer.outputs["model"],
+        flip_report=flip_evaluator.outputs["flip_report"],
+        flip_blessing=flip_evaluator.outputs["blessing"],
+        store_path=config.sign_off_store,
+        **dataclasses.asdict(config.sign_off))
+
+    approved = sign_off.outputs["sign_off"].future()[0].custom_property("blessed") == 1
+    with tfx.dsl.Cond(approved):
         evaluator = tfx.components.Evaluator(
             examples=examples_gen.outputs["examples"],
             model=trainer.outputs["model"],
@@ -159,7 +171,8 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    training_spans, baseline_model, trainer, flip_evaluator, evaluator, pusher],
+                    training_spans, baseline_model, trainer, flip_evaluator, sign_off, evaluator,
+                    pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

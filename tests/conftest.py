@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from models.params import TrainingParams  # noqa: E402
-from pipeline.configs import GateConfig, PipelineConfig  # noqa: E402
+from pipeline.configs import GateConfig, PipelineConfig, SignOffConfig  # noqa: E402
 
 TINY_SPAN = 600
 TINY_EVAL = 300
@@ -18,11 +18,13 @@ def tiny_config(tmp_path) -> PipelineConfig:
     """A home under tmp_path; 600 training images per span, 300 eval images, a few quick epochs.
 
     Tiny models flip many examples, so the flip limits are off here; tests of the flip gate set them.
+    Sign-off is auto-approved; the sign-off tests decide themselves.
     """
     return PipelineConfig(home=str(tmp_path / "home"), span_size=TINY_SPAN, eval_size=TINY_EVAL,
                           training=TrainingParams(architecture="small", epochs=5),
                           gate=GateConfig(min_accuracy=0.3, max_accuracy_drop=0.0, max_nfr=1.0,
-                                          max_class_nfr=1.0, max_relative_nfr=100.0))
+                                          max_class_nfr=1.0, max_relative_nfr=100.0),
+                          sign_off=SignOffConfig(auto_approve=True))
 
 
 def with_training(config: PipelineConfig, **changes) -> PipelineConfig:

@@ -165,6 +165,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                             report_artifact.uri, settings_from(exec_properties))
         with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE)) as handle:
             report = json.load(handle)
+        report_artifact.set_int_custom_property("span", examples.get_int_custom_property("span"))
         _record(report, report_artifact, blessing, candidate, baselines[0] if baselines else None)
 
 

@@ -1,0 +1,62 @@
+"""HumanSignOff: a person approves or rejects the candidate before anything is pushed.
+
+Inputs: the candidate model and the FlipEvaluator's report and verdict (the evidence). When the flip
+gate blocked the model nobody is asked: the artifact records that (source "flip gate"). It always
+writes its artifact, because the pipeline's condition on the Evaluator reads it. Otherwise it opens a
+sign-off request in the shared decision store (graceful.signoff), posts a Slack message with the
+evidence and Approve / Reject buttons when Slack is configured (graceful.slack), and waits — polling
+with backoff — for the first valid decision from Slack (`graceful slack-gate`) or the CLI
+(`graceful approve|reject`), up to `timeout_seconds`.
+
+Output: a `graceful.SignOff` artifact recording decision, approver id and name, time, reason, source
+and the Slack message ts; `blessed=1` and `current_model_id` only when a person approved. It is
+deliberately not a ModelBlessing: the Evaluator, the pipeline's one ModelBlessing producer, runs only
+after an approval, so a rejected model can never be resolved as a baseline.
+
+Fails closed: no Slack token → says how to configure it and waits for the CLI; Slack errors (after
+slack_sdk's retries) → rejected with the error as reason; no decision in time → rejected, "timeout".
+`auto_approve` (explicit, for local demos and tests) approves at once and records that it did.
+"""
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.flip_evaluator.component import FlipBlessing, FlipReport
+from components.human_signoff.executor import Executor
+
+
+class SignOff(types.Artifact):
+    """A person's decision on a candidate model (custom properties: decision, blessed, approver...)."""
+
+    TYPE_NAME = "graceful.SignOff"
+
+
+class HumanSignOffSpec(ComponentSpec):
+    PARAMETERS = {
+        "store_path": ExecutionParameter(type=str),       # the shared decision store (SQLite)
+        "timeout_seconds": ExecutionParameter(type=int),
+        "auto_approve": ExecutionParameter(type=int),     # 1 = approve without asking (demos)
+        "slack_channel": ExecutionParameter(type=str),    # "" = $GRACEFUL_SLACK_CHANNEL
+        "max_poll_seconds": ExecutionParameter(type=int),
+    }
+    INPUTS = {
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "flip_report": ChannelParameter(type=FlipReport),
+        "flip_blessing": ChannelParameter(type=FlipBlessing),
+    }
+    OUTPUTS = {"sign_off": ChannelParameter(type=SignOff)}
+
+
+class HumanSignOff(base_component.BaseComponent):
+    SPEC_CLASS = HumanSignOffSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
+
+    def __init__(self, model: types.BaseChannel, flip_report: types.BaseChannel,
+                 flip_blessing: types.BaseChannel, store_path: str, timeout_seconds: int,
+                 auto_approve: bool = False, slack_channel: str = "", max_poll_seconds: int = 15):
+        super().__init__(spec=HumanSignOffSpec(
+            model=model, flip_report=flip_report, flip_blessing=flip_blessing,
+            store_path=store_path, timeout_seconds=timeout_seconds,
+            auto_approve=int(auto_approve), slack_channel=slack_channel,
+            max_poll_seconds=max_poll_seconds, sign_off=types.Channel(type=SignOff)))

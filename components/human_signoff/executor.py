@@ -1,0 +1,126 @@
+"""HumanSignOff's executor: open the request, ask (Slack or CLI), wait, record the decision."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from graceful import signoff, slack
+
+REPORT_FILE = "flip_report.json"
+PAGE_FILE = "index.html"
+
+
+def evidence(report: dict, report_dir: str, pipeline: str, span) -> dict:
+    """What the approver sees: the flip gate's numbers, worst classes, top flips, the report."""
+    s, names = report["summary"], report.get("class_names") or []
+    name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
+    result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
+              "report": os.path.join(report_dir, PAGE_FILE),
+              "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
+    if report["has_baseline"]:
+        worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
+        result.update({
+            "baseline_accuracy": s["old_accuracy"], "nfr": s["nfr"],
+            "relative_nfr": s["relative_nfr"], "high_confidence_flips": s["high_confidence_flips"],
+            "worst_classes": [f"{name(c)}: NFR {m['nfr']:.4f} ({m['negative_flips']} of "
+                              f"{m['examples']})" for c, m in worst],
+            "top_flips": [f"#{f['id']}: {name(f['label'])} → {name(f['new_pred'])} "
+                          f"({f['confidence']:.2f})" for f in report["flips"][:5]]})
+    return result
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        report_artifact = artifact_utils.get_single_instance(input_dict["flip_report"])
+        flip_blessing = artifact_utils.get_single_instance(input_dict["flip_blessing"])
+        sign_off = artifact_utils.get_single_instance(output_dict["sign_off"])
+        with open(os.path.join(report_artifact.uri, REPORT_FILE)) as handle:
+            report = json.load(handle)
+        if flip_blessing.get_int_custom_property("current_model_id") != model.id:
+            raise ValueError("the flip verdict is not about this model; refusing to ask for sign-off")
+        if flip_blessing.get_int_custom_property("blessed") != 1:
+            print("[sign-off] the flip gate blocked this model: nobody is asked", flush=True)
+            _record(sign_off, model, "", signoff.Decision(
+                "", signoff.REJECT, "graceful", "graceful",
+                "not asked: " + "; ".join(report["gate"]["failures"]), time.time(),
+                signoff.FLIP_GATE_SOURCE), None)
+            return
+
+        store = signoff.Store(exec_properties["store_path"])
+        request_id = self._context.pipeline_run_id or f"model-{model.id}"
+        pipeline_info = self._context.pipeline_info  # a PipelineInfo proto in TFX's IR runners
+        request = store.open_request(request_id, model.id, evidence(
+            report, report_artifact.uri, getattr(pipeline_info, "id", None) or "graceful",
+            report_artifact.get_int_custom_property("span") or None))
+        decision = self._ask_and_wait(store, request, exec_properties)
+        _record(sign_off, model, request_id, decision, store.request(request_id))
+
+    def _ask_and_wait(self, store, request, exec_properties) -> signoff.Decision:
+        request_id = request.request_id
+        if exec_properties["auto_approve"]:
+            print(f"[sign-off] auto_approve is set: approving {request_id} without asking",
+                  flush=True)
+            return store.decide(request_id, signoff.APPROVE, "auto_approve", "auto_approve",
+                                "auto_approve is set in the pipeline config", "auto",
+                                approvers=frozenset({"auto_approve"}))
+        channel = exec_properties["slack_channel"] or os.environ.get(slack.CHANNEL_ENV, "")
+        if os.environ.get(slack.TOKEN_ENV) and channel:
+            from slack_sdk.errors import SlackApiError
+
+            try:
+                ts = slack.post_request(request, channel)
+            except (SlackApiError, OSError) as error:
+                reason = f"Slack API error, message not sent: {_slack_error(error)}"
+                print(f"[sign-off] {reason}; not approving", flush=True)
+                return store.decide(request_id, signoff.REJECT, "graceful", "graceful", reason,
+                                    "error")
+            store.set_slack_message(request_id, channel, ts)
+            print(f"[sign-off] posted to Slack channel {channel} (ts {ts}); waiting for a decision",
+                  flush=True)
+        else:
+            print(f"[sign-off] {slack.SETUP_HINT}", flush=True)
+        print(f"[sign-off] decide from a shell: graceful approve {request_id} --reason '...' "
+              f"(or graceful reject ...); store {store.path}", flush=True)
+        decision = store.wait(request_id, exec_properties["timeout_seconds"],
+                              max_poll=exec_properties["max_poll_seconds"],
+                              log=lambda line: print(line, flush=True))
+        if decision is None:
+            try:
+                decision = store.decide(request_id, signoff.REJECT, "graceful", "graceful",
+                                        "timeout", "timeout")
+            except signoff.SignOffError:  # a decision landed at the last moment: it wins
+                decision = store.decision(request_id)
+            slack.show_decision(store, decision)
+        print(f"[sign-off] {request_id}: {decision.describe()}", flush=True)
+        return decision
+
+
+def _slack_error(error) -> str:
+    response = getattr(error, "response", None)
+    if response is not None and hasattr(response, "get"):
+        return str(response.get("error") or error)
+    return f"{type(error).__name__}: {error}"
+
+
+def _record(sign_off, model, request_id: str, decision: signoff.Decision,
+            request: signoff.Request | None) -> None:
+    """The decision as MLMD custom properties (the audit trail); blessed only when approved."""
+    sign_off.set_string_custom_property("request_id", request_id)
+    sign_off.set_string_custom_property("decision", decision.decision)
+    sign_off.set_string_custom_property("approver_id", decision.approver_id)
+    sign_off.set_string_custom_property("approver_name", decision.approver_name)
+    sign_off.set_string_custom_property("decided_at", decision.when)
+    sign_off.set_string_custom_property("reason", decision.reason)
+    sign_off.set_string_custom_property("source", decision.source)
+    sign_off.set_string_custom_property("slack_channel", (request and request.slack_channel) or "")
+    sign_off.set_string_custom_property("slack_ts", (request and request.slack_ts) or "")
+    sign_off.set_int_custom_property("model_id", model.id)
+    sign_off.set_int_custom_property("blessed", int(decision.approved))
+    if decision.approved:
+        sign_off.set_int_custom_property("current_model_id", model.id)

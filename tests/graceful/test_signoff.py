@@ -1,0 +1,143 @@
+"""The sign-off decision store and the Slack endpoint, over real SQLite and real HTTP: signed requests
+computed with the signing secret, the real slack_sdk client against a local Slack API stand-in."""
+import json
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from graceful import signoff, slack
+from tests.slack_standin import SlackStandIn
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+APPROVERS = frozenset({"U_ALICE", "bob"})
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = signoff.Store(tmp_path / "sign_off.sqlite")
+    s.open_request("run-1", 7, {"pipeline": "graceful", "accuracy": 0.9, "flip_gate": "passed",
+                                "report": "/r/index.html"})
+    return s
+
+
+def test_first_decision_wins_repeats_are_idempotent_later_ones_refused(store):
+    first = store.decide("run-1", "approve", "U_ALICE", "alice", "looks fine", "slack", APPROVERS)
+    assert first.approved and first.approver_name == "alice"
+    assert store.decide("run-1", "approve", "U_ALICE", "alice", "again", "slack", APPROVERS) == first
+    with pytest.raises(signoff.SignOffError, match="already approved by alice"):
+        store.decide("run-1", "reject", "bob", "bob", "no", "cli", APPROVERS)
+    assert store.decision("run-1") == first and store.pending() == []
+
+
+def test_only_allow_listed_people_decide_and_nothing_is_recorded_otherwise(store):
+    with pytest.raises(signoff.SignOffError, match="not on the approver allow-list"):
+        store.decide("run-1", "approve", "U_MALLORY", "mallory", "", "slack", APPROVERS)
+    with pytest.raises(signoff.SignOffError, match="No approvers are configured"):
+        store.decide("run-1", "approve", "bob", "bob", "", "cli", frozenset())
+    with pytest.raises(signoff.SignOffError, match="No sign-off request 'run-9'"):
+        store.decide("run-9", "approve", "bob", "bob", "", "cli", APPROVERS)
+    assert store.decision("run-1") is None and [r.request_id for r in store.pending()] == ["run-1"]
+
+
+def test_timeout_and_errors_are_never_approvals(store):
+    decision = store.decide("run-1", "approve", "graceful", "graceful", "timeout", "timeout")
+    assert not decision.approved
+
+
+def test_wait_returns_a_decision_made_by_another_thread_and_times_out_otherwise(store):
+    started = time.monotonic()
+    assert store.wait("run-1", 0.3, first_poll=0.05, log=lambda _: None) is None
+    assert 0.3 <= time.monotonic() - started < 1.0
+
+    threading.Timer(0.2, store.decide, ("run-1", "reject", "bob", "bob", "too many flips", "cli",
+                                        APPROVERS)).start()
+    decision = store.wait("run-1", 10, first_poll=0.05, log=lambda _: None)
+    assert decision.decision == "reject" and decision.reason == "too many flips"
+
+
+def test_allow_list_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv(signoff.APPROVERS_ENV, " U1, bob ,,")
+    assert signoff.allow_list() == {"U1", "bob"}
+
+
+# --- the Slack endpoint ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def slack_api(monkeypatch):
+    standin = SlackStandIn(token="xoxb-test")
+    monkeypatch.setenv(slack.TOKEN_ENV, "xoxb-test")
+    monkeypatch.setenv(slack.API_URL_ENV, standin.url)
+    yield standin
+    standin.close()
+
+
+@pytest.fixture
+def gate(store):
+    server = slack.SlackGateServer(("127.0.0.1", 0), store, SECRET, APPROVERS, log=lambda _: None)
+    slack.serve_in_thread(server)
+    yield f"http://127.0.0.1:{server.server_address[1]}/slack/actions"
+    server.shutdown()
+    server.server_close()
+
+
+def click(url, decision, user_id, request_id="run-1", secret=SECRET, age=0, tamper=False):
+    """POSTs a block_actions payload the way Slack does; returns (status, text)."""
+    payload = {"type": "block_actions", "user": {"id": user_id, "username": user_id.lower()},
+               "channel": {"id": "C1"}, "actions": [
+                   {"action_id": f"graceful_{decision}", "value": request_id}]}
+    body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
+    headers = slack.signature_headers(body, secret, int(time.time()) - age)
+    if tamper:
+        body = body.replace(b"run-1", b"run-2")
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_endpoint_refuses_forged_stale_and_unlisted_clicks_then_records_the_first_valid_one(
+        store, gate, slack_api):
+    store.set_slack_message("run-1", "C1", "1790000000.000001")
+    assert click(gate, "approve", "U_ALICE", secret="not-the-secret")[0] == 401
+    assert click(gate, "approve", "U_ALICE", tamper=True)[0] == 401
+    assert click(gate, "approve", "U_ALICE", age=6 * 60)[0] == 401  # replayed after 5 minutes
+    status, text = click(gate, "approve", "U_MALLORY")
+    assert status == 200 and "not on the approver allow-list" in text
+    assert store.decision("run-1") is None, "no refused click may record anything"
+
+    status, text = click(gate, "approve", "U_ALICE")
+    assert status == 200 and text.startswith("approved by u_alice (slack)")
+    status, text = click(gate, "reject", "bob")
+    assert "already approved by u_alice" in text
+    decision = store.decision("run-1")
+    assert decision.approved and decision.approver_id == "U_ALICE"
+
+    [update] = slack_api.called("chat.update")
+    assert update["body"]["ts"] == "1790000000.000001" and update["authorization"] == "Bearer xoxb-test"
+    assert "approved by u_alice" in json.dumps(update["body"]["blocks"])
+    assert not any(b["type"] == "actions" for b in update["body"]["blocks"])
+    assert {c["body"]["user"] for c in slack_api.called("chat.postEphemeral")} == {"U_MALLORY", "bob"}
+
+
+def test_message_carries_the_evidence_and_buttons_with_the_run_identity(store, slack_api):
+    ts = slack.post_request(store.request("run-1"), "C1")
+    [post] = slack_api.called("chat.postMessage")
+    assert post["body"]["channel"] == "C1" and ts.startswith("1790000000.")
+    [actions] = [b for b in post["body"]["blocks"] if b["type"] == "actions"]
+    assert [(e["action_id"], e["value"]) for e in actions["elements"]] == [
+        ("graceful_approve", "run-1"), ("graceful_reject", "run-1")]
+    assert "/r/index.html" in json.dumps(post["body"]["blocks"])
+
+
+def test_gate_will_not_start_without_a_secret_or_approvers(store):
+    with pytest.raises(ValueError, match="SLACK_SIGNING_SECRET"):
+        slack.SlackGateServer(("127.0.0.1", 0), store, "", APPROVERS)
+    with pytest.raises(ValueError, match="GRACEFUL_APPROVERS"):
+        slack.SlackGateServer(("127.0.0.1", 0), store, SECRET, frozenset())
