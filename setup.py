@@ -5,12 +5,16 @@ Install with the pinned stack (see constraints.txt and scripts/setup.sh):
 """
 from setuptools import find_packages, setup
 
+KUBEFLOW = ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2", "kfp-server-api==2.0.5"]
+AIRFLOW = ["apache-airflow==2.10.3"]
+
 setup(
     name="graceful-tfx",
     version="0.1.0",
     description="TFX pipeline with negative-flip-aware training, gating and human sign-off",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["graceful*", "pipeline*", "components*", "models*"]),
+    packages=find_packages(include=["graceful*", "pipeline*", "components*", "models*",
+                                    "kubeflow*"]),
     package_data={"": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
@@ -25,9 +29,10 @@ setup(
         "setuptools<81",
     ],
     extras_require={
-        "test": ["pytest"],
-        "kubeflow": ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2", "kfp-server-api==2.0.5"],
-        "airflow": ["apache-airflow==2.10.3"],
+        "kubeflow": KUBEFLOW,
+        "airflow": AIRFLOW,
+        # The tests cover every runner and run the notebooks headless.
+        "test": ["pytest", "nbclient", "nbformat", "ipykernel", *KUBEFLOW, *AIRFLOW],
     },
     entry_points={"console_scripts": ["graceful=graceful.cli:main"]},
 )

@@ -28,8 +28,8 @@ font-weight:700;margin-right:8px;border:1px solid #ccc}.primary{background:#007a
 
 def mrkdwn(text: str) -> str:
     text = html.escape(text)
-    text = re.sub(r"\\*(.+?)\\*", r"<b>\\1</b>", text)
-    return re.sub(r"`(.+?)`", r"<code>\\1</code>", text)
+    text = re.sub(r"\*(.+?)\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
 def render(blocks: list) -> str:

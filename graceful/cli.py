@@ -208,6 +208,21 @@ def cmd_slack_gate(args) -> int:
     return 0
 
 
+def cmd_compile(args) -> int:
+    """`graceful compile kubeflow`: the KFP v2 pipeline spec (see kubeflow/runner.py)."""
+    from kubeflow import runner
+
+    config = dataclasses.replace(config_from_args(args), pipeline_name=args.name)
+    if args.beam_arg:
+        config.beam_pipeline_args = list(args.beam_arg)
+    result = runner.compile_pipeline(config, args.output, args.image)
+    print(f"[graceful] compiled '{config.pipeline_name}' for Kubeflow Pipelines v2 in "
+          f"{result['seconds']:.1f}s (image {args.image}, home {config.home}):\n"
+          f"  {result['yaml']}  (KFP PipelineSpec: kfp.Client().upload_pipeline, kubeflow/schedule.py)\n"
+          f"  {result['json']}  (TFX PipelineJob: Vertex AI Pipelines)")
+    return 0
+
+
 def cmd_lineage(args) -> int:
     """A model's lineage from MLMD (default: the last pushed model; --run N: that run's model)."""
     from graceful import history, lineage
@@ -296,6 +311,19 @@ def build_parser() -> argparse.ArgumentParser:
         decide.add_argument("--reason", required=True, help="why (recorded in ML Metadata)")
         _add_home(decide)
         decide.set_defaults(func=cmd_decide, decision=decision)
+    compile_ = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
+    compile_.add_argument("target", choices=["kubeflow"])
+    _add_run_options(compile_)
+    compile_.add_argument("--name", default=PipelineConfig().pipeline_name,
+                          help="pipeline name, [a-z0-9-] (default %(default)s)")
+    compile_.add_argument("--image", default="graceful-tfx:0.1.0",
+                          help="the image built from kubeflow/Dockerfile (default %(default)s)")
+    compile_.add_argument("--output", default="graceful.json",
+                          help="output path; writes .json and .yaml (default %(default)s)")
+    compile_.add_argument("--beam-arg", action="append", default=[],
+                          help="a Beam pipeline argument for the Beam steps, repeatable, e.g. "
+                               "--beam-arg=--runner=DataflowRunner (default: DirectRunner)")
+    compile_.set_defaults(func=cmd_compile)
     lineage = commands.add_parser("lineage", help="a model's lineage from ML Metadata: data, "
                                   "schema, statistics, parameters, baseline, flips, sign-off")
     lineage.add_argument("model", nargs="?", type=int, default=None,

@@ -43,10 +43,14 @@ class PipelineConfig:
     # Data: spans live in <home>/data/span-N/{train,eval}/.
     span: int | None = None          # None = the newest span on disk
     window_spans: int = 0            # train on the newest N ingested spans; 0 = all of them
+    # The window is resolved from MLMD by a custom resolver strategy, which TFX's Kubeflow v2 compiler
+    # cannot compile (it knows only Latest/LatestBlessed); there, runs train on the span they ingest.
+    cross_run_window: bool = True
     num_spans: int = 3               # how many spans `graceful` prepares from Fashion-MNIST
     span_size: int = 20000           # training images per span
     eval_size: int | None = None     # None = all 10k test images
     fashion_mnist_dir: str | None = None
+    schema_dir: str = str(SCHEMA_DIR)  # where the pipeline's steps read schemas/ (in an image: its copy)
     training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
@@ -80,6 +84,4 @@ class PipelineConfig:
     def serving_dir(self) -> str:
         return str(Path(self.home) / "serving")
 
-    @property
-    def schema_dir(self) -> str:
-        return str(SCHEMA_DIR)
+

@@ -6,6 +6,7 @@
   ExampleValidator      compares the statistics with the schema
   DataGate              stops the run when the span has anomalies
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
+                        (on Kubeflow v2, which cannot compile it: the span just ingested)
   baseline resolver     finds the last blessed model in ML Metadata
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
@@ -123,7 +124,11 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_importer.outputs["schema"])
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
 
-    training_spans = training_window(examples_gen, config)
+    if config.cross_run_window:
+        training_spans = training_window(examples_gen, config)
+        training_examples, window_nodes = training_spans.outputs["examples"], [training_spans]
+    else:
+        training_examples, window_nodes = examples_gen.outputs["examples"], []
     baseline_model = tfx.dsl.Resolver(
         strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
@@ -131,7 +136,7 @@ def create_pipeline(config: PipelineConfig,
     ).with_id("baseline_model")
 
     trainer = GracefulTrainer(
-        examples=training_spans.outputs["examples"],
+        examples=training_examples,
         schema=schema_importer.outputs["schema"],
         reference_model=baseline_model.outputs["model"],
         params=config.training, run_fn=config.run_fn).with_id("Trainer")
@@ -171,7 +176,7 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    training_spans, baseline_model, trainer, flip_evaluator, sign_off, evaluator,
+                    *window_nodes, baseline_model, trainer, flip_evaluator, sign_off, evaluator,
                     pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

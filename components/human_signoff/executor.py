@@ -14,11 +14,12 @@ REPORT_FILE = "flip_report.json"
 PAGE_FILE = "index.html"
 
 
-def evidence(report: dict, report_dir: str, pipeline: str, span) -> dict:
+def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_id) -> dict:
     """What the approver sees: the flip gate's numbers, worst classes, top flips, the report."""
     s, names = report["summary"], report.get("class_names") or []
     name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
     result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
+              "baseline_model_id": baseline_model_id,
               "report": os.path.join(report_dir, PAGE_FILE),
               "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
     if report["has_baseline"]:
@@ -57,7 +58,8 @@ class Executor(base_executor.BaseExecutor):
         pipeline_info = self._context.pipeline_info  # a PipelineInfo proto in TFX's IR runners
         request = store.open_request(request_id, model.id, evidence(
             report, report_artifact.uri, getattr(pipeline_info, "id", None) or "graceful",
-            report_artifact.get_int_custom_property("span") or None))
+            report_artifact.get_int_custom_property("span") or None,
+            report_artifact.get_int_custom_property("baseline_model_id") or None))
         decision = self._ask_and_wait(store, request, exec_properties)
         _record(sign_off, model, request_id, decision, store.request(request_id))
 
