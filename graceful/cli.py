@@ -23,6 +23,14 @@ TRAINING_HELP = {
     "lam": "share of the distillation term (default %(default)s)",
     "lambda_bct": "weight of the old-head loss for bct / bct+fd (default %(default)s)",
 }
+GATE_HELP = {
+    "min_accuracy": "absolute accuracy floor",
+    "max_accuracy_drop": "allowed accuracy drop vs the baseline",
+    "max_nfr": "allowed negative flip rate vs the baseline",
+    "max_relative_nfr": "allowed NFR / ((1 - err_old) * err_new)",
+    "max_class_nfr": "allowed NFR within any one class",
+    "max_high_confidence_flips": "allowed flips with confidence >= 0.9",
+}
 DEMO_HOME = "graceful_demo_home"
 DEMO_GRACEFUL_LOSS = TrainingParams().loss
 DEMO_MARKER = ".graceful-demo-home"
@@ -38,16 +46,19 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     defaults, gate = PipelineConfig(), GateConfig()
     _add_home(parser)
     parser.add_argument("--span", type=int, default=None, help="span to ingest (default: newest)")
+    parser.add_argument("--latest", action="store_true",
+                        help="for schedulers: the newest span on disk not yet trained on with these "
+                             "training parameters (MLMD); nothing to do -> exit 0")
     parser.add_argument("--window", type=int, default=defaults.window_spans,
                         help="train on the newest N ingested spans (0 = all; default %(default)s)")
     for field in dataclasses.fields(TrainingParams):
         flag = "--model" if field.name == "architecture" else "--" + field.name.replace("_", "-")
         parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
                             help=TRAINING_HELP.get(field.name, "(default %(default)s)"))
-    parser.add_argument("--min-accuracy", type=float, default=gate.min_accuracy,
-                        help="absolute accuracy floor for blessing (default %(default)s)")
-    parser.add_argument("--max-accuracy-drop", type=float, default=gate.max_accuracy_drop,
-                        help="allowed accuracy drop vs the baseline (default %(default)s)")
+    for field in dataclasses.fields(GateConfig):
+        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
+                            type=type(field.default), default=field.default,
+                            help=GATE_HELP.get(field.name, "") + " (default %(default)s)")
     parser.add_argument("--auto-approve", action="store_true",
                         help="skip the human sign-off and approve (local experiments only; "
                              "recorded in MLMD as auto_approve)")
@@ -73,7 +84,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     config = PipelineConfig(span=args.span, window_spans=args.window, num_spans=args.num_spans,
                             span_size=args.span_size, eval_size=args.eval_size,
                             fashion_mnist_dir=args.data_dir, training=training,
-                            gate=GateConfig(args.min_accuracy, args.max_accuracy_drop),
+                            gate=GateConfig(**{f.name: getattr(args, f.name)
+                                               for f in dataclasses.fields(GateConfig)}),
                             sign_off=SignOffConfig(auto_approve=args.auto_approve,
                                                    timeout_seconds=args.sign_off_timeout))
     if args.home:
@@ -88,13 +100,15 @@ def prepare_data(config: PipelineConfig) -> None:
                        config.fashion_mnist_dir)
 
 
-def run_once(config: PipelineConfig) -> bool:
-    """One pipeline run with progress lines and a summary table; False if the run failed."""
+def run_once(config: PipelineConfig, prepare: bool = True) -> bool:
+    """One pipeline run with progress lines and a summary table; False if the run failed.
+    `prepare` writes missing Fashion-MNIST spans first (not for --latest: spans arrive)."""
     from graceful import history
     from pipeline import local_runner
 
     print(f"[graceful] home: {Path(config.home).resolve()}")
-    prepare_data(config)
+    if prepare:
+        prepare_data(config)
     span = config.span or max(data.existing_spans(config.data_root))
     print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
           f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
@@ -113,8 +127,45 @@ def run_once(config: PipelineConfig) -> bool:
     return True
 
 
+def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
+    """(newest span on disk not yet trained on with `config.training`, all such spans), from MLMD.
+
+    A span counts as trained on once a run ingested it and its Trainer produced a model with the
+    same training parameters, whatever the gates then decided: retrying the same data with the same
+    settings would only repeat that verdict.
+    """
+    from graceful import history
+
+    on_disk = data.existing_spans(config.data_root)
+    if not on_disk:
+        raise FileNotFoundError(f"No data spans in {config.data_root}; new spans arrive as "
+                                "span-N/{train,eval}/ folders (`graceful run --span 1` prepares "
+                                "them from Fashion-MNIST).")
+    wanted = dataclasses.asdict(config.training)
+    trained = set()
+    if os.path.exists(config.metadata_path):
+        trained = {r.span for r in history.runs(config.metadata_path)
+                   if r.model_id is not None and r.params == wanted}
+    todo = [span for span in on_disk if span not in trained]
+    return (max(todo) if todo else None), todo
+
+
 def cmd_run(args) -> int:
-    return 0 if run_once(config_from_args(args)) else 1
+    config = config_from_args(args)
+    if args.latest:
+        if args.span is not None:
+            raise ValueError("Pass either --span or --latest, not both.")
+        span, todo = untrained_span(config)
+        if span is None:
+            print(f"[graceful] nothing to do: every span in {config.data_root} was already trained "
+                  "on with these parameters")
+            return 0
+        if len(todo) > 1:
+            print(f"[graceful] spans {todo} are new; training on the newest, {span} (run "
+                  "`graceful run --span N` to ingest an older one)")
+        config.span = span
+        return 0 if run_once(config, prepare=False) else 1
+    return 0 if run_once(config) else 1
 
 
 def cmd_history(args) -> int:

@@ -15,7 +15,8 @@ from ml_metadata.proto import metadata_store_pb2
 
 from models.params import TrainingParams
 
-RUN_CONTEXT_TYPE = "pipeline_run"
+# A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
+RUN_CONTEXT_TYPES = ("pipeline_run", "run")
 TRAINING_PARAMETERS = [f.name for f in dataclasses.fields(TrainingParams)]
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
@@ -215,7 +216,7 @@ def _fill_flip_gate(record: RunRecord, baselines, reports, blessings) -> None:
 def runs(metadata_path: str) -> list[RunRecord]:
     """Every pipeline run in the store, oldest first."""
     store = open_store(metadata_path)
-    run_contexts = store.get_contexts_by_type(RUN_CONTEXT_TYPE)
+    run_contexts = [c for t in RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
     type_names = {t.id: t.name for t in store.get_execution_types()}
     records = []
     for context in sorted(run_contexts, key=lambda c: c.create_time_since_epoch):

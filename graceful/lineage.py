@@ -102,6 +102,7 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
     evaluation = graph.one_output(model, history.EVALUATOR, "evaluation")
     if evaluation is not None:
         result["evaluation"] = history.read_evaluation(evaluation.uri)
+        result["evaluation_uri"] = evaluation.uri
     pushed = graph.one_output(model, history.PUSHER, "pushed_model")
     result["pushed"] = None if pushed is None or history.property_value(pushed, "pushed") != 1 \
         else history.property_value(pushed, "pushed_destination") or pushed.uri

@@ -61,15 +61,18 @@ def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
 def training_window(example_gen_node, config: PipelineConfig) -> tfx.dsl.Resolver:
     """The newest `window_spans` spans ingested so far (all if 0), the newest copy of each.
 
-    Resolved from ML Metadata across runs (a plain Channel on ExampleGen's outputs, not bound to this
-    run), so a run on span N trains on spans N-w+1..N although ExampleGen ingested only span N now.
+    Resolved from ML Metadata across runs (a plain Examples channel, not bound to this run), so a run
+    on span N trains on spans N-w+1..N although ExampleGen ingested only span N now. The channel is
+    not filtered by producer either: TFX's Airflow runner records producers differently from the
+    local and Kubeflow runners, and ImportExampleGen is this pipeline's only Examples producer.
     """
-    return tfx.dsl.Resolver(
+    resolver = tfx.dsl.Resolver(
         strategy_class=SpanWindowStrategy,
         config={"num_spans": config.window_spans, "last_span": config.span},
-        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples,
-                                 producer_component_id=example_gen_node.id, output_key="examples"),
+        examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples),
     ).with_id("training_window")
+    resolver.add_upstream_node(example_gen_node)  # this run's span first (the channel is unbound)
+    return resolver
 
 
 def _upper_bound(value: float) -> tfma.MetricThreshold:

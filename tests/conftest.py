@@ -15,6 +15,10 @@ TINY_EVAL = 300
 
 @pytest.fixture
 def tiny_config(tmp_path) -> PipelineConfig:
+    return make_tiny_config(tmp_path)
+
+
+def make_tiny_config(tmp_path) -> PipelineConfig:
     """A home under tmp_path; 600 training images per span, 300 eval images, a few quick epochs.
 
     Tiny models flip many examples, so the flip limits are off here; tests of the flip gate set them.

@@ -1,0 +1,66 @@
+"""The graceful pipeline as an Airflow DAG: scheduled retraining as new data spans land.
+
+Airflow imports this file from its dags folder (copy or symlink it there; the graceful package must be
+installed in Airflow's environment). TFX's AirflowDagRunner turns every component into an Airflow task;
+each scheduled run ingests the newest span under <home>/data, trains against the last blessed model in
+the same ML Metadata store the local runner uses (<home>/metadata.sqlite), and pushes only what passes
+the flip gate and the human sign-off.
+
+Environment: GRACEFUL_HOME (the pipeline home), GRACEFUL_SCHEDULE (cron or preset, default @daily).
+
+One Airflow-specific piece: TFX's Airflow runner predates `tfx.dsl.Cond` and runs conditional steps
+unconditionally, which would evaluate and push a model a person rejected. So the DAG gets the same
+condition as an Airflow ShortCircuitOperator between HumanSignOff and the Evaluator: it reads this
+run's SignOff artifact from MLMD and skips the Evaluator and Pusher unless `blessed` is 1.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+
+from ml_metadata import metadata_store
+from tfx.orchestration import metadata
+from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
+
+from pipeline.configs import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+SCHEDULE_ENV = "GRACEFUL_SCHEDULE"
+SIGN_OFF_TASK, GUARD_TASK, GUARDED_TASK = "HumanSignOff", "sign_off_approved", "Evaluator"
+
+
+def sign_off_approved(metadata_path: str, pipeline_name: str, run_id: str, **_) -> bool:
+    """True if this DAG run's SignOff artifact in MLMD has blessed == 1 (the pipeline's Cond)."""
+    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+    context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
+    if context is None:
+        return False
+    types = {t.id: t.name for t in store.get_artifact_types()}
+    sign_offs = [a for a in store.get_artifacts_by_context(context.id)
+                 if types[a.type_id] == "graceful.SignOff"]
+    return bool(sign_offs) and sign_offs[-1].custom_properties["blessed"].int_value == 1
+
+
+def _guard_push_with_sign_off(dag, config: PipelineConfig) -> None:
+    from airflow.operators.python import ShortCircuitOperator
+
+    guard = ShortCircuitOperator(
+        task_id=GUARD_TASK, dag=dag, python_callable=sign_off_approved,
+        op_kwargs={"metadata_path": config.metadata_path, "pipeline_name": config.pipeline_name},
+        ignore_downstream_trigger_rules=True)  # skips the Evaluator and everything after it
+    dag.get_task(SIGN_OFF_TASK) >> guard >> dag.get_task(GUARDED_TASK)
+
+
+def build_dag(config: PipelineConfig, schedule: str = "@daily"):
+    """The Airflow DAG of `config`'s pipeline (dag_id = pipeline name)."""
+    dag_config = {"schedule": schedule, "start_date": datetime.datetime(2026, 1, 1),
+                  "catchup": False,     # a missed day is not worth several retrainings
+                  "max_active_runs": 1}  # runs compare with the last blessed model: never overlap
+    pipeline = create_pipeline(
+        config, metadata.sqlite_metadata_connection_config(config.metadata_path))
+    dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
+    _guard_push_with_sign_off(dag, config)
+    return dag
+
+
+DAG = build_dag(PipelineConfig(), os.environ.get(SCHEDULE_ENV, "@daily"))

@@ -1,0 +1,68 @@
+"""The Airflow DAG with real Airflow 2.10 (SQLite Airflow DB): it parses in a DagBag, and `dag.test()`
+runs the TFX pipeline into the same ML Metadata store the local runner uses — including the sign-off
+guard that TFX's Airflow runner would otherwise ignore."""
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from graceful import history
+from pipeline.configs import SignOffConfig
+from tests.conftest import run_span
+
+pytestmark = pytest.mark.slow
+DAG_FILE = Path(__file__).resolve().parents[2] / "pipeline" / "airflow_dag.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def airflow_home():
+    """A throwaway Airflow home with an initialised SQLite DB (env before airflow is imported)."""
+    home = tempfile.mkdtemp(prefix="airflow_home_")
+    os.environ.update({"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+                       "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FILE.parent)})
+    from airflow.utils import db
+
+    db.initdb()
+    return home
+
+
+def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypatch):
+    from airflow.models import DagBag
+
+    monkeypatch.setenv("GRACEFUL_HOME", str(tmp_path / "home"))
+    bag = DagBag(dag_folder=str(DAG_FILE), include_examples=False)
+    assert bag.import_errors == {}
+    dag = bag.get_dag("graceful")
+    assert dag.schedule_interval == "@daily" and dag.catchup is False and dag.max_active_runs == 1
+    assert {t.task_id for t in dag.tasks} == {
+        "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
+        "training_window", "baseline_model", "Trainer", "FlipEvaluator", "HumanSignOff",
+        "sign_off_approved", "Evaluator", "Pusher"}
+    assert dag.get_task("Evaluator").upstream_task_ids >= {"sign_off_approved"}
+
+
+def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
+    from graceful.cli import prepare_data
+    from pipeline.airflow_dag import build_dag
+
+    config = dataclasses.replace(tiny_config, num_spans=1)
+    prepare_data(config)
+    build_dag(config).test()  # span 1, auto-approved
+    prepare_data(dataclasses.replace(config, num_spans=2))
+    rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1))
+    build_dag(rejected).test()  # span 2 lands; nobody signs off
+
+    first, second = history.runs(config.metadata_path)
+    assert first.span == 1 and first.pushed and first.sign_off["source"] == "auto"
+    assert second.span == 2 and second.training_spans == [1, 2]
+    assert second.baseline_model_id == first.model_id
+    assert second.blocked_by == "sign-off" and second.sign_off["reason"] == "timeout"
+    assert second.pushed is None, "the guard skipped the Evaluator and Pusher"
+    assert len(os.listdir(config.serving_dir)) == 1
+
+    # The local runner continues from the same store: Airflow's blessed model is its baseline.
+    run_span(config, span=2)
+    third = history.runs(config.metadata_path)[2]
+    assert third.baseline_model_id == first.model_id and third.pushed
