@@ -69,12 +69,12 @@ def run(config: PipelineConfig, log=print) -> None:
 
     Path(config.home).mkdir(parents=True, exist_ok=True)
     graceful_pipeline = create_pipeline(config, metadata_config(config))
-    with progress_lines(log), _own_argv():
+    with progress_lines(log), own_argv():
         tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
 
 
 @contextlib.contextmanager
-def _own_argv():
+def own_argv():
     """TFX's Beam executors parse `sys.argv` as absl flags; the caller's arguments (`pytest -v`,
     `graceful run --span 2`) are not meant for them (`-v` is absl's --verbosity), so hide them."""
     saved = sys.argv

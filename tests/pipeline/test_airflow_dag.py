@@ -46,13 +46,15 @@ def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypa
 def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
     from graceful.cli import prepare_data
     from pipeline.airflow_dag import build_dag
+    from pipeline.local_runner import own_argv
 
     config = dataclasses.replace(tiny_config, num_spans=1)
     prepare_data(config)
-    build_dag(config).test()  # span 1, auto-approved
-    prepare_data(dataclasses.replace(config, num_spans=2))
-    rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1))
-    build_dag(rejected).test()  # span 2 lands; nobody signs off
+    with own_argv():  # the Beam executors would parse pytest's flags (-v ...) as absl flags
+        build_dag(config).test()  # span 1, auto-approved
+        prepare_data(dataclasses.replace(config, num_spans=2))
+        rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1))
+        build_dag(rejected).test()  # span 2 lands; nobody signs off
 
     first, second = history.runs(config.metadata_path)
     assert first.span == 1 and first.pushed and first.sign_off["source"] == "auto"
