@@ -6,7 +6,7 @@ runs with several seeds; the reference model's logits are computed once per run 
 is counted in the method's train_seconds. A small sweep over (lam, T, alpha, beta) maps the
 error-vs-NFR frontier.
 
-    .venv/bin/python benchmarks/training.py [--seeds 3] [--epochs 5] [--no-sweep]
+    .venv/bin/python benchmarks/training.py [--seeds 3] [--epochs 5] [--no-sweep] [--methods a,b]
 
 Writes benchmarks/results/training.json (raw runs; fractions) and frontier.png beside it, and prints
 a table.
@@ -38,8 +38,11 @@ METHODS = {  # name -> params changed from TrainingParams defaults
     "fd_kl": dict(loss="fd_kl", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5),
     "fd_lm": dict(loss="fd_lm", alpha=0.0, beta=1.0, lam=0.05),
     "fd_margin": dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=0.5, margin=1.0),
-    "bct": dict(loss="bct", lambda_bct=1.0),
-    "bct+fd": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5, lambda_bct=1.0),
+    "bct": dict(loss="bct", lambda_bct=1.0, lambda_align=0.0),
+    "bct+fd": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5, lambda_bct=1.0,
+                   lambda_align=0.0),
+    "bct+fd+align": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5,
+                         lambda_bct=1.0, lambda_align=1.0),
 }
 SWEEP = [dict(loss="fd_kl", temperature=t, alpha=a, beta=b, lam=lam)
          for t, a, b, lam in [(1, 0, 1, 0.3), (1, 0, 1, 0.7), (2, 0, 1, 0.3), (2, 0, 1, 0.5),
@@ -59,15 +62,20 @@ def predict(model, inputs):
 
 def run_method(params, train_x, train_y, reference, test_x, test_y, old_pred):
     started = time.monotonic()
-    old_logits = None
+    old_logits = old_embeddings = None
     if params.loss != "plain":
-        old_logits, _ = reference.predict(train_x)
-    model, _, _ = training.train(params, train_x, train_y, reference, old_logits, log=lambda _: None)
+        old_logits, old_embeddings = reference.predict(train_x)
+    model, projection, _ = training.train(params, train_x, train_y, reference, old_logits,
+                                          log=lambda _: None, old_embeddings=old_embeddings)
     seconds = time.monotonic() - started
     new_pred = predict(model, test_x).argmax(1)
     summary = flips.summarize(test_y, old_pred, new_pred)
-    return new_pred, {"error": 1 - summary.new_accuracy, "nfr": summary.nfr,
-                      "rel_nfr": summary.relative_nfr, "train_seconds": seconds}
+    metrics = {"error": 1 - summary.new_accuracy, "nfr": summary.nfr,
+               "rel_nfr": summary.relative_nfr, "train_seconds": seconds}
+    if projection is not None:  # BCT: can new queries search the old gallery?
+        metrics["compatibility"] = training.compatibility_report(model, projection, reference,
+                                                                 test_x, test_y)
+    return new_pred, metrics
 
 
 def table(runs) -> str:
@@ -118,6 +126,8 @@ def main():
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--span-size", type=int, default=20000)
     parser.add_argument("--no-sweep", action="store_true")
+    parser.add_argument("--methods", default=",".join(METHODS),
+                        help="comma-separated subset of the methods (default: all)")
     parser.add_argument("--out", default=str(RESULTS / "training.json"))
     args = parser.parse_args()
 
@@ -159,12 +169,12 @@ def main():
         return pred
 
     for seed in range(args.seeds):
-        for method, changes in METHODS.items():
-            pred = record("runs", method, changes, seed)
+        for method in args.methods.split(","):
+            pred = record("runs", method, METHODS[method], seed)
             if method == "plain":
                 plain_preds[seed] = pred
-    for a in range(args.seeds):
-        for b in range(a + 1, args.seeds):
+    for a in sorted(plain_preds):
+        for b in [seed for seed in sorted(plain_preds) if seed > a]:
             s = flips.summarize(test_y, plain_preds[a], plain_preds[b])
             result["plain_seed_pairs"].append({"seeds": [a, b], "nfr": s.nfr})
     if not args.no_sweep:
@@ -172,7 +182,8 @@ def main():
             label = ", ".join(f"{k}={v}" for k, v in changes.items())
             record("sweep", label, changes, 0)
     out.write_text(json.dumps(result, indent=1))
-    plot(result["runs"], result["sweep"], out.with_name("frontier.png"))
+    if result["sweep"]:
+        plot(result["runs"], result["sweep"], out.with_name("frontier.png"))
     print(table(result["runs"]))
     noise = [p["nfr"] for p in result["plain_seed_pairs"]]
     if noise:

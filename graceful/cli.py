@@ -22,6 +22,8 @@ TRAINING_HELP = {
     "max_steps": "cap on optimizer steps (0 = none)",
     "lam": "share of the distillation term (default %(default)s)",
     "lambda_bct": "weight of the old-head loss for bct / bct+fd (default %(default)s)",
+    "lambda_align": "weight of the new-to-old embedding alignment for bct / bct+fd "
+                    "(default %(default)s)",
 }
 GATE_HELP = {
     "min_accuracy": "absolute accuracy floor",

@@ -198,3 +198,19 @@ def bct_loss(new_logits, labels, old_head_logits, lambda_bct: float) -> tf.Tenso
     new = _new(new_logits)
     y = _labels(labels)
     return cross_entropy(new, y) + lambda_bct * cross_entropy(tf.cast(_new(old_head_logits), new.dtype), y)
+
+
+def embedding_alignment(projected_new, old_embedding) -> tf.Tensor:
+    """Mean cosine distance 1 - cos(P·phi_new_i, phi_old_i) over the examples, scalar in [0, 2].
+
+    BCT's old-head term keeps the new embedding *classifiable* by the old head; retrieval against an
+    old gallery (cosine nearest neighbour) also needs each new embedding to point where the old one
+    did. A zero vector counts as orthogonal (distance 1).
+    """
+    new = tf.convert_to_tensor(projected_new, tf.float32)
+    old = tf.convert_to_tensor(old_embedding, tf.float32)
+    if new.shape.rank != 2 or old.shape.rank != 2 or new.shape[-1] != old.shape[-1]:
+        raise ValueError(f"embeddings must be [N, D] of the same D, got {new.shape} and {old.shape}; "
+                         "project the new embedding to the old size first")
+    cosine = tf.reduce_sum(tf.math.l2_normalize(new, 1) * tf.math.l2_normalize(old, 1), axis=1)
+    return tf.reduce_mean(1.0 - cosine)

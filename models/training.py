@@ -123,6 +123,8 @@ def check_params(params: TrainingParams) -> losses.DistillationParams:
         raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
     if params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
         raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0.")
+    if not params.lambda_align >= 0 or params.lambda_align == float("inf"):
+        raise ValueError(f"lambda_align must be a finite number >= 0, got {params.lambda_align}")
     return losses.DistillationParams(params.temperature, params.alpha, params.beta, params.lam,
                                      params.margin).validate()
 
@@ -146,8 +148,10 @@ def objective(params: TrainingParams, loss: str):
 
 
 def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
-          reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print):
-    """Trains a new model; returns (model, BCT projection or None, the loss actually used)."""
+          reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print,
+          old_embeddings: np.ndarray | None = None):
+    """Trains a new model; returns (model, BCT projection or None, the loss actually used).
+    `old_logits` / `old_embeddings`: the reference's outputs on `inputs`, computed once."""
     check_params(params)
     loss = params.loss if reference is not None else "plain"
     model = architectures.build(params.architecture, seed=params.seed)
@@ -164,14 +168,21 @@ def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
     optimizer = keras.optimizers.Adam(params.learning_rate)
     if old_logits is None:
         old_logits = np.zeros((len(labels), architectures.NUM_CLASSES), np.float32)
+    align = params.lambda_align if projection is not None else 0.0
+    if align and old_embeddings is None:
+        raise ValueError("lambda_align needs the reference's embeddings of the training data")
+    if not align:
+        old_embeddings = np.zeros((len(labels), 1), np.float32)  # unused placeholder
 
     @tf.function
-    def step(x, y, old):
+    def step(x, y, old, old_embedding):
         with tf.GradientTape() as tape:
             embedding = embedder(x, training=True)
             logits = head(embedding)
             old_head_logits = reference.head(projection(embedding)) if projection else logits
             value = compute(logits, y, old, old_head_logits)
+            if align:
+                value += align * losses.embedding_alignment(projection(embedding), old_embedding)
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
         return value
 
@@ -179,12 +190,13 @@ def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
     total_steps = params.epochs * steps_per_epoch
     if params.max_steps:
         total_steps = min(total_steps, params.max_steps)
-    dataset = (tf.data.Dataset.from_tensor_slices((inputs, labels, old_logits.astype(np.float32)))
+    dataset = (tf.data.Dataset.from_tensor_slices((inputs, labels, old_logits.astype(np.float32),
+                                                   old_embeddings.astype(np.float32)))
                .shuffle(len(labels), seed=params.seed, reshuffle_each_iteration=True)
                .batch(params.batch_size).repeat().take(total_steps))
     running = []
-    for number, (x, y, old) in enumerate(dataset, 1):
-        running.append(float(step(x, y, old)))
+    for number, (x, y, old, old_embedding) in enumerate(dataset, 1):
+        running.append(float(step(x, y, old, old_embedding)))
         if number % steps_per_epoch == 0 or number == total_steps:
             log(f"[train] step {number}/{total_steps} loss {np.mean(running):.4f} ({loss})")
             running = []
@@ -212,18 +224,19 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     inputs = to_inputs(pixels).numpy()
     print(f"[train] {len(labels)} examples, params {json.dumps(dataclasses.asdict(params))}",
           flush=True)
-    reference = old_logits = None
+    reference = old_logits = old_embeddings = None
     if fn_args.base_model:
         reference = Reference.load(fn_args.base_model)
         started = time.monotonic()
-        old_logits, _ = reference.predict(inputs)
+        old_logits, old_embeddings = reference.predict(inputs)
         print(f"[train] reference model {fn_args.base_model}: logits for {len(labels)} examples "
               f"computed once in {time.monotonic() - started:.1f}s", flush=True)
     elif params.loss != "plain":
         print(f"[train] no blessed model yet: training plainly instead of '{params.loss}'", flush=True)
     started = time.monotonic()
     model, projection, loss = train(params, inputs, labels, reference, old_logits,
-                                    log=lambda line: print(line, flush=True))
+                                    log=lambda line: print(line, flush=True),
+                                    old_embeddings=old_embeddings)
     seconds = time.monotonic() - started
     print(f"[train] done in {seconds:.1f}s", flush=True)
     export(model, fn_args.serving_model_dir, projection)

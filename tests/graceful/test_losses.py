@@ -266,3 +266,14 @@ def test_bct_gradient_flows_through_the_old_head_logits():
     assert d_new is not None and np.all(np.isfinite(d_new.numpy()))
     # the head's weights are frozen by the caller, but its logits must pass gradient on to the new embedding.
     assert d_head is not None and np.all(np.isfinite(d_head.numpy())) and np.any(d_head.numpy() != 0)
+
+
+def test_embedding_alignment_is_the_mean_cosine_distance():
+    old = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0]], np.float32)
+    same_direction = np.array([[5.0, 0.0], [0.0, 0.5], [1.0, 0.0]], np.float32)
+    assert float(losses.embedding_alignment(same_direction, old)) == pytest.approx(0.0, abs=1e-7)
+    # opposite (2), orthogonal (1), identical (0) -> mean 1
+    mixed = np.array([[-1.0, 0.0], [1.0, 0.0], [3.0, 0.0]], np.float32)
+    assert float(losses.embedding_alignment(mixed, old)) == pytest.approx(1.0, abs=1e-6)
+    with pytest.raises(ValueError, match="same D"):
+        losses.embedding_alignment(np.zeros((3, 3)), old)
