@@ -20,7 +20,7 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
     name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
     result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
               "baseline_model_id": baseline_model_id,
-              "report": os.path.join(report_dir, PAGE_FILE),
+              "report": _absolute(os.path.join(report_dir, PAGE_FILE)),
               "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
     if report["has_baseline"]:
         worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
@@ -32,6 +32,11 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
             "top_flips": [f"#{f['id']}: {name(f['label'])} → {name(f['new_pred'])} "
                           f"({f['confidence']:.2f})" for f in report["flips"][:5]]})
     return result
+
+
+def _absolute(path: str) -> str:
+    """An absolute local path (an approver opens it from elsewhere); URLs (gs://...) unchanged."""
+    return path if "://" in path else os.path.abspath(path)
 
 
 class Executor(base_executor.BaseExecutor):
