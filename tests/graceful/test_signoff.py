@@ -141,3 +141,17 @@ def test_gate_will_not_start_without_a_secret_or_approvers(store):
         slack.SlackGateServer(("127.0.0.1", 0), store, "", APPROVERS)
     with pytest.raises(ValueError, match="GRACEFUL_APPROVERS"):
         slack.SlackGateServer(("127.0.0.1", 0), store, SECRET, frozenset())
+
+
+def test_slack_server_errors_are_retried_then_raised(store, monkeypatch):
+    from slack_sdk.errors import SlackApiError
+
+    failing = SlackStandIn(token="xoxb-test", mode="http500")
+    monkeypatch.setenv(slack.TOKEN_ENV, "xoxb-test")
+    monkeypatch.setenv(slack.API_URL_ENV, failing.url)
+    try:
+        with pytest.raises(SlackApiError):
+            slack.post_request(store.request("run-1"), "C1")
+        assert len(failing.called("chat.postMessage")) == 4  # the call and slack_sdk's 3 retries
+    finally:
+        failing.close()
