@@ -13,6 +13,8 @@ from collections import defaultdict
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from graceful import signoff
+from graceful.report_html import REPORT_FILE
 from models.params import TrainingParams
 
 # A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
@@ -181,7 +183,7 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
             record.sign_off = {key: property_value(artifact, key) for key in (
                 "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
                 "slack_ts", "request_id")}
-            if property_value(artifact, "source") == "flip gate":
+            if property_value(artifact, "source") == signoff.FLIP_GATE_SOURCE:
                 record.sign_off = None  # nobody was asked; the flip gate's reasons stand
             elif property_value(artifact, "blessed") == 0:
                 record.blessed, record.blocked_by = False, "sign-off"
@@ -195,8 +197,6 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
 def _fill_flip_gate(record: RunRecord, baselines, reports, blessings) -> None:
     """The FlipEvaluator's numbers and verdict; the Evaluator, which runs after it only when the flip
     gate passed, later overwrites accuracy and flip numbers with TFMA's (they agree)."""
-    from components.flip_evaluator.executor import REPORT_FILE
-
     for baseline in baselines:
         record.baseline_model_id = baseline.id
     for report in reports:
@@ -242,7 +242,7 @@ def signed_off_by(record: RunRecord) -> str:
     sign_off = record.sign_off
     if not sign_off:
         return "-"
-    who = sign_off["approver_name"] if sign_off["source"] not in ("timeout", "error") else (
+    who = sign_off["approver_name"] if sign_off["source"] not in signoff.SYSTEM_SOURCES else (
         sign_off["source"])
     return who if sign_off["decision"] == "approve" else f"rejected: {who}"
 

@@ -13,6 +13,7 @@ import os
 from ml_metadata.proto import metadata_store_pb2
 
 from graceful import history
+from graceful.report_html import INDEX, REPORT_FILE
 
 INPUT, OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
 
@@ -87,12 +88,12 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
               "reference_model": [a.id for a in graph.io(trainer, INPUT, "base_model")]}
     flip_report = graph.one_output(model, history.FLIP_EVALUATOR, "flip_report")
     if flip_report is not None:
-        with open(os.path.join(flip_report.uri, "flip_report.json")) as handle:
+        with open(os.path.join(flip_report.uri, REPORT_FILE)) as handle:
             report = json.load(handle)
         flip_execution = graph.consumers(model, history.FLIP_EVALUATOR)[0]
         result["baseline_model"] = [a.id for a in graph.io(flip_execution, INPUT,
                                                             "baseline_model")]
-        result["flips"] = {"report": os.path.join(flip_report.uri, "index.html"),
+        result["flips"] = {"report": os.path.join(flip_report.uri, INDEX),
                            "summary": report["summary"], "gate": report["gate"]}
     sign_off = graph.one_output(model, history.SIGN_OFF, "sign_off")
     if sign_off is not None:

@@ -15,6 +15,7 @@ import io
 import numpy as np
 
 INDEX = "index.html"
+REPORT_FILE = "flip_report.json"  # the same report as data, written beside the page
 GALLERY_COLUMNS = 8
 
 

@@ -80,6 +80,11 @@ def allow_list(value: str | None = None) -> frozenset:
     return frozenset(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _request(row: sqlite3.Row) -> Request:
+    return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
+                   row["created_at"], row["slack_channel"], row["slack_ts"])
+
+
 class Store:
     """The shared decision record (a SQLite file, created on first use)."""
 
@@ -111,17 +116,15 @@ class Store:
         if row is None:
             raise SignOffError(f"No sign-off request '{request_id}'. `graceful approve` with no "
                                "argument picks the one waiting; `graceful history` lists runs.")
-        return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
-                       row["created_at"], row["slack_channel"], row["slack_ts"])
+        return _request(row)
 
     def requests(self, pending_only: bool = False) -> list[Request]:
         """Requests oldest first; with `pending_only`, those nobody has decided yet."""
         where = (" WHERE request_id NOT IN (SELECT request_id FROM decisions)"
                  if pending_only else "")
         with self._connect() as db:
-            ids = [r[0] for r in db.execute(
-                f"SELECT request_id FROM requests{where} ORDER BY created_at")]
-        return [self.request(i) for i in ids]
+            return [_request(row) for row in db.execute(
+                f"SELECT * FROM requests{where} ORDER BY created_at")]
 
     def pending(self) -> list[Request]:
         return self.requests(pending_only=True)

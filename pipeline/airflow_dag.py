@@ -22,6 +22,7 @@ from ml_metadata import metadata_store
 from tfx.orchestration import metadata
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
+from components.human_signoff.component import SignOff
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
@@ -37,7 +38,7 @@ def sign_off_approved(metadata_path: str, pipeline_name: str, run_id: str, **_) 
         return False
     types = {t.id: t.name for t in store.get_artifact_types()}
     sign_offs = [a for a in store.get_artifacts_by_context(context.id)
-                 if types[a.type_id] == "graceful.SignOff"]
+                 if types[a.type_id] == SignOff.TYPE_NAME]
     return bool(sign_offs) and sign_offs[-1].custom_properties["blessed"].int_value == 1
 
 

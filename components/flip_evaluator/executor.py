@@ -21,9 +21,9 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from graceful import flips, gate, report_html
+from graceful.report_html import REPORT_FILE
 from models.training import OUTPUTS_SIGNATURE
 
-REPORT_FILE = "flip_report.json"
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
 
 

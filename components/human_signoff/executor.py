@@ -9,9 +9,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from graceful import signoff, slack
-
-REPORT_FILE = "flip_report.json"
-PAGE_FILE = "index.html"
+from graceful.report_html import INDEX, REPORT_FILE
 
 
 def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_id) -> dict:
@@ -20,7 +18,7 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
     name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
     result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
               "baseline_model_id": baseline_model_id,
-              "report": _absolute(os.path.join(report_dir, PAGE_FILE)),
+              "report": _absolute(os.path.join(report_dir, INDEX)),
               "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
     if report["has_baseline"]:
         worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
