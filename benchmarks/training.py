@@ -7,6 +7,8 @@ is counted in the method's train_seconds. A small sweep over (lam, T, alpha, bet
 error-vs-NFR frontier.
 
     .venv/bin/python benchmarks/training.py [--seeds 3] [--epochs 5] [--no-sweep] [--methods a,b]
+    .venv/bin/python benchmarks/training.py --seeds 0 --no-sweep --time-repeats 3 \
+        --out benchmarks/results/training_time.json    # time ratios from interleaved runs
 
 Writes benchmarks/results/training.json (raw runs; fractions) and frontier.png beside it, and prints
 a table.
@@ -32,18 +34,24 @@ from models.params import TrainingParams  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PAPER = dict(temperature=100.0, alpha=1.0, beta=5.0, lam=0.9)
+FD = dict(temperature=1.0, alpha=0.0, beta=1.0, lam=0.5)
+RAW_WEIGHTS = dict(ema_momentum=0.0)  # export the last weights, not their moving average
 METHODS = {  # name -> params changed from TrainingParams defaults
-    "plain": dict(loss="plain"),
-    "fd_kl (paper: T=100, a=1, b=5, lam=0.9)": dict(loss="fd_kl", **PAPER),
-    "fd_kl": dict(loss="fd_kl", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5),
-    "fd_lm": dict(loss="fd_lm", alpha=0.0, beta=1.0, lam=0.05),
-    "fd_margin": dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=0.5, margin=1.0),
-    "bct": dict(loss="bct", lambda_bct=1.0, lambda_align=0.0),
-    "bct+fd": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5, lambda_bct=1.0,
-                   lambda_align=0.0),
-    "bct+fd+align": dict(loss="bct+fd", temperature=1.0, alpha=0.0, beta=1.0, lam=0.5,
-                         lambda_bct=1.0, lambda_align=1.0),
+    "plain": dict(loss="plain", **RAW_WEIGHTS),
+    "fd_kl paper (T=100 a=1 b=5 lam=0.9)": dict(loss="fd_kl", **PAPER, **RAW_WEIGHTS),
+    "fd_kl": dict(loss="fd_kl", **FD, **RAW_WEIGHTS),
+    "fd_lm": dict(loss="fd_lm", alpha=0.0, beta=1.0, lam=0.05, **RAW_WEIGHTS),
+    "fd_margin": dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=0.5, margin=1.0, **RAW_WEIGHTS),
+    "bct": dict(loss="bct", lambda_bct=1.0, lambda_align=0.0, **RAW_WEIGHTS),
+    "bct+fd": dict(loss="bct+fd", **FD, lambda_bct=1.0, lambda_align=0.0, **RAW_WEIGHTS),
+    "bct+fd+align": dict(loss="bct+fd", **FD, lambda_bct=1.0, lambda_align=1.0, **RAW_WEIGHTS),
+    # The same losses, exporting the moving average of the weights (ema_momentum=0.99).
+    "plain +ema": dict(loss="plain"),
+    "fd_kl +ema": dict(loss="fd_kl", **FD),
+    "bct+fd+align +ema (pipeline default)": dict(),
 }
+TIMED = ("plain", "fd_kl +ema", "bct+fd+align +ema (pipeline default)")
+PLAIN_METHODS = ("plain", "plain +ema")  # seed-vs-seed NFR = how much flipping is pure noise
 SWEEP = [dict(loss="fd_kl", temperature=t, alpha=a, beta=b, lam=lam)
          for t, a, b, lam in [(1, 0, 1, 0.3), (1, 0, 1, 0.7), (2, 0, 1, 0.3), (2, 0, 1, 0.5),
                               (4, 0, 1, 0.5), (1, 1, 0, 0.5), (1, 1, 5, 0.5), (1, 0, 1, 0.9)]]
@@ -85,8 +93,9 @@ def table(runs) -> str:
     plain = by_method["plain"]
     plain_seconds = statistics.median(r["train_seconds"] for r in plain)
     plain_nfr = statistics.mean(r["nfr"] for r in plain)
-    lines = ["| method | new error | NFR | rel. NFR | NFR vs plain | train time vs plain | seeds |",
-             "|---|---|---|---|---|---|---|"]
+    averaged_nfr = statistics.mean(r["nfr"] for r in by_method.get("plain +ema", plain))
+    lines = ["| method | new error | NFR | rel. NFR | NFR vs plain | NFR vs plain +ema | "
+             "train time vs plain | seeds |", "|---|---|---|---|---|---|---|---|"]
     for method, group in by_method.items():
         mean = lambda key: statistics.mean(r[key] for r in group)  # noqa: E731
         std = lambda key: statistics.pstdev(r[key] for r in group)  # noqa: E731
@@ -94,6 +103,7 @@ def table(runs) -> str:
             f"| {method} | {100 * mean('error'):.2f}% ± {100 * std('error'):.2f} | "
             f"{100 * mean('nfr'):.2f}% ± {100 * std('nfr'):.2f} | {mean('rel_nfr'):.3f} | "
             f"{100 * (mean('nfr') / plain_nfr - 1):+.0f}% | "
+            f"{100 * (mean('nfr') / averaged_nfr - 1):+.0f}% | "
             f"{statistics.median(r['train_seconds'] for r in group) / plain_seconds:.2f}× | "
             f"{len(group)} |")
     return "\n".join(lines)
@@ -108,13 +118,16 @@ def plot(runs, sweep, path):
     for run in sweep:
         ax.scatter(100 * run["error"], 100 * run["nfr"], c="lightgray", s=25)
     methods = sorted({r["method"] for r in runs})
-    for method in methods:
+    colors = plt.get_cmap("tab20").colors
+    for number, method in enumerate(methods):
         group = [r for r in runs if r["method"] == method]
         ax.scatter([100 * r["error"] for r in group], [100 * r["nfr"] for r in group], label=method,
-                   s=30)
+                   s=40 if "+ema" in method else 25, marker="*" if "+ema" in method else "o",
+                   color=colors[number % len(colors)])
     ax.set_xlabel("new-model error (%)")
     ax.set_ylabel("negative flip rate (%)")
-    ax.set_title("Fashion-MNIST: small MLP (span 1) -> CNN (spans 1+2); gray = sweep")
+    ax.set_title("Fashion-MNIST: small MLP (span 1) -> CNN (spans 1+2)\n"
+                 "gray = sweep (fd_kl / fd_margin, weights averaged)", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -128,6 +141,9 @@ def main():
     parser.add_argument("--no-sweep", action="store_true")
     parser.add_argument("--methods", default=",".join(METHODS),
                         help="comma-separated subset of the methods (default: all)")
+    parser.add_argument("--time-repeats", type=int, default=0,
+                        help="then time the TIMED methods N times, interleaved, seed 0 (the VM's "
+                             "speed drifts, so ratios come from neighbouring runs)")
     parser.add_argument("--out", default=str(RESULTS / "training.json"))
     args = parser.parse_args()
 
@@ -141,7 +157,8 @@ def main():
     # out of the timed runs so the time ratios compare methods, not start-up.
     training.train(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256],
                    log=lambda _: None)
-    old_params = TrainingParams(architecture="small", epochs=args.epochs, seed=0)
+    # The old model as in the issue's reference runs (last weights), so results stay comparable.
+    old_params = TrainingParams(architecture="small", epochs=args.epochs, seed=0, **RAW_WEIGHTS)
     old_model, _, _ = training.train(old_params, old_x, old_y, log=lambda _: None)
     old_pred = predict(old_model, test_x).argmax(1)
     old_error = float(np.mean(old_pred != test_y))
@@ -151,7 +168,7 @@ def main():
     result = {"machine": machine(), "setup": {
         "old": dataclasses.asdict(old_params), "old_train_examples": len(old_y),
         "new_train_examples": len(new_y), "eval_examples": len(test_y), "old_error": old_error},
-        "runs": [], "sweep": [], "plain_seed_pairs": []}
+        "runs": [], "sweep": [], "plain_seed_pairs": [], "timing": {}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plain_preds = {}
@@ -171,23 +188,37 @@ def main():
     for seed in range(args.seeds):
         for method in args.methods.split(","):
             pred = record("runs", method, METHODS[method], seed)
-            if method == "plain":
-                plain_preds[seed] = pred
-    for a in sorted(plain_preds):
-        for b in [seed for seed in sorted(plain_preds) if seed > a]:
-            s = flips.summarize(test_y, plain_preds[a], plain_preds[b])
-            result["plain_seed_pairs"].append({"seeds": [a, b], "nfr": s.nfr})
+            if method in PLAIN_METHODS:
+                plain_preds.setdefault(method, {})[seed] = pred
+    for method, preds in plain_preds.items():
+        for a in sorted(preds):
+            for b in [seed for seed in sorted(preds) if seed > a]:
+                s = flips.summarize(test_y, preds[a], preds[b])
+                result["plain_seed_pairs"].append({"method": method, "seeds": [a, b], "nfr": s.nfr})
     if not args.no_sweep:
         for changes in SWEEP:
             label = ", ".join(f"{k}={v}" for k, v in changes.items())
             record("sweep", label, changes, 0)
+    for _ in range(args.time_repeats):
+        for method in TIMED:
+            params = dataclasses.replace(TrainingParams(architecture="cnn", epochs=args.epochs),
+                                         **METHODS[method])
+            _, metrics = run_method(params, new_x, new_y, reference, test_x, test_y, old_pred)
+            result["timing"].setdefault(method, []).append(metrics["train_seconds"])
+            out.write_text(json.dumps(result, indent=1))
+    for method, seconds in result["timing"].items():
+        ratio = statistics.median(seconds) / statistics.median(result["timing"]["plain"])
+        print(f"training time {method}: median {statistics.median(seconds):.1f}s = {ratio:.2f}x plain")
     out.write_text(json.dumps(result, indent=1))
     if result["sweep"]:
         plot(result["runs"], result["sweep"], out.with_name("frontier.png"))
-    print(table(result["runs"]))
-    noise = [p["nfr"] for p in result["plain_seed_pairs"]]
-    if noise:
-        print(f"NFR between plain models differing only in seed: {100 * statistics.mean(noise):.2f}%")
+    if result["runs"]:
+        print(table(result["runs"]))
+    for method in plain_preds:
+        noise = [p["nfr"] for p in result["plain_seed_pairs"] if p["method"] == method]
+        if noise:
+            print(f"NFR between '{method}' models differing only in seed: "
+                  f"{100 * statistics.mean(noise):.2f}%")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import numpy as np
 
 INDEX = "index.html"
 REPORT_FILE = "flip_report.json"  # the same report as data, written beside the page
+GALLERY_FILE = "gallery.npz"  # pixels of the gallery's flipped examples, keyed by example id
 GALLERY_COLUMNS = 8
 
 
@@ -118,6 +119,19 @@ def _gate_section(report: dict) -> str:
     return f'<p class="fail">Flip gate: <b>blocked</b></p><ul>{items}</ul>'
 
 
+def _slices_section(report: dict) -> str:
+    """One table per slice feature: each value's examples, flips and NFR, worst first."""
+    parts = []
+    for feature, values in sorted(report.get("per_slice", {}).items()):
+        rows = "".join(
+            f"<tr><td>{html.escape(value)}</td><td>{m['examples']}</td>"
+            f"<td>{m['negative_flips']}</td><td>{m['nfr']:.4f}</td></tr>"
+            for value, m in sorted(values.items(), key=lambda kv: -kv[1]["nfr"]))
+        parts.append(f"<h2>NFR by {html.escape(feature)}</h2><table><tr><th>value</th>"
+                     f"<th>examples</th><th>negative flips</th><th>NFR</th></tr>{rows}</table>")
+    return "".join(parts)
+
+
 def _gallery(report: dict, images: dict, names: list[str]) -> tuple[str, dict]:
     files, cells = {}, []
     for flip in report["flips"]:
@@ -172,6 +186,7 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
     files.update(images_files)
     plots = "".join(f'<img src="{name}" alt="{name[:-4].replace("_", " ")}">'
                     for name in ("flip_matrix.png", "class_nfr.png", "confidence.png"))
-    body = headline + _gate_section(report) + f'<div class="plots">{plots}</div>' + gallery
+    body = (headline + _gate_section(report) + f'<div class="plots">{plots}</div>'
+            + _slices_section(report) + gallery)
     files[INDEX] = (head + body + "</body></html>").encode()
     return files

@@ -125,6 +125,8 @@ def check_params(params: TrainingParams) -> losses.DistillationParams:
         raise ValueError("epochs and batch size must be >= 1 and the learning rate > 0.")
     if not params.lambda_align >= 0 or params.lambda_align == float("inf"):
         raise ValueError(f"lambda_align must be a finite number >= 0, got {params.lambda_align}")
+    if not 0 <= params.ema_momentum < 1:
+        raise ValueError(f"ema_momentum must be in [0, 1) (0 = off), got {params.ema_momentum}")
     return losses.DistillationParams(params.temperature, params.alpha, params.beta, params.lam,
                                      params.margin).validate()
 
@@ -147,6 +149,16 @@ def objective(params: TrainingParams, loss: str):
     return compute
 
 
+def _weight_average(momentum: float, optimizer, variables):
+    """Moving average of `variables` (None when momentum is 0). TF's num_updates warm-up, momentum
+    min(m, (1 + t) / (10 + t)) at step t, keeps short runs from averaging in their initial weights."""
+    if not momentum:
+        return None
+    average = tf.train.ExponentialMovingAverage(momentum, num_updates=optimizer.iterations)
+    average.apply(variables)  # creates the averages (= the initial weights) outside tf.function
+    return average
+
+
 def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
           reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print,
           old_embeddings: np.ndarray | None = None):
@@ -166,6 +178,7 @@ def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
         variables += projection.trainable_variables
     compute = objective(params, loss)
     optimizer = keras.optimizers.Adam(params.learning_rate)
+    average = _weight_average(params.ema_momentum, optimizer, variables)
     if old_logits is None:
         old_logits = np.zeros((len(labels), architectures.NUM_CLASSES), np.float32)
     align = params.lambda_align if projection is not None else 0.0
@@ -184,6 +197,8 @@ def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
             if align:
                 value += align * losses.embedding_alignment(projection(embedding), old_embedding)
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
+        if average:
+            average.apply(variables)
         return value
 
     steps_per_epoch = int(np.ceil(len(labels) / params.batch_size))
@@ -200,6 +215,9 @@ def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
         if number % steps_per_epoch == 0 or number == total_steps:
             log(f"[train] step {number}/{total_steps} loss {np.mean(running):.4f} ({loss})")
             running = []
+    if average:  # the model becomes its weight average
+        for variable in variables:
+            variable.assign(average.average(variable))
     return model, projection, loss
 
 

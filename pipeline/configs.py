@@ -56,6 +56,9 @@ class PipelineConfig:
     sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
     class_names: tuple = CLASS_NAMES  # for flip reports; () shows class ids
     image_feature: str = "pixels"     # flattened square images for the report's gallery; "" = none
+    # Integer or string features to slice on (e.g. "device"): both gates, the FlipEvaluator and the
+    # Evaluator, then hold the NFR of each of their values to gate.max_slice_nfr.
+    slice_features: tuple = ()
     # Where the training code lives (a TFX run_fn). Swap it to train your own model with the same
     # gates; it receives the training parameters and reference model as `fn_args.custom_config`.
     run_fn: str = "models.training.run_fn"

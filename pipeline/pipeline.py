@@ -88,13 +88,14 @@ def _flip_metric(class_name: str, limits: dict) -> tfma.MetricConfig:
 
 
 def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """The push policy (GateConfig) as TFMA thresholds, on the overall slice and per class.
+    """The push policy (GateConfig) as TFMA thresholds: overall, per class, per slice feature.
 
     On the first run there is no baseline: the Evaluator ignores the change threshold and the flip
     metrics, which exist only relative to a baseline, are not computed.
     """
     gate = config.gate
     overall, per_class = tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])
+    per_slice = [tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features]
     accuracy_threshold = tfma.MetricThreshold(
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
@@ -103,14 +104,15 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
                                     preprocessing_function_names=[])],
-        slicing_specs=[overall, per_class],
+        slicing_specs=[overall, per_class, *per_slice],
         metrics_specs=[tfma.MetricsSpec(metrics=[
             tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
                 tfma.PerSliceMetricThreshold(slicing_specs=[overall],
                                              threshold=accuracy_threshold)]),
             tfma.MetricConfig(class_name="ExampleCount"),
             _flip_metric("NegativeFlipRate", [(overall, gate.max_nfr),
-                                              (per_class, gate.max_class_nfr)]),
+                                              (per_class, gate.max_class_nfr),
+                                              *[(spec, gate.max_slice_nfr) for spec in per_slice]]),
             _flip_metric("RelativeNegativeFlipRate", [(overall, gate.max_relative_nfr)]),
             _flip_metric("HighConfidenceFlips", [(overall, gate.max_high_confidence_flips)]),
         ])])
@@ -150,7 +152,8 @@ def create_pipeline(config: PipelineConfig,
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
         settings=ReportSettings(policy=config.gate, class_names=config.class_names,
-                                image_feature=config.image_feature))
+                                image_feature=config.image_feature,
+                                slice_features=config.slice_features))
 
     sign_off = HumanSignOff(
         model=trainer.outputs["model"],

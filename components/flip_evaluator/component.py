@@ -2,9 +2,10 @@
 
 Inputs: the examples (its `split`, default eval), the candidate model and the baseline model resolved
 from MLMD (optional: on the first run there is none and the report says so). Outputs:
-  flip_report  a FlipReport artifact: `flip_report.json` (overall and per-class flip metrics, the flip
-               matrix, the flipped examples worst first) and `index.html` with PNG plots and a gallery
-               of the worst flipped images; headline numbers as custom properties.
+  flip_report  a FlipReport artifact: `flip_report.json` (flip metrics overall, per class and per
+               value of each of the settings' `slice_features`, the flip matrix, the flipped
+               examples worst first) and `index.html` with PNG plots and a gallery of the worst
+               flipped images; headline numbers as custom properties.
   blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
                `current_model_id` and readable `failures`.
 FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
@@ -43,6 +44,7 @@ class FlipEvaluatorSpec(ComponentSpec):
         "class_names": ExecutionParameter(type=str),     # JSON list; [] = class ids
         "image_feature": ExecutionParameter(type=str),   # "" = no image gallery
         "gallery_size": ExecutionParameter(type=int),
+        "slice_features": ExecutionParameter(type=str),  # JSON list of feature names
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -66,5 +68,6 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
             policy=json.dumps(dataclasses.asdict(settings.policy)),
             class_names=json.dumps(list(settings.class_names)),
             image_feature=settings.image_feature, gallery_size=settings.gallery_size,
+            slice_features=json.dumps(list(settings.slice_features)),
             flip_report=types.Channel(type=FlipReport),
             blessing=types.Channel(type=FlipBlessing)))

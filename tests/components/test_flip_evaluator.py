@@ -1,6 +1,8 @@
 """FlipEvaluator's report: built by the executor's own functions from hand-made predictions, rendered
 to a static page, and (when Chromium is installed) drawn by a real headless browser, offline."""
+import dataclasses
 import io
+import json
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -8,7 +10,8 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from components.flip_evaluator.executor import REPORT_FILE, ReportSettings, build_report
+from components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
+                                                write_page, write_report)
 from graceful import report_html
 from graceful.gate import GateConfig
 from graceful.history import format_flip_report
@@ -16,7 +19,7 @@ from graceful.history import format_flip_report
 CLASSES = ("cat", "dog", "fox")
 
 
-def _batch(rows, images=None):
+def _batch(rows, images=None, slices=None):
     """rows: (id, label, old, new, confidence of new) -> one batch as _PredictBoth yields it."""
     probs = []
     for _, _, _, new, confidence in rows:
@@ -24,7 +27,7 @@ def _batch(rows, images=None):
         prob[new] = confidence
         probs.append(prob)
     columns = [np.array([row[i] for row in rows]) for i in range(4)]
-    return (*columns, np.array(probs), images or {})
+    return (*columns, np.array(probs), images or {}, slices or {})
 
 
 def _image(value):
@@ -55,6 +58,58 @@ def test_report_ranks_flips_and_applies_the_policy():
         "class fox (2) NFR 0.5000 > max_class_nfr 0.25",
         "high-confidence flips 1 > max_high_confidence_flips 0"]}
     assert sorted(images) == [1, 4]
+
+
+def test_slices_get_their_own_flip_metrics_and_limit():
+    """Per-slice numbers equal graceful.flips on that slice's rows alone; the batches arrive in any
+    order (the report sorts by id, slice values travel with their rows)."""
+    sources = ["web", "app", "web", "app", "web"]  # for ids 1..5
+    batches = [_batch(ROWS[2:], slices={"source": np.array(sources[2:])}),
+               _batch(ROWS[:2], slices={"source": np.array(sources[:2])})]
+    settings = ReportSettings(high_confidence=0.9, max_listed=10, class_names=CLASSES,
+                              slice_features=("source",),
+                              policy=GateConfig(max_nfr=1, max_relative_nfr=10, max_class_nfr=1,
+                                                min_accuracy=0, max_accuracy_drop=1,
+                                                max_slice_nfr=0.4))
+    report, _ = build_report(batches, settings)
+    labels, old, new = (np.array([row[i] for row in ROWS]) for i in (1, 2, 3))
+    for source in ("web", "app"):
+        rows = np.array(sources) == source
+        expected = int(np.sum((old == labels) & (new != labels) & rows))
+        assert report["per_slice"]["source"][source]["negative_flips"] == expected
+        assert report["per_slice"]["source"][source]["nfr"] == expected / rows.sum()
+    assert report["gate"]["failures"] == [
+        "slice source=app NFR 0.5000 > max_slice_nfr 0.4 (1 of 2 examples)"]
+    assert "NFR by source" in report_html.render(report)[report_html.INDEX].decode()
+
+
+def test_report_data_round_trips_into_the_page(tmp_path):
+    """The Beam pass writes the report and the gallery's pixels; the page drawn from those files
+    afterwards is the page drawn from the in-memory report."""
+    batches = [_batch(ROWS[:2], {1: _image(10)}), _batch(ROWS[2:], {4: _image(200)})]
+    write_report(batches, str(tmp_path), SETTINGS, has_baseline=True)
+    with np.load(tmp_path / report_html.GALLERY_FILE) as gallery:
+        assert sorted(gallery.files) == ["1", "4"] and (gallery["4"] == 200).all()
+    write_page(str(tmp_path))
+    expected = report_html.render(*_report())
+    for name, content in expected.items():
+        assert (tmp_path / name).read_bytes() == content, name
+
+
+def test_eval_files_are_read_in_batches_gzip_or_not(tmp_path):
+    import tensorflow as tf
+
+    records = [f"record {i}".encode() for i in range(2500)]
+    for name, options in (("part.gz", "GZIP"), ("part.tfrecord", "")):
+        with tf.io.TFRecordWriter(str(tmp_path / name), options=options) as writer:
+            for record in records:
+                writer.write(record)
+        batches = list(_read_batches(str(tmp_path / name)))
+        assert [len(b) for b in batches] == [1024, 1024, 452]
+        assert [r for b in batches for r in b] == records
+    (tmp_path / "part.bz2").write_bytes(b"")
+    with pytest.raises(ValueError, match="only uncompressed or gzip"):
+        list(_read_batches(str(tmp_path / "part.bz2")))
 
 
 def test_first_run_has_no_flips_but_still_checks_the_accuracy_floor():
@@ -151,3 +206,97 @@ def test_first_run_text_summary_says_why_there_are_no_flips():
     assert format_flip_report(report).splitlines() == [
         "no flips to report: no blessed baseline model yet (first run): nothing can flip",
         "flip gate: passed"]
+
+
+def _example(pixels, label, example_id, source):
+    import tensorflow as tf
+
+    ints = lambda values: tf.train.Feature(int64_list=tf.train.Int64List(value=values))  # noqa: E731
+    return tf.train.Example(features=tf.train.Features(feature={
+        "pixels": ints(pixels.tolist()), "label": ints([int(label)]),
+        "example_id": ints([int(example_id)]),
+        "source": tf.train.Feature(bytes_list=tf.train.BytesList(value=[source.encode()]))
+    })).SerializeToString()
+
+
+@pytest.mark.slow
+def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path):
+    """The real Beam pass over two real (briefly trained) SavedModels: overall and per-slice NFR on
+    a string feature equal numpy on the same models' predictions, and so does TFMA's NFR metric
+    under the pipeline's eval config with that slice feature; a missing feature is named."""
+    import apache_beam as beam
+    import tensorflow as tf
+    import tensorflow_model_analysis as tfma
+
+    from pipeline.configs import PipelineConfig
+    from pipeline.pipeline import eval_config
+
+    from components.flip_evaluator.executor import add_flip_report
+    from graceful import data
+    from models import training
+    from models.params import TrainingParams
+
+    test = data.load("test").take(0, 600)
+    inputs = test.images.astype(np.float32) / 255.0
+    dirs = []
+    for name, steps in (("old", 3), ("new", 12)):
+        model, _, _ = training.train(TrainingParams(max_steps=steps, loss="plain"), inputs,
+                                     test.labels, log=lambda _: None)
+        training.export(model, str(tmp_path / name))
+        dirs.append(str(tmp_path / name))
+    sources = np.array(["web", "app", "tv"])[test.ids % 3]
+    records = [_example(*row) for row in zip(test.images, test.labels, test.ids, sources)]
+    for part in (0, 1):  # two files: the pass spreads files over workers
+        with tf.io.TFRecordWriter(str(tmp_path / f"eval-{part}.gz"), options="GZIP") as writer:
+            for record in records[part::2]:
+                writer.write(record)
+    settings = ReportSettings(class_names=CLASSES * 4, slice_features=("source",))
+    with beam.Pipeline() as pipeline:
+        add_flip_report(pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
+                        str(tmp_path / "report"), settings)
+    report = json.loads((tmp_path / "report" / REPORT_FILE).read_text())
+
+    def predict(path):
+        signature = tf.saved_model.load(path).signatures[training.OUTPUTS_SIGNATURE]
+        return signature(examples=tf.constant(records))["logits"].numpy().argmax(1)
+
+    old, new = predict(dirs[0]), predict(dirs[1])
+    flipped = (old == test.labels) & (new != test.labels)
+    assert flipped.any() and report["summary"]["negative_flips"] == flipped.sum()
+    assert set(report["per_slice"]["source"]) == {"web", "app", "tv"}
+    for source, metrics in report["per_slice"]["source"].items():
+        rows = sources == source
+        assert metrics["examples"] == rows.sum()
+        assert metrics["nfr"] == flipped[rows].sum() / rows.sum()
+
+    # TFMA (the Evaluator's engine), same models and files, the pipeline's EvalConfig; with
+    # max_slice_nfr = 0 it must fail exactly the slices that have flips.
+    config = PipelineConfig(slice_features=("source",))
+    config.gate.max_slice_nfr = 0.0
+    tfma_config = tfma.utils.update_eval_config_with_defaults(eval_config(config),
+                                                              has_baseline=True)
+    shared = [tfma.default_eval_shared_model(eval_saved_model_path=dirs[0 if spec.is_baseline else 1],
+                                             model_name=spec.name, eval_config=tfma_config)
+              for spec in tfma_config.model_specs]
+    tfma.run_model_analysis(eval_shared_model=shared, eval_config=tfma_config,
+                            data_location=str(tmp_path / "eval-*.gz"),
+                            output_path=str(tmp_path / "tfma"))
+    tfma_nfr = {}
+    for metrics in tfma.load_metrics(str(tmp_path / "tfma")):
+        keys = metrics.slice_key.single_slice_keys
+        for kv in metrics.metric_keys_and_values:
+            if keys and keys[0].column == "source" and kv.key.name == "negative_flip_rate":
+                tfma_nfr[keys[0].bytes_value.decode()] = kv.value.double_value.value
+    assert tfma_nfr == {k: v["nfr"] for k, v in report["per_slice"]["source"].items()}
+    validation = tfma.load_validation_result(str(tmp_path / "tfma"))
+    failed = {s.slice_key.single_slice_keys[0].bytes_value.decode()
+              for s in validation.metric_validations_per_slice
+              if s.slice_key.single_slice_keys and s.slice_key.single_slice_keys[0].column == "source"
+              and any(f.metric_key.name == "negative_flip_rate" for f in s.failures)}
+    assert failed == {k for k, v in tfma_nfr.items() if v > 0}
+
+    missing = dataclasses.replace(settings, slice_features=("device",))
+    with pytest.raises(Exception, match="Slice feature 'device' must be an integer or string"):
+        with beam.Pipeline() as pipeline:
+            add_flip_report(pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
+                            str(tmp_path / "report2"), missing)

@@ -48,3 +48,13 @@ def test_without_a_baseline_only_the_accuracy_floor_applies():
 def test_worst_class_is_listed_first():
     lines = failures(POLICY, _summary(), {"1": {"nfr": 0.3}, "2": {"nfr": 0.5}})
     assert [line.split()[1] for line in lines] == ["2", "1"]
+
+
+def test_every_slice_value_is_held_to_max_slice_nfr_worst_first():
+    per_slice = {"device": {"phone": {"nfr": 0.5, "negative_flips": 2, "examples": 4},
+                            "web": {"nfr": 0.25, "negative_flips": 1, "examples": 4},
+                            "tv": {"nfr": 0.75, "negative_flips": 3, "examples": 4}}}
+    assert failures(POLICY, _summary(), per_slice=per_slice) == [
+        "slice device=tv NFR 0.7500 > max_slice_nfr 0.25 (3 of 4 examples)",
+        "slice device=phone NFR 0.5000 > max_slice_nfr 0.25 (2 of 4 examples)"]
+    assert failures(POLICY, _summary(), per_slice=per_slice, has_baseline=False) == []
