@@ -48,7 +48,7 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    defaults, gate = PipelineConfig(), GateConfig()
+    defaults = PipelineConfig()
     _add_home(parser)
     parser.add_argument("--span", type=int, default=None, help="span to ingest (default: newest)")
     parser.add_argument("--latest", action="store_true",

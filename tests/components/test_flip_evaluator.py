@@ -1,7 +1,8 @@
-"""FlipEvaluator's report: built by the executor's own functions from hand-made predictions, rendered
-to a static page, and (when Chromium is installed) drawn by a real headless browser, offline."""
+"""FlipEvaluator: the report built by the executor's own functions from hand-made predictions, rendered
+to a static page and (when Chromium is installed) drawn by a real headless browser, offline; the file
+reader; and one real Beam pass over two SavedModels, sliced on a string feature, checked against numpy
+and TFMA."""
 import dataclasses
-import io
 import json
 import shutil
 import subprocess
