@@ -87,7 +87,15 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=str(RESULTS / "flip_eval.json"))
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="flip_eval_"))
+    with tempfile.TemporaryDirectory(prefix="flip_eval_") as workdir:
+        result = measure(Path(workdir), args.repeats)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(json.dumps(result, indent=1))
+
+
+def measure(workdir: Path, repeats: int) -> dict:
+    """Raw inference, the flip-eval pass (cold, warm, page) and its scaling, all inside `workdir`."""
     candidate, baseline = make_models(workdir)
     test = data.load("test")
     records = data.serialize(test.images, test.labels, test.ids)
@@ -97,10 +105,10 @@ def main():
     raw_seconds(candidate, baseline, records[:BATCH])  # warm-up (graph tracing, allocations)
     cold = flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
     page_seconds(report)  # warm-up: matplotlib's first figure
-    raw = statistics.median(raw_seconds(candidate, baseline, records) for _ in range(args.repeats))
+    raw = statistics.median(raw_seconds(candidate, baseline, records) for _ in range(repeats))
     flip = statistics.median(flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
-                             for _ in range(args.repeats))
-    page = statistics.median(page_seconds(report) for _ in range(args.repeats))
+                             for _ in range(repeats))
+    page = statistics.median(page_seconds(report) for _ in range(repeats))
     assert json.loads((Path(report) / REPORT_FILE).read_text())["summary"]["examples"] == len(records)
 
     scaling = []
@@ -111,12 +119,12 @@ def main():
                 data.write_tfrecord(folder / f"part-{i}.gz", data.serialize(
                     test.images, test.labels, test.ids + i * len(test)))
         seconds = statistics.median(flip_eval_seconds(candidate, baseline, str(folder / "*"), report)
-                                    for _ in range(args.repeats))
+                                    for _ in range(repeats))
         scaling.append({"examples": copies * len(records), "seconds": seconds})
         print(f"flip eval, {copies * len(records)} examples: {seconds:.1f}s", flush=True)
 
     slope = np.polyfit([s["examples"] for s in scaling], [s["seconds"] for s in scaling], 1)[0]
-    result = {"examples": len(records), "repeats": args.repeats,
+    return {"examples": len(records), "repeats": repeats,
               "flip_eval_examples_per_s": len(records) / flip,
               "raw_inference_examples_per_s": len(records) / raw,
               "ratio": raw / flip, "scaling": scaling,
@@ -131,9 +139,6 @@ def main():
                       "process, which also loads both SavedModels; page_seconds = drawing the web "
                       "page afterwards (fixed cost); steady state = inverse slope of the scaling "
                       "fit (fixed costs excluded)"}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
-    print(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

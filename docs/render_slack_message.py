@@ -59,11 +59,12 @@ def main():
     args = parser.parse_args()
     store = signoff.Store(PipelineConfig(home=args.home).sign_off_store)
     request = store.request(args.request) if args.request else store.requests()[-1]
-    page = Path(tempfile.mkdtemp()) / "message.html"
-    page.write_text(render(slack.message_blocks(request)))
-    subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=700,620", f"--screenshot={args.out}", page.as_uri()],
-                   check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        page = Path(scratch) / "message.html"
+        page.write_text(render(slack.message_blocks(request)))
+        subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        "--window-size=700,620", f"--screenshot={args.out}", page.as_uri()],
+                       check=True, capture_output=True)
     print(f"wrote {args.out}")
 
 

@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -69,8 +72,27 @@ def run(config: PipelineConfig, log=print) -> None:
 
     Path(config.home).mkdir(parents=True, exist_ok=True)
     graceful_pipeline = create_pipeline(config, metadata_config(config))
-    with progress_lines(log), own_argv():
+    with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):
         tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
+
+
+@contextlib.contextmanager
+def scratch_tempdir(scratch: Path):
+    """Points temp files of the run (Beam's, TF's, TFX's throwaway packages) at `scratch`, then
+    deletes it: TFX never removes the 42 MB source package it builds per Beam step when Beam
+    arguments are given, and a scheduled local pipeline would otherwise fill the disk."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    saved_env, saved_default = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"], tempfile.tempdir = str(scratch), str(scratch)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_default
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager

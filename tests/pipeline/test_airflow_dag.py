@@ -3,7 +3,6 @@ runs the TFX pipeline into the same ML Metadata store the local runner uses — 
 guard that TFX's Airflow runner would otherwise ignore."""
 import dataclasses
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,9 @@ DAG_FILE = Path(__file__).resolve().parents[2] / "pipeline" / "airflow_dag.py"
 
 
 @pytest.fixture(scope="module", autouse=True)
-def airflow_home():
+def airflow_home(tmp_path_factory):
     """A throwaway Airflow home with an initialised SQLite DB (env before airflow is imported)."""
-    home = tempfile.mkdtemp(prefix="airflow_home_")
+    home = str(tmp_path_factory.mktemp("airflow_home"))
     os.environ.update({"AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                        "AIRFLOW__CORE__DAGS_FOLDER": str(DAG_FILE.parent)})
     from airflow.utils import db
