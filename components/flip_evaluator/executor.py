@@ -3,19 +3,21 @@
 Why Beam: the pass scales with whatever runner the pipeline's beam_pipeline_args name (DirectRunner
 locally, Dataflow/Flink/Spark elsewhere); files are spread over workers. Each file is read in batches
 of serialized tf.Examples by tf.data (in C++, in step with the models), and each batch goes through
-the candidate's and the baseline's `graceful_outputs` signature once. The per-example predictions
-are summarised with graceful.flips (TFX-free maths) into the report — flip metrics overall, per
-class and per slice, the flip matrix, the flipped examples ranked worst first, the gate verdict
-(graceful.gate) — written as flip_report.json plus the gallery's pixels. The static web page
-(graceful.report_html) is drawn from those files after the pass: it is one fixed-size rendering, not
-per-example work, so it has no business occupying a Beam worker.
+the candidate's and the baseline's `graceful_outputs` signature once, both in one TensorFlow call.
+The per-example predictions are summarised with graceful.flips (TFX-free maths) into the report —
+flip metrics overall, per class and per slice, the flip matrix, the flipped examples ranked worst
+first, the gate verdict (graceful.gate) — written as flip_report.json plus the gallery's pixels.
+The static web page (graceful.report_html) is drawn from those files after the pass: it is one
+fixed-size rendering, not per-example work, so it has no business occupying a Beam worker.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import io
 import json
 import os
+import weakref
 
 import apache_beam as beam
 import numpy as np
@@ -65,12 +67,39 @@ def _read_batches(path: str, batch_size: int = BATCH_SIZE):
     yield from dataset.with_options(_IN_STEP).as_numpy_iterator()
 
 
-class _Signatures:
-    """The `graceful_outputs` signatures of (candidate, baseline); a class so Beam can share it."""
+class _Predictor:
+    """Both models in one tf.function: serialized examples -> ids, labels, both predictions and the
+    candidate's probabilities. Inlined into one graph, the two `graceful_outputs` signatures are
+    optimised by TensorFlow as a whole (the CNN ran 2.1x faster than when its loaded signature is
+    called directly) and the ids/labels are parsed in the same call. A class so Beam can share it.
+    """
 
-    def __init__(self, dirs: tuple):
-        loaded = {d: tf.saved_model.load(d).signatures[OUTPUTS_SIGNATURE] for d in set(dirs)}
-        self.pair = [loaded[d] for d in dirs]
+    def __init__(self, candidate_dir: str, baseline_dir: str):
+        # Held by the instance: a loaded function whose model object is gone has lost its variables.
+        self._loaded = {d: tf.saved_model.load(d) for d in {candidate_dir, baseline_dir}}
+        new, old = (self._loaded[d].signatures[OUTPUTS_SIGNATURE]
+                    for d in (candidate_dir, baseline_dir))
+        same_model = candidate_dir == baseline_dir  # first run: the candidate stands in
+        keys = {key: tf.io.FixedLenFeature([1], tf.int64) for key in ("example_id", "label")}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
+        def predict(serialized):
+            parsed = tf.io.parse_example(serialized, keys)
+            new_logits = new(examples=serialized)["logits"]
+            old_logits = new_logits if same_model else old(examples=serialized)["logits"]
+            return (tf.reshape(parsed["example_id"], [-1]), tf.reshape(parsed["label"], [-1]),
+                    tf.argmax(old_logits, 1), tf.argmax(new_logits, 1), tf.nn.softmax(new_logits))
+
+        self.predict = predict
+        atexit.register(_unload_at_exit, weakref.ref(self))
+
+
+def _unload_at_exit(predictor_ref) -> None:
+    """Frees a predictor Beam still holds while TensorFlow is intact: freed during interpreter
+    shutdown, its tf.function prints a TypeError traceback (TF's function table is gone by then)."""
+    predictor = predictor_ref()
+    if predictor is not None:
+        predictor.predict = predictor._loaded = None
 
 
 def _slice_spec(first_record: bytes, features) -> dict:
@@ -105,25 +134,21 @@ class _PredictBoth(beam.DoFn):
         self._gallery_size = gallery_size
         self._slice_features = tuple(slice_features)
         self._slice_spec = None
-        self._signatures = None
+        self._predict = None
 
     def setup(self):
-        self._signatures = _LOADED_MODELS.acquire(lambda: _Signatures(self._dirs),
-                                                  tag="\n".join(self._dirs)).pair
-        self._keys = {key: tf.io.FixedLenFeature([1], tf.int64) for key in ("example_id", "label")}
+        self._predict = _LOADED_MODELS.acquire(lambda: _Predictor(*self._dirs),
+                                               tag="\n".join(self._dirs)).predict
 
     def process(self, batch):
+        """Keyed by None: the report's one GroupByKey collects every batch."""
         serialized = tf.constant(batch)
-        keys = tf.io.parse_example(serialized, self._keys)
-        new_logits, old_logits = (sig(examples=serialized)["logits"] for sig in self._signatures)
-        ids, labels = (keys[k].numpy().reshape(-1) for k in ("example_id", "label"))
-        old_pred, new_pred = np.argmax(old_logits.numpy(), 1), np.argmax(new_logits.numpy(), 1)
-        new_prob = tf.nn.softmax(new_logits).numpy()
+        ids, labels, old_pred, new_pred, new_prob = (t.numpy() for t in self._predict(serialized))
         flipped = flips.negative_flip_mask(labels, old_pred, new_pred)
         confidence = new_prob[np.arange(len(ids)), new_pred]
-        yield (ids, labels, old_pred, new_pred, new_prob,
-               self._flipped_images(serialized, ids, flipped, confidence),
-               self._slice_values(batch, serialized))
+        yield None, (ids, labels, old_pred, new_pred, new_prob,
+                     self._flipped_images(serialized, ids, flipped, confidence),
+                     self._slice_values(batch, serialized))
 
     def _slice_values(self, batch, serialized) -> dict:
         if not self._slice_features:
@@ -221,14 +246,17 @@ def add_flip_report(pipeline, file_pattern: str, candidate_dir: str, baseline_di
     if not paths:
         raise ValueError(f"No example files match {file_pattern}: check the ExampleGen output and "
                          "the split the FlipEvaluator reads.")
+    # Several files are reshuffled to spread them over the workers; with one, that costs time only.
+    # A GroupByKey collects the batches (on the DirectRunner 0.17 s less than CombineGlobally).
     _ = (pipeline
-         | "Files" >> beam.Create(paths)  # Create reshuffles: files spread over the workers
+         | "Files" >> beam.Create(paths, reshuffle=len(paths) > 1)
          | "ReadBatches" >> beam.FlatMap(_read_batches)
          | "PredictBoth" >> beam.ParDo(_PredictBoth(candidate_dir, baseline_dir,
                                                     settings.image_feature, settings.gallery_size,
                                                     settings.slice_features))
-         | "Collect" >> beam.combiners.ToList()
-         | "Report" >> beam.Map(write_report, out_dir, settings, baseline_dir is not None))
+         | "Collect" >> beam.GroupByKey()
+         | "Report" >> beam.MapTuple(lambda _, batches: write_report(
+             list(batches), out_dir, settings, baseline_dir is not None)))
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:
@@ -256,6 +284,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                             path_utils.serving_model_path(candidate.uri),
                             path_utils.serving_model_path(baselines[0].uri) if baselines else None,
                             report_artifact.uri, settings_from(exec_properties))
+        if not tf.io.gfile.exists(os.path.join(report_artifact.uri, REPORT_FILE)):
+            raise ValueError(f"No examples in {split_uri}: the '{exec_properties['split']}' split "
+                             "is empty, so there is nothing to compare the models on. Check the "
+                             "span's data and the ExampleGen split that the FlipEvaluator reads.")
         write_page(report_artifact.uri)
         with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE)) as handle:
             report = json.load(handle)
