@@ -70,7 +70,7 @@ def _read_batches(path: str, batch_size: int = BATCH_SIZE):
 class _Predictor:
     """Both models in one tf.function: serialized examples -> ids, labels, both predictions and the
     candidate's probabilities. Inlined into one graph, the two `graceful_outputs` signatures are
-    optimised by TensorFlow as a whole (the CNN ran 2.1x faster than when its loaded signature is
+    optimised by TensorFlow as a whole (the CNN ran ~2x faster than when its loaded signature is
     called directly) and the ids/labels are parsed in the same call. A class so Beam can share it.
     """
 
