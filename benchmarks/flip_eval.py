@@ -2,18 +2,20 @@
 
 Two models in the pipeline's SavedModel format (old = small MLP, new = CNN, briefly trained on span 1)
 are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleGen writes them):
-  * raw (the floor): both models' `graceful_outputs` signatures inside one tf.function, on batches
-    of 1024 serialized examples in memory — the fastest way found to run the two forward passes
-    (TensorFlow optimises the inlined graphs); also timed, as `raw_signature_calls`, the obvious way:
-    calling each loaded signature directly, which is ~1.8x slower for these models;
-  * flip eval: the FlipEvaluator's Beam pass (components.flip_evaluator.executor.add_flip_report):
-    read the gzipped TFRecords in batches, both models, flip metrics, ranked flips, verdict, report
-    JSON + gallery pixels — on Beam's DirectRunner, with the models already loaded in the worker
-    process (as raw has them); the first, cold pass (loading both SavedModels) is reported apart;
+  * raw (the floor): both models' `graceful_outputs` signatures inside one tf.function, on in-memory
+    batches of serialized examples, models loaded once and warmed on every batch shape — the fastest
+    way found to run the two forward passes (TensorFlow optimises the inlined graphs); timed at
+    several batch sizes, the floor is the fastest. Also timed, as `raw_signature_calls`, the obvious
+    way: calling each loaded signature directly (at the floor's batch size);
+  * flip eval: the FlipEvaluator's pass (components.flip_evaluator.executor.evaluate): the Beam
+    pipeline that reads the gzipped TFRecords in batches, runs both models and writes per-file
+    prediction shards, then the report from them (flip metrics, ranked flips, verdict, report JSON +
+    gallery pixels) — on Beam's DirectRunner, with the models already loaded in the worker process
+    (as raw has them); the first, cold pass (loading both SavedModels) is reported apart;
   * page: drawing the web page from the report (write_page), a fixed cost timed on its own.
-Medians over repeats, also for the test set replicated 1x..10x (10k..100k examples).
+Medians over repeats, timed interleaved, also for the test set replicated 1x..10x (10k..100k).
 
-    .venv/bin/python benchmarks/flip_eval.py [--repeats 3]
+    .venv/bin/python benchmarks/flip_eval.py [--repeats 5]
 
 Writes benchmarks/results/flip_eval.json.
 """
@@ -33,14 +35,13 @@ import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, add_flip_report,  # noqa: E402
-                                                write_page)
+from components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
 from graceful import data  # noqa: E402
 from models import training  # noqa: E402
 from models.params import TrainingParams  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-BATCH = 1024
+RAW_BATCH_SIZES = (128, 256, 512, 1024)
 
 
 def make_models(workdir: Path) -> tuple[str, str]:
@@ -56,35 +57,41 @@ def make_models(workdir: Path) -> tuple[str, str]:
     return paths[1], paths[0]
 
 
-def raw_seconds(candidate: str, baseline: str, records: list[bytes], fused: bool = True) -> float:
-    """Both models' forward passes over in-memory batches, models loaded and each pass warmed."""
-    models = [tf.saved_model.load(p) for p in (candidate, baseline)]
-    signatures = [m.signatures[training.OUTPUTS_SIGNATURE] for m in models]
-    if fused:
-        both = tf.function(lambda examples: [s(examples=examples)["logits"] for s in signatures],
-                           input_signature=[tf.TensorSpec([None], tf.string)])
-        passes = [both]
-    else:
-        passes = [lambda examples, s=s: [s(examples=examples)["logits"]] for s in signatures]
-    for forward in passes:  # a function's first call builds it: not inference time
-        forward(tf.constant(records[:BATCH]))
-    started = time.perf_counter()
-    for start in range(0, len(records), BATCH):
-        batch = tf.constant(records[start:start + BATCH])
-        for forward in passes:
-            [logits.numpy() for logits in forward(batch)]
-    return time.perf_counter() - started
+class RawPasses:
+    """Both models' forward passes on a batch of serialized examples, the models loaded once."""
+
+    def __init__(self, candidate: str, baseline: str, fused: bool = True):
+        self._models = [tf.saved_model.load(p) for p in (candidate, baseline)]  # keeps variables alive
+        signatures = [m.signatures[training.OUTPUTS_SIGNATURE] for m in self._models]
+        if fused:
+            both = tf.function(lambda examples: [s(examples=examples)["logits"] for s in signatures],
+                               input_signature=[tf.TensorSpec([None], tf.string)])
+            self._passes = [both]
+        else:
+            self._passes = [lambda examples, s=s: [s(examples=examples)["logits"]] for s in signatures]
+
+    def seconds(self, records: list[bytes], batch_size: int) -> float:
+        started = time.perf_counter()
+        for start in range(0, len(records), batch_size):
+            batch = tf.constant(records[start:start + batch_size])
+            for forward in self._passes:
+                [logits.numpy() for logits in forward(batch)]
+        return time.perf_counter() - started
 
 
 SETTINGS = ReportSettings(class_names=data.CLASS_NAMES, image_feature=training.PIXELS_KEY)
 
 
-def flip_eval_seconds(candidate: str, baseline: str, pattern: str, report_dir: str) -> float:
+def flip_eval_seconds(candidate: str, baseline: str, folder: Path, report_dir: str,
+                      examples: int) -> float:
+    """One pass over every file in `folder`; checks the report counted all `examples`."""
     started = time.perf_counter()
-    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
-            ["--direct_running_mode=in_memory", "--direct_num_workers=1"])) as pipeline:
-        add_flip_report(pipeline, pattern, candidate, baseline, report_dir, SETTINGS)
-    return time.perf_counter() - started
+    report = evaluate(lambda: beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"])),
+        str(folder / "*"), candidate, baseline, report_dir, SETTINGS)
+    seconds = time.perf_counter() - started
+    assert report["summary"]["examples"] == examples, report["summary"]
+    return seconds
 
 
 def page_seconds(report_dir: str) -> float:
@@ -95,7 +102,7 @@ def page_seconds(report_dir: str) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", default=str(RESULTS / "flip_eval.json"))
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="flip_eval_") as workdir:
@@ -113,17 +120,24 @@ def measure(workdir: Path, repeats: int) -> dict:
     data.write_tfrecord(workdir / "x1" / "part-0.gz", records)
     report = str(workdir / "report")
 
-    raw_seconds(candidate, baseline, records[:BATCH])  # warm-up (allocations)
-    cold = flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report)
+    fused, direct = RawPasses(candidate, baseline), RawPasses(candidate, baseline, fused=False)
+    cold = flip_eval_seconds(candidate, baseline, workdir / "x1", report, len(records))
     page_seconds(report)  # warm-up: matplotlib's first figure
-    times = {"raw": [], "raw_signature_calls": [], "flip": [], "page": []}
+    raw_runs = {size: (lambda size=size: fused.seconds(records, size)) for size in RAW_BATCH_SIZES}
+    for run in raw_runs.values():  # a function's first call on a shape builds it: not inference
+        run()
+    direct.seconds(records, SETTINGS.batch_size)
+    times = {size: [] for size in RAW_BATCH_SIZES}
+    times.update({"raw_signature_calls": [], "flip": [], "page": []})
     for _ in range(repeats):  # interleaved, so the VM's drift hits each alike
-        times["raw"].append(raw_seconds(candidate, baseline, records))
-        times["raw_signature_calls"].append(raw_seconds(candidate, baseline, records, fused=False))
-        times["flip"].append(flip_eval_seconds(candidate, baseline, str(workdir / "x1" / "*"), report))
+        for size, run in raw_runs.items():
+            times[size].append(run())
+        times["raw_signature_calls"].append(direct.seconds(records, SETTINGS.batch_size))
+        times["flip"].append(flip_eval_seconds(candidate, baseline, workdir / "x1", report, len(records)))
         times["page"].append(page_seconds(report))
-    raw, raw_calls, flip, page = (statistics.median(times[k]) for k in times)
-    assert json.loads((Path(report) / REPORT_FILE).read_text())["summary"]["examples"] == len(records)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    raw_batch = min(RAW_BATCH_SIZES, key=medians.get)
+    raw, raw_calls, flip, page = (medians[k] for k in (raw_batch, "raw_signature_calls", "flip", "page"))
 
     scaling = []
     for copies in (1, 2, 5, 10):
@@ -132,7 +146,8 @@ def measure(workdir: Path, repeats: int) -> dict:
             if not (folder / f"part-{i}.gz").exists():
                 data.write_tfrecord(folder / f"part-{i}.gz", data.serialize(
                     test.images, test.labels, test.ids + i * len(test)))
-        seconds = statistics.median(flip_eval_seconds(candidate, baseline, str(folder / "*"), report)
+        seconds = statistics.median(flip_eval_seconds(candidate, baseline, folder, report,
+                                                      copies * len(records))
                                     for _ in range(repeats))
         scaling.append({"examples": copies * len(records), "seconds": seconds})
         print(f"flip eval, {copies * len(records)} examples: {seconds:.1f}s", flush=True)
@@ -142,18 +157,22 @@ def measure(workdir: Path, repeats: int) -> dict:
             "flip_eval_examples_per_s": len(records) / flip,
             "raw_inference_examples_per_s": len(records) / raw,
             "ratio": raw / flip, "scaling": scaling,
+            "raw_batch_size": raw_batch, "flip_eval_batch_size": SETTINGS.batch_size,
+            "raw_examples_per_s_by_batch_size": {size: len(records) / medians[size]
+                                                 for size in RAW_BATCH_SIZES},
             "raw_signature_calls_examples_per_s": len(records) / raw_calls,
             "ratio_vs_signature_calls": raw_calls / flip,
             "steady_state_examples_per_s": 1 / slope,
             "steady_state_ratio": raw / len(records) / slope,
             "cold_first_pass_seconds": cold, "page_seconds": page,
             "ratio_including_page": raw / (flip + page),
-            "note": "raw = both models' signatures in one tf.function on in-memory batches of 1024 "
-                    "serialized examples, models loaded (raw_signature_calls: each loaded "
-                    "signature called directly); flip eval = FlipEvaluator Beam pass "
-                    "(DirectRunner, in_memory, 1 worker, models loaded in the process as for raw) "
-                    "incl. reading gzipped TFRecords, parsing ids/labels, flip metrics, ranked "
-                    "flips and writing the report JSON + gallery; cold_first_pass_seconds = the "
+            "note": "raw = both models' signatures in one tf.function on in-memory batches of "
+                    "serialized examples, models loaded and warmed, at the fastest of "
+                    "raw_examples_per_s_by_batch_size (raw_signature_calls: each loaded signature "
+                    "called directly); flip eval = FlipEvaluator pass: Beam (DirectRunner, "
+                    "in_memory, 1 worker, models loaded in the process as for raw) reading gzipped "
+                    "TFRecords, both models, per-file prediction shards, then the report from them "
+                    "(flip metrics, ranked flips, report JSON + gallery); cold_first_pass_seconds = the "
                     "first pass of the process, which also loads both SavedModels; page_seconds = "
                     "drawing the web page afterwards (fixed cost); steady state = inverse slope of "
                     "the scaling fit (fixed costs excluded); raw, raw_signature_calls, flip and "

@@ -5,7 +5,9 @@ from MLMD (optional: on the first run there is none and the report says so). Out
   flip_report  a FlipReport artifact: `flip_report.json` (flip metrics overall, per class and per
                value of each of the settings' `slice_features`, the flip matrix, the flipped
                examples worst first) and `index.html` with PNG plots and a gallery of the worst
-               flipped images; headline numbers as custom properties.
+               flipped images; headline numbers as custom properties; `predictions/`, every
+               example's id, label, both predictions and the candidate's probabilities (.npz
+               per eval file).
   blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
                `current_model_id` and readable `failures`.
 FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
@@ -45,6 +47,7 @@ class FlipEvaluatorSpec(ComponentSpec):
         "image_feature": ExecutionParameter(type=str),   # "" = no image gallery
         "gallery_size": ExecutionParameter(type=int),
         "slice_features": ExecutionParameter(type=str),  # JSON list of feature names
+        "batch_size": ExecutionParameter(type=int),      # examples per model call
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -69,5 +72,6 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
             class_names=json.dumps(list(settings.class_names)),
             image_feature=settings.image_feature, gallery_size=settings.gallery_size,
             slice_features=json.dumps(list(settings.slice_features)),
+            batch_size=settings.batch_size,
             flip_report=types.Channel(type=FlipReport),
             blessing=types.Channel(type=FlipBlessing)))

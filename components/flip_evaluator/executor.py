@@ -2,13 +2,18 @@
 
 Why Beam: the pass scales with whatever runner the pipeline's beam_pipeline_args name (DirectRunner
 locally, Dataflow/Flink/Spark elsewhere); files are spread over workers. Each file is read in batches
-of serialized tf.Examples by tf.data (in C++, in step with the models), and each batch goes through
-the candidate's and the baseline's `graceful_outputs` signature once, both in one TensorFlow call.
-The per-example predictions are summarised with graceful.flips (TFX-free maths) into the report —
-flip metrics overall, per class and per slice, the flip matrix, the flipped examples ranked worst
-first, the gate verdict (graceful.gate) — written as flip_report.json plus the gallery's pixels.
-The static web page (graceful.report_html) is drawn from those files after the pass: it is one
-fixed-size rendering, not per-example work, so it has no business occupying a Beam worker.
+of serialized tf.Examples by tf.data (in C++, one batch ahead of the models), and each batch goes
+through the candidate's and the baseline's `graceful_outputs` signature once, both in one TensorFlow
+call. Each file's per-example results (ids, labels, both predictions, the candidate's probabilities,
+slice values, pixels of its most confident flips) are written as one shard, named after the file, so
+a retried bundle overwrites its own shard.
+
+The pass is a single Beam stage: the reduce — summarising the shards with graceful.flips (TFX-free
+maths) into the report (flip metrics overall, per class and per slice, the flip matrix, the flipped
+examples ranked worst first, the gate verdict from graceful.gate) — runs in the executor after it.
+A collecting GroupByKey would add a second stage (~0.1 s of fixed cost on the DirectRunner, ~10% of
+a pass over the 10k test images) and move the same data to one worker anyway. The static web page
+(graceful.report_html) is drawn from the report files afterwards too.
 """
 from __future__ import annotations
 
@@ -33,15 +38,16 @@ from graceful.report_html import GALLERY_FILE, REPORT_FILE
 from models.training import OUTPUTS_SIGNATURE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
-BATCH_SIZE = 1024
+PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
+_COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
 # of that process (what Beam's RunInference does); holds only the most recently used pair.
 _LOADED_MODELS = shared.Shared()
 _TF_RECORD_COMPRESSION = {CompressionTypes.GZIP: "GZIP", CompressionTypes.UNCOMPRESSED: ""}
 _SLICE_TYPES = {"int64_list": (tf.int64, -1), "bytes_list": (tf.string, b"")}  # dtype, if missing
-_IN_STEP = tf.data.Options()
-_IN_STEP.autotune.enabled = False
-_IN_STEP.experimental_optimization.inject_prefetch = False
+_ONE_AHEAD = tf.data.Options()
+_ONE_AHEAD.autotune.enabled = False
+_ONE_AHEAD.experimental_optimization.inject_prefetch = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,18 +59,21 @@ class ReportSettings:
     image_feature: str = ""        # flattened square grayscale pixels; "" = no gallery
     gallery_size: int = 24
     slice_features: tuple = ()     # integer or string features (one value each): metrics per value
+    # Examples per model call: 256 ran the two models fastest on our 2-core machines (1024 was 1.3x
+    # slower); benchmarks/flip_eval.py measures the raw floor at several sizes.
+    batch_size: int = 256
 
 
-def _read_batches(path: str, batch_size: int = BATCH_SIZE):
-    """One TFRecord file as numpy arrays of serialized records, read and decompressed by tf.data in
-    C++ rather than record by record in Python. Read in step with the predictions: tf.data's
-    background autotuning and injected prefetching would compete with the models for the cores
-    (measured on 2 cores, 50k examples: ~5.4 s with them, ~4.2 s without, ~4.0 s the models alone)."""
+def _read_batches(path: str, batch_size: int):
+    """One TFRecord file as string tensors of serialized records, read and decompressed by tf.data
+    in C++ one batch ahead of the models. Only one: tf.data's autotuning and deeper prefetching
+    competed with the models for the 2 cores (measured at 10k examples: one batch ahead 1.03 s,
+    in step 1.09 s, the models on in-memory batches 0.97 s)."""
     compression = _TF_RECORD_COMPRESSION.get(CompressionTypes.detect_compression_type(path))
     if compression is None:
         raise ValueError(f"{path}: only uncompressed or gzip (.gz) TFRecord files can be evaluated")
     dataset = tf.data.TFRecordDataset(path, compression_type=compression).batch(batch_size)
-    yield from dataset.with_options(_IN_STEP).as_numpy_iterator()
+    yield from dataset.prefetch(1).with_options(_ONE_AHEAD)
 
 
 class _Predictor:
@@ -118,21 +127,21 @@ def _slice_spec(first_record: bytes, features) -> dict:
     return spec
 
 
-class _PredictBoth(beam.DoFn):
-    """Per batch yields (ids, labels, old_pred, new_pred, new_prob, {id: pixels} of the negative
-    flips, {slice feature: values}), parsed and predicted in TensorFlow; the SavedModels are loaded
-    once per worker process.
+class _EvaluateFile(beam.DoFn):
+    """(index, path) of an eval file -> the shard `<index>.npz` in `shard_dir`: per example its id,
+    label, both predictions, the candidate's probabilities and slice values, plus the pixels of the
+    file's most confident negative flips. Parsed and predicted in TensorFlow; the SavedModels are
+    loaded once per worker process.
 
     Without a baseline (first run) the candidate stands in for it, so nothing flips and the
     accuracy floor can still be checked.
     """
 
-    def __init__(self, candidate_dir: str, baseline_dir: str | None, image_feature: str,
-                 gallery_size: int, slice_features: tuple = ()):
+    def __init__(self, candidate_dir: str, baseline_dir: str | None, shard_dir: str,
+                 settings: ReportSettings):
         self._dirs = (candidate_dir, baseline_dir or candidate_dir)
-        self._image_feature = image_feature
-        self._gallery_size = gallery_size
-        self._slice_features = tuple(slice_features)
+        self._shard_dir = shard_dir
+        self._settings = settings
         self._slice_spec = None
         self._predict = None
 
@@ -140,37 +149,72 @@ class _PredictBoth(beam.DoFn):
         self._predict = _LOADED_MODELS.acquire(lambda: _Predictor(*self._dirs),
                                                tag="\n".join(self._dirs)).predict
 
-    def process(self, batch):
-        """Keyed by None: the report's one GroupByKey collects every batch."""
-        serialized = tf.constant(batch)
-        ids, labels, old_pred, new_pred, new_prob = (t.numpy() for t in self._predict(serialized))
-        flipped = flips.negative_flip_mask(labels, old_pred, new_pred)
-        confidence = new_prob[np.arange(len(ids)), new_pred]
-        yield None, (ids, labels, old_pred, new_pred, new_prob,
-                     self._flipped_images(serialized, ids, flipped, confidence),
-                     self._slice_values(batch, serialized))
+    def process(self, indexed_path):
+        index, path = indexed_path
+        columns, slices, candidates = [], [], []
+        for serialized in _read_batches(path, self._settings.batch_size):
+            predictions = tuple(t.numpy() for t in self._predict(serialized))
+            columns.append(predictions)
+            slices.append(self._slice_values(serialized))
+            candidates.append(self._gallery_candidates(serialized, *predictions))
+        if columns:  # an empty file has nothing to report
+            arrays = {name: np.concatenate(column) for name, column in zip(_COLUMNS, zip(*columns))}
+            arrays.update({f"slice:{name}": np.concatenate([s[name] for s in slices])
+                           for name in self._settings.slice_features})
+            arrays.update(self._gallery(candidates))
+            shard = io.BytesIO()
+            np.savez(shard, **arrays)
+            _write_files(self._shard_dir, {f"{index:05d}.npz": shard.getvalue()})
 
-    def _slice_values(self, batch, serialized) -> dict:
-        if not self._slice_features:
+    def _slice_values(self, serialized) -> dict:
+        features = self._settings.slice_features
+        if not features:
             return {}
         if self._slice_spec is None:
-            self._slice_spec = _slice_spec(batch[0], self._slice_features)
+            self._slice_spec = _slice_spec(serialized[0].numpy(), features)
         parsed = tf.io.parse_example(serialized, self._slice_spec)
         return {name: np.array([v.decode() if isinstance(v, bytes) else v
                                 for v in parsed[name].numpy().reshape(-1)])
-                for name in self._slice_features}
+                for name in features}
 
-    def _flipped_images(self, serialized, ids, flipped, confidence) -> dict:
-        """Pixels of this batch's most confident negative flips, for the report's gallery: the
-        report's worst `gallery_size` flips are among the union of every batch's worst."""
-        if not self._image_feature or not flipped.any():
-            return {}
+    def _gallery_candidates(self, serialized, ids, labels, old_pred, new_pred, new_prob):
+        """(ids, confidences, serialized records) of this batch's `gallery_size` most confident
+        negative flips: the report's worst flips are among the union of every batch's worst."""
+        flipped = flips.negative_flip_mask(labels, old_pred, new_pred)
+        if not self._settings.image_feature or not flipped.any():
+            return None
         rows = np.flatnonzero(flipped)
-        rows = rows[np.lexsort((ids[rows], -confidence[rows]))][:self._gallery_size]
-        parsed = tf.io.parse_example(tf.gather(serialized, rows),
-                                     {self._image_feature: tf.io.VarLenFeature(tf.int64)})
-        pixels = tf.sparse.to_dense(parsed[self._image_feature]).numpy()
-        return {int(ids[row]): pixels[i] for i, row in enumerate(rows)}
+        confidence = new_prob[rows, new_pred[rows]]
+        best = np.lexsort((ids[rows], -confidence))[:self._settings.gallery_size]
+        return ids[rows][best], confidence[best], tf.gather(serialized, rows[best])
+
+    def _gallery(self, candidates) -> dict:
+        """Pixels of the file's `gallery_size` most confident flips, parsed once per file."""
+        candidates = [c for c in candidates if c is not None]
+        if not candidates:
+            return {}
+        ids, confidence = (np.concatenate([c[i] for c in candidates]) for i in (0, 1))
+        best = np.lexsort((ids, -confidence))[:self._settings.gallery_size]
+        records = tf.gather(tf.concat([c[2] for c in candidates], 0), best)
+        image_feature = self._settings.image_feature
+        parsed = tf.io.parse_example(records, {image_feature: tf.io.VarLenFeature(tf.int64)})
+        return {"gallery_ids": ids[best],
+                "gallery_pixels": tf.sparse.to_dense(parsed[image_feature]).numpy()}
+
+
+def read_predictions(shard_dir: str) -> list[tuple]:
+    """The shards the Beam pass wrote, one batch (as build_report takes it) per file."""
+    batches = []
+    for path in sorted(tf.io.gfile.glob(os.path.join(shard_dir, "*.npz"))):
+        with tf.io.gfile.GFile(path, "rb") as handle:
+            with np.load(io.BytesIO(handle.read())) as shard:
+                columns = tuple(shard[name] for name in _COLUMNS)
+                images = ({} if "gallery_ids" not in shard.files else
+                          dict(zip(shard["gallery_ids"].tolist(), shard["gallery_pixels"])))
+                slices = {key.split(":", 1)[1]: shard[key] for key in shard.files
+                          if key.startswith("slice:")}
+        batches.append((*columns, images, slices))
+    return batches
 
 
 def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -> tuple[dict, dict]:
@@ -219,13 +263,17 @@ def _write_files(out_dir: str, files: dict) -> None:
             handle.write(content)
 
 
-def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool) -> None:
-    """flip_report.json and the gallery's pixels (gallery.npz) into `out_dir` (any tf.io.gfile path)."""
+def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool) -> dict:
+    """flip_report.json and the gallery's pixels (gallery.npz) into `out_dir` (any tf.io.gfile
+    path); returns the report."""
     report, images = build_report(batches, settings, has_baseline)
     gallery = io.BytesIO()
     np.savez(gallery, **{str(example_id): pixels for example_id, pixels in images.items()})
-    _write_files(out_dir, {REPORT_FILE: json.dumps(report, indent=1).encode(),
+    # Compact: json's C encoder runs only without indent (indented, it took ~3% of a 10k pass);
+    # people read the page or `graceful report`.
+    _write_files(out_dir, {REPORT_FILE: json.dumps(report, separators=(",", ":")).encode(),
                            GALLERY_FILE: gallery.getvalue()})
+    return report
 
 
 def write_page(out_dir: str) -> None:
@@ -238,25 +286,35 @@ def write_page(out_dir: str) -> None:
     _write_files(out_dir, report_html.render(report, images))
 
 
-def add_flip_report(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
-                    out_dir: str, settings: ReportSettings) -> None:
-    """Adds the flip evaluation to a Beam pipeline: read each file in batches, predict with both
-    models, write the report data (write_page draws the page from it afterwards)."""
-    paths = tf.io.gfile.glob(file_pattern)
+def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
+                    shard_dir: str, settings: ReportSettings) -> None:
+    """Adds the model pass to a Beam pipeline: each file read in batches, both models, one shard."""
+    paths = sorted(tf.io.gfile.glob(file_pattern))
     if not paths:
         raise ValueError(f"No example files match {file_pattern}: check the ExampleGen output and "
                          "the split the FlipEvaluator reads.")
     # Several files are reshuffled to spread them over the workers; with one, that costs time only.
-    # A GroupByKey collects the batches (on the DirectRunner 0.17 s less than CombineGlobally).
     _ = (pipeline
-         | "Files" >> beam.Create(paths, reshuffle=len(paths) > 1)
-         | "ReadBatches" >> beam.FlatMap(_read_batches)
-         | "PredictBoth" >> beam.ParDo(_PredictBoth(candidate_dir, baseline_dir,
-                                                    settings.image_feature, settings.gallery_size,
-                                                    settings.slice_features))
-         | "Collect" >> beam.GroupByKey()
-         | "Report" >> beam.MapTuple(lambda _, batches: write_report(
-             list(batches), out_dir, settings, baseline_dir is not None)))
+         | "Files" >> beam.Create(list(enumerate(paths)), reshuffle=len(paths) > 1)
+         | "PredictBoth" >> beam.ParDo(_EvaluateFile(candidate_dir, baseline_dir, shard_dir,
+                                                     settings)))
+
+
+def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
+             out_dir: str, settings: ReportSettings) -> dict:
+    """The Beam pass (`make_pipeline()` gives the pipeline), then the report from its shards into
+    `out_dir`; returns the report. write_page draws the page from it afterwards."""
+    shard_dir = os.path.join(out_dir, PREDICTIONS_DIR)
+    if tf.io.gfile.exists(shard_dir):  # a rerun into the same folder must not count old shards
+        tf.io.gfile.rmtree(shard_dir)
+    with make_pipeline() as pipeline:
+        add_predictions(pipeline, file_pattern, candidate_dir, baseline_dir, shard_dir, settings)
+    batches = read_predictions(shard_dir)
+    if not batches:
+        raise ValueError(f"No examples in {file_pattern}: the split is empty, so there is nothing "
+                         "to compare the models on. Check the span's data and the ExampleGen "
+                         "split that the FlipEvaluator reads.")
+    return write_report(batches, out_dir, settings, baseline_dir is not None)
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:
@@ -267,7 +325,8 @@ def settings_from(exec_properties: dict) -> ReportSettings:
         class_names=tuple(json.loads(exec_properties["class_names"])),
         image_feature=exec_properties["image_feature"],
         gallery_size=exec_properties["gallery_size"],
-        slice_features=tuple(json.loads(exec_properties["slice_features"])))
+        slice_features=tuple(json.loads(exec_properties["slice_features"])),
+        batch_size=exec_properties["batch_size"])
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -279,18 +338,11 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         baselines = input_dict.get("baseline_model") or []
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split_uri = artifact_utils.get_split_uri([examples], exec_properties["split"])
-        with self._make_beam_pipeline() as pipeline:
-            add_flip_report(pipeline, os.path.join(split_uri, "*"),
-                            path_utils.serving_model_path(candidate.uri),
-                            path_utils.serving_model_path(baselines[0].uri) if baselines else None,
-                            report_artifact.uri, settings_from(exec_properties))
-        if not tf.io.gfile.exists(os.path.join(report_artifact.uri, REPORT_FILE)):
-            raise ValueError(f"No examples in {split_uri}: the '{exec_properties['split']}' split "
-                             "is empty, so there is nothing to compare the models on. Check the "
-                             "span's data and the ExampleGen split that the FlipEvaluator reads.")
+        report = evaluate(self._make_beam_pipeline, os.path.join(split_uri, "*"),
+                          path_utils.serving_model_path(candidate.uri),
+                          path_utils.serving_model_path(baselines[0].uri) if baselines else None,
+                          report_artifact.uri, settings_from(exec_properties))
         write_page(report_artifact.uri)
-        with tf.io.gfile.GFile(os.path.join(report_artifact.uri, REPORT_FILE)) as handle:
-            report = json.load(handle)
         report_artifact.set_int_custom_property("span", examples.get_int_custom_property("span"))
         _record(report, report_artifact, blessing, candidate, baselines[0] if baselines else None)
 

@@ -105,12 +105,12 @@ def test_eval_files_are_read_in_batches_gzip_or_not(tmp_path):
         with tf.io.TFRecordWriter(str(tmp_path / name), options=options) as writer:
             for record in records:
                 writer.write(record)
-        batches = list(_read_batches(str(tmp_path / name)))
+        batches = list(_read_batches(str(tmp_path / name), batch_size=1024))
         assert [len(b) for b in batches] == [1024, 1024, 452]
-        assert [r for b in batches for r in b] == records
+        assert [r for b in batches for r in b.numpy().tolist()] == records
     (tmp_path / "part.bz2").write_bytes(b"")
     with pytest.raises(ValueError, match="only uncompressed or gzip"):
-        list(_read_batches(str(tmp_path / "part.bz2")))
+        list(_read_batches(str(tmp_path / "part.bz2"), batch_size=1024))
 
 
 def test_first_run_has_no_flips_but_still_checks_the_accuracy_floor():
@@ -222,9 +222,10 @@ def _example(pixels, label, example_id, source):
 
 @pytest.mark.slow
 def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path):
-    """The real Beam pass over two real (briefly trained) SavedModels: overall and per-slice NFR on
-    a string feature equal numpy on the same models' predictions, and so does TFMA's NFR metric
-    under the pipeline's eval config with that slice feature; a missing feature is named."""
+    """The real Beam pass over two real (briefly trained) SavedModels, two files of several batches:
+    overall and per-slice NFR on a string feature equal numpy on the same models' predictions, and
+    so does TFMA's NFR metric under the pipeline's eval config with that slice feature; the gallery
+    holds the pixels of exactly the worst flips; a missing feature and an empty split are named."""
     import apache_beam as beam
     import tensorflow as tf
     import tensorflow_model_analysis as tfma
@@ -232,7 +233,7 @@ def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path)
     from pipeline.configs import PipelineConfig
     from pipeline.pipeline import eval_config
 
-    from components.flip_evaluator.executor import add_flip_report
+    from components.flip_evaluator.executor import GALLERY_FILE, PREDICTIONS_DIR, evaluate
     from graceful import data
     from models import training
     from models.params import TrainingParams
@@ -251,11 +252,14 @@ def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path)
         with tf.io.TFRecordWriter(str(tmp_path / f"eval-{part}.gz"), options="GZIP") as writer:
             for record in records[part::2]:
                 writer.write(record)
-    settings = ReportSettings(class_names=CLASSES * 4, slice_features=("source",))
-    with beam.Pipeline() as pipeline:
-        add_flip_report(pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
+    settings = ReportSettings(class_names=CLASSES * 4, slice_features=("source",),
+                              image_feature="pixels", gallery_size=5, batch_size=64)
+    returned = evaluate(beam.Pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
                         str(tmp_path / "report"), settings)
     report = json.loads((tmp_path / "report" / REPORT_FILE).read_text())
+    assert returned == report
+    assert sorted(p.name for p in (tmp_path / "report" / PREDICTIONS_DIR).iterdir()) == [
+        "00000.npz", "00001.npz"]  # one shard per file
 
     def predict(path):
         signature = tf.saved_model.load(path).signatures[training.OUTPUTS_SIGNATURE]
@@ -264,6 +268,11 @@ def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path)
     old, new = predict(dirs[0]), predict(dirs[1])
     flipped = (old == test.labels) & (new != test.labels)
     assert flipped.any() and report["summary"]["negative_flips"] == flipped.sum()
+    worst = [f["id"] for f in report["flips"][:5]]
+    with np.load(tmp_path / "report" / GALLERY_FILE) as gallery:
+        assert sorted(gallery.files) == sorted(str(i) for i in worst)
+        for example_id in worst:
+            assert (gallery[str(example_id)] == test.images[test.ids == example_id][0]).all()
     assert set(report["per_slice"]["source"]) == {"web", "app", "tv"}
     for source, metrics in report["per_slice"]["source"].items():
         rows = sources == source
@@ -298,6 +307,9 @@ def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path)
 
     missing = dataclasses.replace(settings, slice_features=("device",))
     with pytest.raises(Exception, match="Slice feature 'device' must be an integer or string"):
-        with beam.Pipeline() as pipeline:
-            add_flip_report(pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
-                            str(tmp_path / "report2"), missing)
+        evaluate(beam.Pipeline, str(tmp_path / "eval-*.gz"), dirs[1], dirs[0],
+                 str(tmp_path / "report2"), missing)
+    tf.io.TFRecordWriter(str(tmp_path / "empty.gz"), options="GZIP").close()
+    with pytest.raises(ValueError, match="No examples in .*empty.gz: the split is empty"):
+        evaluate(beam.Pipeline, str(tmp_path / "empty.gz"), dirs[1], dirs[0],
+                 str(tmp_path / "report3"), settings)
