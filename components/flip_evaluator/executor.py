@@ -45,9 +45,9 @@ _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 _LOADED_MODELS = shared.Shared()
 _TF_RECORD_COMPRESSION = {CompressionTypes.GZIP: "GZIP", CompressionTypes.UNCOMPRESSED: ""}
 _SLICE_TYPES = {"int64_list": (tf.int64, -1), "bytes_list": (tf.string, b"")}  # dtype, if missing
-_ONE_AHEAD = tf.data.Options()
-_ONE_AHEAD.autotune.enabled = False
-_ONE_AHEAD.experimental_optimization.inject_prefetch = False
+_NO_AUTOTUNE = tf.data.Options()
+_NO_AUTOTUNE.autotune.enabled = False
+_NO_AUTOTUNE.experimental_optimization.inject_prefetch = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,11 @@ class ReportSettings:
     # slower); benchmarks/flip_eval.py measures the raw floor at several sizes.
     batch_size: int = 256
 
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ValueError(f"FlipEvaluator batch_size must be a positive number of examples, "
+                             f"got {self.batch_size}.")
+
 
 def _read_batches(path: str, batch_size: int):
     """One TFRecord file as string tensors of serialized records, read and decompressed by tf.data
@@ -73,7 +78,7 @@ def _read_batches(path: str, batch_size: int):
     if compression is None:
         raise ValueError(f"{path}: only uncompressed or gzip (.gz) TFRecord files can be evaluated")
     dataset = tf.data.TFRecordDataset(path, compression_type=compression).batch(batch_size)
-    yield from dataset.prefetch(1).with_options(_ONE_AHEAD)
+    yield from dataset.prefetch(1).with_options(_NO_AUTOTUNE)
 
 
 class _Predictor:

@@ -113,6 +113,12 @@ def test_eval_files_are_read_in_batches_gzip_or_not(tmp_path):
         list(_read_batches(str(tmp_path / "part.bz2"), batch_size=1024))
 
 
+@pytest.mark.parametrize("batch_size", [0, -256])
+def test_a_batch_size_below_one_is_refused_by_name(batch_size):
+    with pytest.raises(ValueError, match=f"batch_size must be a positive number .* got {batch_size}"):
+        ReportSettings(batch_size=batch_size)
+
+
 def test_first_run_has_no_flips_but_still_checks_the_accuracy_floor():
     same = [(i, label, label, label, 0.9) for i, label in enumerate([0, 1, 2, 0])]
     wrong = [(9, 0, 1, 1, 0.9)]
