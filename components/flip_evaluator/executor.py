@@ -190,7 +190,7 @@ class _EvaluateFile(beam.DoFn):
             return None
         rows = np.flatnonzero(flipped)
         confidence = new_prob[rows, new_pred[rows]]
-        best = np.lexsort((ids[rows], -confidence))[:self._settings.gallery_size]
+        best = _worst_first(ids[rows], confidence, self._settings.gallery_size)
         return ids[rows][best], confidence[best], tf.gather(serialized, rows[best])
 
     def _gallery(self, candidates) -> dict:
@@ -199,12 +199,18 @@ class _EvaluateFile(beam.DoFn):
         if not candidates:
             return {}
         ids, confidence = (np.concatenate([c[i] for c in candidates]) for i in (0, 1))
-        best = np.lexsort((ids, -confidence))[:self._settings.gallery_size]
+        best = _worst_first(ids, confidence, self._settings.gallery_size)
         records = tf.gather(tf.concat([c[2] for c in candidates], 0), best)
         image_feature = self._settings.image_feature
         parsed = tf.io.parse_example(records, {image_feature: tf.io.VarLenFeature(tf.int64)})
         return {"gallery_ids": ids[best],
                 "gallery_pixels": tf.sparse.to_dense(parsed[image_feature]).numpy()}
+
+
+def _worst_first(ids: np.ndarray, confidence: np.ndarray, count: int) -> np.ndarray:
+    """Positions of the `count` most confident flips, ties by id: the order of the report's ranked
+    flips, so per-batch and per-file picks keep every image the gallery will show."""
+    return np.lexsort((ids, -confidence))[:count]
 
 
 def read_predictions(shard_dir: str) -> list[tuple]:
