@@ -12,6 +12,9 @@ are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleG
     prediction shards, then the report from them (flip metrics, ranked flips, verdict, report JSON +
     gallery pixels) — on Beam's DirectRunner, with the models already loaded in the worker process
     (as raw has them); the first, cold pass (loading both SavedModels) is reported apart;
+  * raw in Beam (the ceiling): the floor's exact work as the only element of a one-stage Beam pass
+    on the same runner (benchmarks/beam_ceiling.py). What that pass adds is the runner's fixed cost
+    per pass; raw / raw-in-Beam is the best ratio any Beam pass could reach at that size;
   * page: drawing the web page from the report (write_page), a fixed cost timed on its own.
 Medians over repeats, timed interleaved, also for the test set replicated 1x..10x (10k..100k).
 
@@ -22,6 +25,8 @@ Writes benchmarks/results/flip_eval.json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
 import statistics
@@ -35,6 +40,7 @@ import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from beam_ceiling import seconds_in_beam  # noqa: E402
 from components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
 from graceful import data  # noqa: E402
 from models import training  # noqa: E402
@@ -82,13 +88,17 @@ class RawPasses:
 SETTINGS = ReportSettings(class_names=data.CLASS_NAMES, image_feature=training.PIXELS_KEY)
 
 
+def direct_pipeline() -> beam.Pipeline:
+    """The runner both Beam passes use: the DirectRunner in this process, one worker."""
+    return beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
+        ["--direct_running_mode=in_memory", "--direct_num_workers=1"]))
+
+
 def flip_eval_seconds(candidate: str, baseline: str, folder: Path, report_dir: str,
-                      examples: int) -> float:
+                      examples: int, settings: ReportSettings = SETTINGS) -> float:
     """One pass over every file in `folder`; checks the report counted all `examples`."""
     started = time.perf_counter()
-    report = evaluate(lambda: beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(
-        ["--direct_running_mode=in_memory", "--direct_num_workers=1"])),
-        str(folder / "*"), candidate, baseline, report_dir, SETTINGS)
+    report = evaluate(direct_pipeline, str(folder / "*"), candidate, baseline, report_dir, settings)
     seconds = time.perf_counter() - started
     assert report["summary"]["examples"] == examples, report["summary"]
     return seconds
@@ -119,73 +129,107 @@ def measure(workdir: Path, repeats: int) -> dict:
     records = data.serialize(test.images, test.labels, test.ids)
     data.write_tfrecord(workdir / "x1" / "part-0.gz", records)
     report = str(workdir / "report")
-
-    fused, direct = RawPasses(candidate, baseline), RawPasses(candidate, baseline, fused=False)
+    fused = RawPasses(candidate, baseline)
     cold = flip_eval_seconds(candidate, baseline, workdir / "x1", report, len(records))
-    page_seconds(report)  # warm-up: matplotlib's first figure
-    raw_runs = {size: (lambda size=size: fused.seconds(records, size)) for size in RAW_BATCH_SIZES}
-    for run in raw_runs.values():  # a function's first call on a shape builds it: not inference
-        run()
-    direct.seconds(records, SETTINGS.batch_size)
-    times = {size: [] for size in RAW_BATCH_SIZES}
-    times.update({"raw_signature_calls": [], "flip": [], "page": []})
-    for _ in range(repeats):  # interleaved, so the VM's drift hits each alike
-        for size, run in raw_runs.items():
-            times[size].append(run())
-        times["raw_signature_calls"].append(direct.seconds(records, SETTINGS.batch_size))
-        times["flip"].append(flip_eval_seconds(candidate, baseline, workdir / "x1", report, len(records)))
-        times["page"].append(page_seconds(report))
-    medians = {key: statistics.median(values) for key, values in times.items()}
-    raw_batch = min(RAW_BATCH_SIZES, key=medians.get)
-    raw, raw_calls, flip, page = (medians[k] for k in (raw_batch, "raw_signature_calls", "flip", "page"))
-
-    scaling = []
-    for copies in (1, 2, 5, 10):  # raw on the same examples, interleaved with each pass
-        folder = workdir / f"x{copies}"
-        for i in range(copies):  # copies get their own ids: the report traces every example
-            if not (folder / f"part-{i}.gz").exists():
-                data.write_tfrecord(folder / f"part-{i}.gz", data.serialize(
-                    test.images, test.labels, test.ids + i * len(test)))
-        row = {"raw": [], "flip": []}
-        for _ in range(repeats):
-            row["raw"].append(fused.seconds(records * copies, raw_batch))
-            row["flip"].append(flip_eval_seconds(candidate, baseline, folder, report,
-                                                 copies * len(records)))
-        raw_row, flip_row = (statistics.median(row[k]) for k in ("raw", "flip"))
-        scaling.append({"examples": copies * len(records), "seconds": flip_row,
-                        "raw_seconds": raw_row, "ratio": raw_row / flip_row})
-        print(f"{copies * len(records)} examples: flip eval {flip_row:.2f}s, raw {raw_row:.2f}s",
-              flush=True)
-
+    result = full_test_set(candidate, baseline, fused, records, workdir / "x1", report, repeats)
+    result["cold_first_pass_seconds"] = cold
+    scaling = scaling_rows(candidate, baseline, fused, test, workdir, report, repeats,
+                           result["raw_batch_size"])
     sizes = [row["examples"] for row in scaling]
     flip_slope, raw_slope = (np.polyfit(sizes, [row[key] for row in scaling], 1)[0]
                              for key in ("seconds", "raw_seconds"))
+    result.update({"scaling": scaling, "steady_state_examples_per_s": 1 / flip_slope,
+                   "steady_state_ratio": raw_slope / flip_slope, "note": NOTE})
+    return result
+
+
+def full_test_set(candidate, baseline, fused, records, folder, report, repeats) -> dict:
+    """At each batch size: raw, raw in Beam and the flip-eval pass; plus the direct signature
+    calls and the page. All interleaved; medians."""
+    runs = {}
+    for size in RAW_BATCH_SIZES:
+        runs[f"raw@{size}"] = functools.partial(fused.seconds, records, size)
+        runs[f"raw_in_beam@{size}"] = functools.partial(seconds_in_beam, direct_pipeline,
+                                                        runs[f"raw@{size}"])
+        runs[f"flip@{size}"] = functools.partial(
+            flip_eval_seconds, candidate, baseline, folder, report, len(records),
+            dataclasses.replace(SETTINGS, batch_size=size))
+    direct = RawPasses(candidate, baseline, fused=False)
+    runs["raw_signature_calls"] = functools.partial(direct.seconds, records, SETTINGS.batch_size)
+    runs["page"] = functools.partial(page_seconds, report)
+    for run in runs.values():  # first calls build each shape's function, draw matplotlib's first figure
+        run()
+    times = {key: [] for key in runs}
+    for _ in range(repeats):  # interleaved, so the VM's drift hits each alike
+        for key, run in runs.items():
+            times[key].append(run())
+    median = {key: statistics.median(values) for key, values in times.items()}
+    per_s = {key: len(records) / seconds for key, seconds in median.items()}
+    raw_batch = max(RAW_BATCH_SIZES, key=lambda size: per_s[f"raw@{size}"])
+    best_flip_batch = max(RAW_BATCH_SIZES, key=lambda size: per_s[f"flip@{size}"])
+    raw, flip = per_s[f"raw@{raw_batch}"], per_s[f"flip@{SETTINGS.batch_size}"]
     return {"examples": len(records), "repeats": repeats,
-            "flip_eval_examples_per_s": len(records) / flip,
-            "raw_inference_examples_per_s": len(records) / raw,
-            "ratio": raw / flip, "scaling": scaling,
+            "flip_eval_examples_per_s": flip, "raw_inference_examples_per_s": raw,
+            "ratio": flip / raw,
             "raw_batch_size": raw_batch, "flip_eval_batch_size": SETTINGS.batch_size,
-            "raw_examples_per_s_by_batch_size": {size: len(records) / medians[size]
-                                                 for size in RAW_BATCH_SIZES},
-            "raw_signature_calls_examples_per_s": len(records) / raw_calls,
-            "ratio_vs_signature_calls": raw_calls / flip,
-            "steady_state_examples_per_s": 1 / flip_slope,
-            "steady_state_ratio": raw_slope / flip_slope,
-            "cold_first_pass_seconds": cold, "page_seconds": page,
-            "ratio_including_page": raw / (flip + page),
-            "note": "raw = both models' signatures in one tf.function on in-memory batches of "
-                    "serialized examples, models loaded and warmed, at the fastest of "
-                    "raw_examples_per_s_by_batch_size (raw_signature_calls: each loaded signature "
-                    "called directly); flip eval = FlipEvaluator pass: Beam (DirectRunner, "
-                    "in_memory, 1 worker, models loaded in the process as for raw) reading gzipped "
-                    "TFRecords, both models, per-file prediction shards, then the report from them "
-                    "(flip metrics, ranked flips, report JSON + gallery); cold_first_pass_seconds = the "
-                    "first pass of the process, which also loads both SavedModels; page_seconds = "
-                    "drawing the web page afterwards (fixed cost); scaling rows: raw on the same "
-                    "examples in memory timed interleaved with each pass; steady state = inverse "
-                    "slope of the scaling fit (fixed costs excluded), its ratio = the raw fit's "
-                    "slope over the flip fit's; raw, raw_signature_calls, flip and "
-                    "page timed interleaved"}
+            "best_flip_eval_batch_size": best_flip_batch,
+            "best_flip_eval_ratio": per_s[f"flip@{best_flip_batch}"] / raw,
+            "beam_ceiling": per_s[f"raw_in_beam@{raw_batch}"] / raw,
+            "beam_fixed_seconds": median[f"raw_in_beam@{raw_batch}"] - median[f"raw@{raw_batch}"],
+            "by_batch_size": {size: {kind: per_s[f"{kind}@{size}"]
+                                     for kind in ("raw", "raw_in_beam", "flip")}
+                              for size in RAW_BATCH_SIZES},
+            "raw_signature_calls_examples_per_s": per_s["raw_signature_calls"],
+            "ratio_vs_signature_calls": flip / per_s["raw_signature_calls"],
+            "page_seconds": median["page"],
+            "ratio_including_page": 1 / (raw / flip + raw * median["page"] / len(records))}
+
+
+def scaling_rows(candidate, baseline, fused, test, workdir, report, repeats, raw_batch) -> list:
+    """The test set replicated 1x..10x (copies get their own ids: the report traces every example):
+    the flip-eval pass at its default batch size, raw and raw in Beam on the same examples at raw's
+    fastest, interleaved."""
+    rows = []
+    records = data.serialize(test.images, test.labels, test.ids)
+    for copies in (1, 2, 5, 10):
+        folder = workdir / f"x{copies}"
+        for i in range(copies):
+            if not (folder / f"part-{i}.gz").exists():
+                data.write_tfrecord(folder / f"part-{i}.gz", data.serialize(
+                    test.images, test.labels, test.ids + i * len(test)))
+        raw = functools.partial(fused.seconds, records * copies, raw_batch)
+        runs = {"raw": raw, "raw_in_beam": functools.partial(seconds_in_beam, direct_pipeline, raw),
+                "flip": functools.partial(flip_eval_seconds, candidate, baseline, folder, report,
+                                          copies * len(records))}
+        times = {key: [] for key in runs}
+        for _ in range(repeats):
+            for key, run in runs.items():
+                times[key].append(run())
+        raw_s, in_beam_s, flip_s = (statistics.median(times[k]) for k in runs)
+        rows.append({"examples": copies * len(records), "seconds": flip_s,
+                     "raw_seconds": raw_s, "ratio": raw_s / flip_s,
+                     "raw_in_beam_seconds": in_beam_s, "beam_ceiling": raw_s / in_beam_s})
+        print(f"{copies * len(records)} examples: flip eval {flip_s:.2f}s, raw {raw_s:.2f}s, "
+              f"raw in Beam {in_beam_s:.2f}s", flush=True)
+    return rows
+
+
+NOTE = ("raw = both models' signatures in one tf.function on in-memory batches of serialized "
+        "examples, models loaded and warmed; the floor (raw_inference_examples_per_s) is raw at its "
+        "fastest batch size (raw_batch_size); raw_signature_calls = each loaded signature called "
+        "directly. flip eval = the FlipEvaluator's pass: Beam (DirectRunner, in_memory, 1 worker, "
+        "models loaded in the process as for raw) reading gzipped TFRecords, both models, per-file "
+        "prediction shards, then the report from them (flip metrics, ranked flips, report JSON + "
+        "gallery); ratio = flip eval at the evaluator's default batch size (flip_eval_batch_size) "
+        "over the floor, best_flip_eval_ratio = at its fastest batch size. raw_in_beam = raw's exact "
+        "work as the only element of a one-stage Beam pass on the same runner; beam_ceiling = its "
+        "throughput over the floor's: the best ratio any Beam pass can reach at that size; "
+        "beam_fixed_seconds = what that pass adds. cold_first_pass_seconds = the first pass of the "
+        "process, which also loads both SavedModels; page_seconds = drawing the web page afterwards "
+        "(fixed cost). Scaling rows: flip eval at the default batch size; raw and raw_in_beam on "
+        "the same examples at raw_batch_size; steady state = inverse slope of the scaling fit "
+        "(fixed costs excluded), its ratio = the raw fit's slope over the flip fit's. Everything "
+        "timed interleaved; medians of `repeats`.")
 
 
 if __name__ == "__main__":

@@ -59,9 +59,10 @@ class ReportSettings:
     image_feature: str = ""        # flattened square grayscale pixels; "" = no gallery
     gallery_size: int = 24
     slice_features: tuple = ()     # integer or string features (one value each): metrics per value
-    # Examples per model call: 256 ran the two models fastest on our 2-core machines (1024 was 1.3x
-    # slower); benchmarks/flip_eval.py measures the raw floor at several sizes.
-    batch_size: int = 256
+    # Examples per model call. The fastest size depends on the CPU (benchmarks/flip_eval.py times
+    # 128-1024): 256 on a 2-core AMD EPYC (1024 1.3x slower), 1024 on a 2-core Intel Xeon (256 1.2x
+    # slower). 512 was within 10% of the fastest on both; tune it for your workers.
+    batch_size: int = 512
 
     def __post_init__(self):
         if self.batch_size < 1:
