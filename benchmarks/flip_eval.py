@@ -6,12 +6,13 @@ are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleG
     batches of serialized examples, models loaded once and warmed on every batch shape — the fastest
     way found to run the two forward passes (TensorFlow optimises the inlined graphs); timed at
     several batch sizes, the floor is the fastest. Also timed, as `raw_signature_calls`, the obvious
-    way: calling each loaded signature directly (at the floor's batch size);
+    way: calling each loaded signature directly (at the evaluator's default batch size);
   * flip eval: the FlipEvaluator's pass (components.flip_evaluator.executor.evaluate): the Beam
     pipeline that reads the gzipped TFRecords in batches, runs both models and writes per-file
     prediction shards, then the report from them (flip metrics, ranked flips, verdict, report JSON +
     gallery pixels) — on Beam's DirectRunner, with the models already loaded in the worker process
-    (as raw has them); the first, cold pass (loading both SavedModels) is reported apart;
+    (as raw has them); timed at each batch size, the headline at the evaluator's default; the
+    first, cold pass (loading both SavedModels) is reported apart;
   * raw in Beam (the ceiling): the floor's exact work as the only element of a one-stage Beam pass
     on the same runner (benchmarks/beam_ceiling.py). What that pass adds is the runner's fixed cost
     per pass; raw / raw-in-Beam is the best ratio any Beam pass could reach at that size;

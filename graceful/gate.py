@@ -19,15 +19,17 @@ class GateConfig:
     Accuracy: an absolute floor, and how much it may drop vs the baseline. Negative flips (examples
     the baseline got right and the candidate gets wrong): overall NFR, NFR relative to independent
     errors, NFR within any one class or any one slice (a value of a slice feature), and
-    high-confidence flips. Flip limits apply only when there is a baseline. max_relative_nfr = 0.30
-    comes from the training benchmark: plain retraining scored 0.31-0.35, focal distillation
-    (bct+fd) 0.23-0.28 on every seed, with weight averaging 0.21-0.22.
+    high-confidence flips. Flip limits apply only when there is a baseline. max_relative_nfr = 0.26
+    sits midway between the pipeline's default training and plain retraining as measured: the
+    defaults (bct+fd+align, weights averaged) scored 0.21-0.22 in the training benchmark and in the
+    demos, plain retraining 0.31-0.35 there and 0.30-0.33 in the demos (0.30 once, which a limit of
+    0.30 let through by 0.001). Focal distillation without weight averaging (0.23-0.28) can fail it.
     """
 
     min_accuracy: float = 0.6
     max_accuracy_drop: float = 0.0
     max_nfr: float = 0.03
-    max_relative_nfr: float = 0.30
+    max_relative_nfr: float = 0.26
     max_class_nfr: float = 0.25
     max_slice_nfr: float = 0.25
     max_high_confidence_flips: int = 1000
