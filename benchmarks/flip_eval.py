@@ -134,7 +134,7 @@ def measure(workdir: Path, repeats: int) -> dict:
     cold = flip_eval_seconds(candidate, baseline, workdir / "x1", report, len(records))
     result = full_test_set(candidate, baseline, fused, records, workdir / "x1", report, repeats)
     result["cold_first_pass_seconds"] = cold
-    scaling = scaling_rows(candidate, baseline, fused, test, workdir, report, repeats,
+    scaling = scaling_rows(candidate, baseline, fused, test, records, workdir, report, repeats,
                            result["raw_batch_size"])
     sizes = [row["examples"] for row in scaling]
     flip_slope, raw_slope = (np.polyfit(sizes, [row[key] for row in scaling], 1)[0]
@@ -160,11 +160,7 @@ def full_test_set(candidate, baseline, fused, records, folder, report, repeats) 
     runs["page"] = functools.partial(page_seconds, report)
     for run in runs.values():  # first calls build each shape's function, draw matplotlib's first figure
         run()
-    times = {key: [] for key in runs}
-    for _ in range(repeats):  # interleaved, so the VM's drift hits each alike
-        for key, run in runs.items():
-            times[key].append(run())
-    median = {key: statistics.median(values) for key, values in times.items()}
+    median = interleaved_medians(runs, repeats)
     per_s = {key: len(records) / seconds for key, seconds in median.items()}
     raw_batch = max(RAW_BATCH_SIZES, key=lambda size: per_s[f"raw@{size}"])
     best_flip_batch = max(RAW_BATCH_SIZES, key=lambda size: per_s[f"flip@{size}"])
@@ -183,15 +179,26 @@ def full_test_set(candidate, baseline, fused, records, folder, report, repeats) 
             "raw_signature_calls_examples_per_s": per_s["raw_signature_calls"],
             "ratio_vs_signature_calls": flip / per_s["raw_signature_calls"],
             "page_seconds": median["page"],
-            "ratio_including_page": 1 / (raw / flip + raw * median["page"] / len(records))}
+            "ratio_including_page": median[f"raw@{raw_batch}"] / (
+                median[f"flip@{SETTINGS.batch_size}"] + median["page"])}
 
 
-def scaling_rows(candidate, baseline, fused, test, workdir, report, repeats, raw_batch) -> list:
+def interleaved_medians(runs: dict, repeats: int) -> dict:
+    """Median seconds of each run, the runs taken in turn `repeats` times so the VM's drift hits
+    each alike."""
+    times = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            times[key].append(run())
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
+def scaling_rows(candidate, baseline, fused, test, records, workdir, report, repeats,
+                 raw_batch) -> list:
     """The test set replicated 1x..10x (copies get their own ids: the report traces every example):
     the flip-eval pass at its default batch size, raw and raw in Beam on the same examples at raw's
     fastest, interleaved."""
     rows = []
-    records = data.serialize(test.images, test.labels, test.ids)
     for copies in (1, 2, 5, 10):
         folder = workdir / f"x{copies}"
         for i in range(copies):
@@ -202,11 +209,8 @@ def scaling_rows(candidate, baseline, fused, test, workdir, report, repeats, raw
         runs = {"raw": raw, "raw_in_beam": functools.partial(seconds_in_beam, direct_pipeline, raw),
                 "flip": functools.partial(flip_eval_seconds, candidate, baseline, folder, report,
                                           copies * len(records))}
-        times = {key: [] for key in runs}
-        for _ in range(repeats):
-            for key, run in runs.items():
-                times[key].append(run())
-        raw_s, in_beam_s, flip_s = (statistics.median(times[k]) for k in runs)
+        median = interleaved_medians(runs, repeats)
+        raw_s, in_beam_s, flip_s = (median[k] for k in runs)
         rows.append({"examples": copies * len(records), "seconds": flip_s,
                      "raw_seconds": raw_s, "ratio": raw_s / flip_s,
                      "raw_in_beam_seconds": in_beam_s, "beam_ceiling": raw_s / in_beam_s})
