@@ -1,4 +1,10 @@
-"""`graceful`: run the pipeline locally, read its history from ML Metadata, and show the demo."""
+"""`graceful`: run the pipeline locally, read its history from ML Metadata, and show the demo.
+
+Exit statuses (for schedulers): 0 pushed (or, for other commands, done); 1 failed, nothing pushed
+(including a damaged metadata store); 2 usage error or bad input; 3 blocked by a gate (data checks,
+flip gate, sign-off, Evaluator), nothing pushed; 4 nothing to do (`run --latest`: every span already
+trained on); 5 another run holds the pipeline home (try again later).
+"""
 from __future__ import annotations
 
 import argparse
@@ -39,6 +45,27 @@ GATE_HELP = {
 DEMO_HOME = "graceful_demo_home"
 DEMO_GRACEFUL_LOSS = TrainingParams().loss
 DEMO_MARKER = ".graceful-demo-home"
+EXIT_PUSHED, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOTHING_TO_DO, EXIT_BUSY = range(6)
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot work; nothing was written."""
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {value} (spans are numbered "
+                                         "from 1)")
+    return value
+
+
+def checked_home(home: str) -> str:
+    """A pipeline home must be a directory (or not exist yet: it is created)."""
+    if os.path.exists(home) and not os.path.isdir(home):
+        raise UsageError(f"--home {home} is a file, not a directory; pass a directory for the "
+                         "pipeline home (it is created if missing).")
+    return home
 
 
 def _add_home(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +77,8 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     defaults = PipelineConfig()
     _add_home(parser)
-    parser.add_argument("--span", type=int, default=None, help="span to ingest (default: newest)")
+    parser.add_argument("--span", type=positive_int, default=None,
+                        help="span to ingest, 1 or more (default: newest)")
     parser.add_argument("--latest", action="store_true",
                         help="for schedulers: the newest span on disk not yet trained on with these "
                              "training parameters (MLMD); nothing to do -> exit 0")
@@ -73,10 +101,13 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sign-off-timeout", type=int, default=defaults.sign_off.timeout_seconds,
                         help="seconds to wait for a sign-off decision before rejecting "
                              "(default %(default)s)")
-    parser.add_argument("--num-spans", type=int, default=defaults.num_spans,
+    parser.add_argument("--accept-unknown-serving", default="", metavar="REASON",
+                        help="run although serving/ holds a model ML Metadata does not know as "
+                             "the baseline (a lost or replaced store); the reason is recorded")
+    parser.add_argument("--num-spans", type=positive_int, default=defaults.num_spans,
                         help="spans to cut from Fashion-MNIST when preparing data")
-    parser.add_argument("--span-size", type=int, default=defaults.span_size)
-    parser.add_argument("--eval-size", type=int, default=None,
+    parser.add_argument("--span-size", type=positive_int, default=defaults.span_size)
+    parser.add_argument("--eval-size", type=positive_int, default=None,
                         help="test images used as eval data (default: all 10k)")
     parser.add_argument("--data-dir", default=None,
                         help="folder with the Fashion-MNIST *-ubyte.gz files "
@@ -96,9 +127,9 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                             gate=GateConfig(**{f.name: getattr(args, f.name)
                                                for f in dataclasses.fields(GateConfig)}),
                             sign_off=SignOffConfig(auto_approve=args.auto_approve,
-                                                   timeout_seconds=args.sign_off_timeout))
-    if args.home:
-        config.home = args.home
+                                                   timeout_seconds=args.sign_off_timeout),
+                            accept_unknown_serving=args.accept_unknown_serving)
+    config.home = checked_home(args.home or config.home)
     return config
 
 
@@ -109,31 +140,50 @@ def prepare_data(config: PipelineConfig) -> None:
                        config.fashion_mnist_dir)
 
 
-def run_once(config: PipelineConfig, prepare: bool = True) -> bool:
-    """One pipeline run with progress lines and a summary table; False if the run failed.
-    `prepare` writes missing Fashion-MNIST spans first (not for --latest: spans arrive)."""
-    from graceful import history
+def run_once(config: PipelineConfig, prepare: bool = True) -> int:
+    """One pipeline run with progress lines and a summary table; returns the exit status.
+    `prepare` writes missing Fashion-MNIST spans first (not for --latest: spans arrive).
+    The home's run lock is held throughout: data preparation is part of the run."""
+    from graceful import history, mlmd_store
+    from graceful.home_lock import home_lock
     from pipeline import local_runner
 
     print(f"[graceful] home: {Path(config.home).resolve()}")
-    if prepare:
-        prepare_data(config)
-    span = config.span or max(data.existing_spans(config.data_root))
-    print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
-          f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
-    started = time.monotonic()
-    failure = None
-    try:
-        local_runner.run(config)
-    except Exception as error:  # the pipeline failed: report why, the table shows what happened
-        failure = error
-    print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
-    if os.path.exists(config.metadata_path):
-        print(history.format_table(history.runs(config.metadata_path)))
+    with home_lock(config.home):
+        if os.path.exists(config.metadata_path):
+            mlmd_store.check_sqlite(config.metadata_path)
+        if prepare:
+            prepare_data(config)
+        span = config.span or max(data.existing_spans(config.data_root))
+        print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
+              f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
+        started = time.monotonic()
+        failure = None
+        try:
+            local_runner.run(config)
+        except Exception as error:  # the pipeline failed: report why, the table shows what happened
+            failure = error
+        print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
+        records = history.runs(config.metadata_path) if os.path.exists(config.metadata_path) else []
+    if records:
+        print(history.format_table(records))
+    status = exit_status(failure, records[-1] if records else None)
     if failure is not None:
-        print(f"\n[graceful] the run failed, nothing was pushed:\n{type(failure).__name__}: {failure}", file=sys.stderr)
-        return False
-    return True
+        print(f"\n[graceful] the run failed, nothing was pushed:\n{type(failure).__name__}: "
+              f"{failure}", file=sys.stderr)
+    return status
+
+
+def exit_status(failure: Exception | None, run) -> int:
+    """What the run ended in, for schedulers (see the module docstring). `run` is this run's
+    history record (the newest: the run lock keeps other runs out)."""
+    if run is not None and run.failed_step == "DataGate":
+        return EXIT_BLOCKED
+    if failure is not None or run is None:
+        return EXIT_FAILED
+    if run.pushed:
+        return EXIT_PUSHED
+    return EXIT_BLOCKED if run.blessed is False else EXIT_FAILED
 
 
 def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
@@ -168,20 +218,28 @@ def cmd_run(args) -> int:
         if span is None:
             print(f"[graceful] nothing to do: every span in {config.data_root} was already trained "
                   "on with these parameters")
-            return 0
+            return EXIT_NOTHING_TO_DO
         if len(todo) > 1:
             print(f"[graceful] spans {todo} are new; training on the newest, {span} (run "
                   "`graceful run --span N` to ingest an older one)")
         config.span = span
-        return 0 if run_once(config, prepare=False) else 1
-    return 0 if run_once(config) else 1
+        return run_once(config, prepare=False)
+    return run_once(config)
 
 
 def cmd_history(args) -> int:
     from graceful import history
 
+    from graceful import serving
+
     config = _home_config(args)
-    print(history.format_table(history.runs(config.metadata_path)))
+    records = history.runs(config.metadata_path)
+    print(history.format_table(records))
+    served = serving.versions(config.serving_dir)
+    if served and not any(r.pushed for r in records):
+        print(f"[graceful] warning: {config.serving_dir} serves {len(served)} model version(s) "
+              "that this metadata store never pushed: was metadata.sqlite emptied or replaced? "
+              "Runs will refuse to train until it is restored.", file=sys.stderr)
     return 0
 
 
@@ -208,8 +266,7 @@ def cmd_report(args) -> int:
 
 def _home_config(args) -> PipelineConfig:
     config = PipelineConfig()
-    if args.home:
-        config.home = args.home
+    config.home = checked_home(args.home or config.home)
     return config
 
 
@@ -298,6 +355,19 @@ def cmd_lineage(args) -> int:
     return 0
 
 
+def cmd_reconcile(args) -> int:
+    """Repairs what a run that died mid-push left (graceful.recovery); `graceful run` does it too."""
+    from graceful import recovery
+    from graceful.home_lock import home_lock
+
+    config = _home_config(args)
+    with home_lock(config.home):
+        abandoned = recovery.reconcile(config.metadata_path, config.serving_dir)
+    print(f"[graceful] {len(abandoned) or 'no'} unfinished push(es) found"
+          + (f": blessings {abandoned} taken out of baseline resolution" if abandoned else ""))
+    return EXIT_PUSHED
+
+
 def fresh_demo_home(home: Path) -> None:
     """Removes a previous demo home, but never a directory the demo did not create."""
     if home.exists():
@@ -316,7 +386,7 @@ def cmd_demo(args) -> int:
     flips."""
     from graceful import history
 
-    home = Path(args.home or DEMO_HOME)
+    home = Path(checked_home(args.home or DEMO_HOME))
     fresh_demo_home(home)
     base = PipelineConfig(home=str(home), span_size=args.span_size, eval_size=args.eval_size,
                           fashion_mnist_dir=args.data_dir,
@@ -341,7 +411,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graceful", description=__doc__)
+    parser = argparse.ArgumentParser(prog="graceful", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline once on a data span")
     _add_run_options(run)
@@ -393,6 +464,10 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("--run", type=int, default=None, help="the model of run N instead")
     _add_home(lineage)
     lineage.set_defaults(func=cmd_lineage)
+    reconcile = commands.add_parser("reconcile", help="repair what a run killed mid-push left "
+                                    "behind (`graceful run` does this itself first)")
+    _add_home(reconcile)
+    reconcile.set_defaults(func=cmd_reconcile)
     gate = commands.add_parser("slack-gate", help="serve Slack's interactivity Request URL "
                                "(SLACK_SIGNING_SECRET, GRACEFUL_APPROVERS)")
     gate.add_argument("--host", default="127.0.0.1")
@@ -406,12 +481,22 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF's C++ start-up noise
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* deprecation notices
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA readers' deprecation notices
+    from graceful.home_lock import HomeBusyError
+    from graceful.mlmd_store import StoreDamagedError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (data.DatasetNotFoundError, FileNotFoundError, ValueError) as error:  # incl. SignOffError
+    except HomeBusyError as error:
         print(f"graceful: {error}", file=sys.stderr)
-        return 2
+        return EXIT_BUSY
+    except StoreDamagedError as error:
+        print(f"graceful: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    except (data.DatasetNotFoundError, FileNotFoundError, FileExistsError, ValueError) as error:
+        # incl. SignOffError, UsageError
+        print(f"graceful: {error}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 import struct
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,11 +111,12 @@ def serialize(images: np.ndarray, labels: np.ndarray, ids: np.ndarray,
 
 
 def write_tfrecord(path: Path, records: list[bytes]) -> None:
-    """Writes atomically (temp file + rename) so a half-written span is never picked up."""
+    """Writes atomically (a temp file of this writer's own, then a rename) so a half-written file is
+    never picked up, even when two processes write the same path at once."""
     import tensorflow as tf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
+    partial = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     with tf.io.TFRecordWriter(str(partial), options="GZIP") as writer:
         for record in records:
             writer.write(record)
@@ -135,13 +138,35 @@ def existing_spans(data_root: str | os.PathLike) -> list[int]:
     return sorted(spans)
 
 
+class SpanExistsError(FileExistsError):
+    """A span folder already exists: spans are immutable once written."""
+
+
 def write_span(data_root: str | os.PathLike, span: int, train: Dataset, evaluation: Dataset,
                drop_feature: str | None = None) -> Path:
-    """Writes one span folder: `train/` with the span's own images, `eval/` with the fixed test set."""
+    """Writes one span folder: `train/` with the span's own images, `eval/` with the fixed test set.
+
+    Atomic as a whole: both splits are written into a hidden folder of this writer's own, which is
+    then renamed to `span-N`. ExampleGen's `span-{SPAN}` pattern never sees a partial span, and when
+    two processes write the same span at once, one rename wins and the other's copy is discarded
+    (SpanExistsError), so the span is never a mix of both.
+    """
     folder = span_dir(data_root, span)
-    for split, data in ((TRAIN_SPLIT, train), (EVAL_SPLIT, evaluation)):
-        records = serialize(data.images, data.labels, data.ids, drop_feature=drop_feature)
-        write_tfrecord(folder / split / "data.tfrecord.gz", records)
+    if folder.exists():
+        raise SpanExistsError(f"{folder} already exists; spans are immutable once written (remove "
+                              "the folder to write it again).")
+    staging = Path(data_root) / f".tmp-{folder.name}-{uuid.uuid4().hex}"
+    try:
+        for split, data in ((TRAIN_SPLIT, train), (EVAL_SPLIT, evaluation)):
+            records = serialize(data.images, data.labels, data.ids, drop_feature=drop_feature)
+            write_tfrecord(staging / split / "data.tfrecord.gz", records)
+        try:
+            staging.rename(folder)
+        except OSError:  # another writer renamed its complete copy first
+            raise SpanExistsError(f"{folder} was written by another process meanwhile; its copy "
+                                  "was kept.") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -163,7 +188,14 @@ def prepare_spans(data_root: str | os.PathLike, num_spans: int, span_size: int,
         if span in present:
             continue
         part = train.take((span - 1) * span_size, span * span_size)
-        folder = write_span(data_root, span, part, evaluation)
+        try:
+            folder = write_span(data_root, span, part, evaluation)
+        except SpanExistsError as exists:
+            if span in existing_spans(data_root):
+                log(f"[data] span {span}: {exists}")
+                continue
+            raise SpanExistsError(f"{span_dir(data_root, span)} exists but lacks a train or eval "
+                                  "split of *.gz files; remove it and run again.") from None
         log(f"[data] wrote span {span}: {len(part)} training + {len(evaluation)} eval examples "
             f"-> {folder}")
     return existing_spans(data_root)

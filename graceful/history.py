@@ -13,7 +13,7 @@ from collections import defaultdict
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import signoff
+from graceful import mlmd_store, signoff
 from graceful.report_html import REPORT_FILE
 from models.params import TrainingParams
 
@@ -23,7 +23,7 @@ TRAINING_PARAMETERS = [f.name for f in dataclasses.fields(TrainingParams)]
 ACCURACY_METRIC = "sparse_categorical_accuracy"
 # Component type names in MLMD end with these class names.
 EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
-                                           "Pusher")
+                                           "AtomicPusher")
 FLIP_EVALUATOR, SIGN_OFF = "FlipEvaluator", "HumanSignOff"
 
 
@@ -66,13 +66,8 @@ class RunRecord:
 
 
 def open_store(metadata_path: str) -> metadata_store.MetadataStore:
-    if not os.path.exists(metadata_path):
-        raise FileNotFoundError(f"No ML Metadata store at {metadata_path}: no run has happened in "
-                                "this home yet (run `graceful run` first, or pass --home).")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    """The store, read-only (FileNotFoundError if missing, StoreDamagedError if unreadable)."""
+    return mlmd_store.open_store(metadata_path)
 
 
 def property_value(message, key):

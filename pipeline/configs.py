@@ -67,6 +67,9 @@ class PipelineConfig:
     # temp files each); local runs delete those with their scratch directory (local_runner).
     beam_pipeline_args: list[str] = dataclasses.field(default_factory=list)
     enable_cache: bool = False
+    # Non-empty = run even though serving/ holds a model that ML Metadata does not know or that is not
+    # the resolved baseline (BaselineGuard); the reason is recorded in ML Metadata. Leave empty.
+    accept_unknown_serving: str = ""
 
     @property
     def data_root(self) -> str:

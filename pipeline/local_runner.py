@@ -65,15 +65,24 @@ def metadata_config(config: PipelineConfig):
 
 
 def run(config: PipelineConfig, log=print) -> None:
-    """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure)."""
+    """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure).
+
+    Holds the home's run lock (HomeBusyError if another run has it), refuses a damaged metadata store
+    (StoreDamagedError), and first repairs what a run that died mid-push left behind.
+    """
     from tfx import v1 as tfx
 
+    from graceful import mlmd_store, recovery
+    from graceful.home_lock import home_lock
     from pipeline.pipeline import create_pipeline
 
-    Path(config.home).mkdir(parents=True, exist_ok=True)
-    graceful_pipeline = create_pipeline(config, metadata_config(config))
-    with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):
-        tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
+    with home_lock(config.home):
+        if os.path.exists(config.metadata_path):
+            mlmd_store.check_sqlite(config.metadata_path)
+        recovery.reconcile(config.metadata_path, config.serving_dir, log=log)
+        graceful_pipeline = create_pipeline(config, metadata_config(config))
+        with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):
+            tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,8 @@
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
                         (on Kubeflow v2, which cannot compile it: the span just ingested)
   baseline resolver     finds the last blessed model in ML Metadata
+  BaselineGuard         stops the run unless that model is the one being served (a lost store, a
+                        push that never completed, deleted model files)
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
@@ -16,7 +18,8 @@
   -- only if a person approved: --
   Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
-  Pusher                copies the model to the serving directory, only if blessed
+  AtomicPusher          copies the model to the serving directory, only if blessed: TFX's Pusher,
+                        staged and renamed into place so no partial model is ever served
 
 Why the condition: the Evaluator's ModelBlessing is what LatestBlessedModelStrategy trusts when it
 picks the next baseline, so it exists only for candidates every earlier gate passed.
@@ -30,6 +33,8 @@ import dataclasses
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from components.atomic_pusher.component import AtomicPusher
+from components.baseline_guard.component import BaselineGuard
 from components.data_gate.component import DataGate
 from components.flip_evaluator.component import FlipEvaluator
 from components.flip_evaluator.executor import ReportSettings
@@ -139,6 +144,9 @@ def create_pipeline(config: PipelineConfig,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("baseline_model")
+    baseline_guard = BaselineGuard(baseline_model=baseline_model.outputs["model"],
+                                   serving_dir=config.serving_dir,
+                                   unknown_serving_reason=config.accept_unknown_serving)
 
     trainer = GracefulTrainer(
         examples=training_examples,
@@ -146,6 +154,7 @@ def create_pipeline(config: PipelineConfig,
         reference_model=baseline_model.outputs["model"],
         params=config.training, run_fn=config.run_fn).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
+    trainer.add_upstream_node(baseline_guard)
 
     flip_evaluator = FlipEvaluator(
         examples=examples_gen.outputs["examples"],
@@ -171,18 +180,18 @@ def create_pipeline(config: PipelineConfig,
             eval_config=eval_config(config),
             example_splits=["eval"])
 
-        pusher = tfx.components.Pusher(
+        pusher = AtomicPusher(
             model=trainer.outputs["model"],
             model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=config.serving_dir)))
+                    base_directory=config.serving_dir))).with_id("Pusher")
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    *window_nodes, baseline_model, trainer, flip_evaluator, sign_off, evaluator,
+                    *window_nodes, baseline_model, baseline_guard, trainer, flip_evaluator, sign_off, evaluator,
                     pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

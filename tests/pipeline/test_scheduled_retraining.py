@@ -31,7 +31,7 @@ def test_each_arriving_span_is_trained_once_against_the_previous_blessed_model(t
         code, out = _latest(home, capsys)
         assert code == 0 and f"run on span {span}" in out
         code, out = _latest(home, capsys)  # the scheduler fires again before new data lands
-        assert code == 0 and "nothing to do" in out
+        assert code == cli.EXIT_NOTHING_TO_DO and "nothing to do" in out
 
     runs = history.runs(f"{home}/metadata.sqlite")
     assert [r.span for r in runs] == [1, 2, 3]

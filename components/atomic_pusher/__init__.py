@@ -1,0 +1,1 @@
+"""AtomicPusher: TFX's Pusher, with a push that a model server never sees half-done."""

@@ -1,0 +1,1 @@
+"""BaselineGuard: the baseline resolved from ML Metadata must be the model being served."""

@@ -1,0 +1,113 @@
+"""Repairs what a run that died mid-way left behind, before the next run resolves its baseline.
+
+A run killed after its Evaluator blessed the candidate and before its Pusher finished leaves a LIVE
+ModelBlessing with blessed=1 in ML Metadata. TFX's LatestBlessedModelStrategy (and the Kubeflow v2
+baseline query, `state=LIVE AND metadata.blessed=1`) would take that never-served model as the next
+baseline. Every resolver only considers LIVE artifacts, so the repair is to set such a blessing's
+state to ABANDONED, with the reason recorded on it: it leaves resolution on every runner, and the
+record stays for the audit trail. A version folder the dead push may already have renamed into
+serving/ is set aside (kept, no longer served), and staging folders of unfinished pushes are removed
+(the model they copied is still in its artifact).
+
+Run before a pipeline run, with no other run on the same store (graceful.home_lock for the local
+runner, `max_active_runs=1` on Airflow).
+"""
+from __future__ import annotations
+
+import os
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx.dsl.io import fileio
+from tfx.utils import path_utils
+
+from graceful import serving
+from graceful.history import PUSHER, property_value
+from graceful.mlmd_store import open_store
+
+ABANDONED_REASON = "graceful_abandoned_reason"
+_DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+
+
+def _type_name(store, execution) -> str:
+    return store.get_execution_types_by_id([execution.type_id])[0].name.rsplit(".", 1)[-1]
+
+
+def _consumers(store, artifact_id: int) -> list:
+    ids = [e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
+           if e.type == metadata_store_pb2.Event.INPUT]
+    return store.get_executions_by_id(ids) if ids else []
+
+
+def _run_of(store, execution) -> str:
+    runs = [c.name for c in store.get_contexts_by_execution(execution.id)
+            if c.type_id in {t.id for t in store.get_context_types()
+                             if t.name in ("pipeline_run", "run")}]
+    return runs[0] if runs else "an unknown run"
+
+
+def unfinished_pushes(store) -> list:
+    """LIVE, blessed ModelBlessings that no completed Pusher execution consumed."""
+    found = []
+    for blessing in store.get_artifacts_by_type("ModelBlessing"):
+        if blessing.state != metadata_store_pb2.Artifact.LIVE:
+            continue
+        if property_value(blessing, "blessed") != 1:
+            continue
+        pushers = [x for x in _consumers(store, blessing.id) if _type_name(store, x) == PUSHER]
+        if not any(x.last_known_state in _DONE for x in pushers):
+            found.append(blessing)
+    return found
+
+
+def _served_by_completed_pushes(store) -> set[str]:
+    return {os.path.normpath(str(property_value(p, "pushed_destination")))
+            for p in store.get_artifacts_by_type("PushedModel")
+            if property_value(p, "pushed") == 1 and property_value(p, "pushed_destination")}
+
+
+def _set_aside_unrecorded_copies(store, model_id: int, serving_dir: str, log) -> None:
+    """A version folder holding `model_id` that no completed push recorded came from the dead push."""
+    [model] = store.get_artifacts_by_id([model_id])
+    try:
+        wanted = serving.fingerprint(path_utils.serving_model_path(model.uri))
+    except FileNotFoundError:
+        return
+    recorded = _served_by_completed_pushes(store)
+    for version in serving.versions(serving_dir):
+        folder = os.path.join(serving_dir, str(version))
+        if os.path.normpath(folder) in recorded:
+            continue
+        try:
+            same = serving.fingerprint(folder) == wanted
+        except FileNotFoundError:
+            same = False
+        if same:
+            log(f"[recover] {folder} holds model {model_id}, whose push never completed: "
+                f"set aside to {serving.set_aside(folder)} (no longer served)")
+
+
+def reconcile(metadata_path: str, serving_dir: str, log=print) -> list[int]:
+    """Takes unfinished pushes out of baseline resolution; returns the abandoned blessings' ids."""
+    for staging in serving.leftover_staging(serving_dir):
+        fileio.rmtree(staging)
+        log(f"[recover] removed {staging}, the partial copy of a push that never finished")
+    if not os.path.exists(metadata_path):
+        return []
+    store = open_store(metadata_path, readonly=False)
+    abandoned = []
+    for blessing in unfinished_pushes(store):
+        model_id = property_value(blessing, "current_model_id")
+        evaluators = [x for x in store.get_executions_by_id(
+            [e.execution_id for e in store.get_events_by_artifact_ids([blessing.id])
+             if e.type == metadata_store_pb2.Event.OUTPUT])]
+        run = _run_of(store, evaluators[0]) if evaluators else "an unknown run"
+        reason = (f"model {model_id} was blessed by {run}, which stopped before its push "
+                  "completed; it was never served, so it is no baseline")
+        blessing.state = metadata_store_pb2.Artifact.ABANDONED
+        blessing.custom_properties[ABANDONED_REASON].string_value = reason
+        store.put_artifacts([blessing])
+        abandoned.append(blessing.id)
+        log(f"[recover] {reason} (ModelBlessing {blessing.id} marked ABANDONED in ML Metadata)")
+        if model_id is not None:
+            _set_aside_unrecorded_copies(store, int(model_id), serving_dir, log)
+    return abandoned
