@@ -195,6 +195,10 @@ def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
     """
     from graceful import history
 
+    if os.path.exists(config.metadata_path):
+        from graceful import mlmd_store
+
+        mlmd_store.check_sqlite(config.metadata_path)  # a damaged store, named, before anything else
     on_disk = data.existing_spans(config.data_root)
     if not on_disk:
         raise FileNotFoundError(f"No data spans in {config.data_root}; new spans arrive as "

@@ -25,6 +25,7 @@ ACCURACY_METRIC = "sparse_categorical_accuracy"
 EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
                                            "AtomicPusher")
 FLIP_EVALUATOR, SIGN_OFF = "FlipEvaluator", "HumanSignOff"
+ABANDONED_REASON = "graceful_abandoned_reason"  # set by graceful.recovery on unfinished pushes
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ class RunRecord:
     sign_off: dict | None = None        # decision, approver_id, approver_name, decided_at, reason...
     pushed: bool | None = None
     failed_step: str | None = None
+    abandoned: str | None = None        # why its blessing left baseline resolution (graceful.recovery)
 
     @property
     def status(self) -> str:
@@ -62,6 +64,8 @@ class RunRecord:
             more = f" (+{len(self.failures) - 2} more)" if len(self.failures) > 2 else ""
             by = f" by {self.blocked_by}" if self.blocked_by else ""
             return f"blocked{by}: {shown}{more}" if self.failures else f"blocked{by}"
+        if self.abandoned:
+            return "stopped before its push completed; not a baseline"
         return "not pushed" if self.pushed is False else "incomplete"
 
 
@@ -157,6 +161,8 @@ def _fill(record: RunRecord, component: str, execution, io) -> None:
         for baseline in io[(inputs, "baseline_model")]:
             record.baseline_model_id = baseline.id
         for blessing in io[(output, "blessing")]:
+            if blessing.state == metadata_store_pb2.Artifact.ABANDONED:
+                record.abandoned = property_value(blessing, ABANDONED_REASON)
             blessed = property_value(blessing, "blessed")
             record.blessed = None if blessed is None else bool(blessed)
             if blessed == 0:

@@ -15,16 +15,16 @@ runner, `max_active_runs=1` on Airflow).
 from __future__ import annotations
 
 import os
+import time
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 from graceful import serving
-from graceful.history import PUSHER, property_value
+from graceful.history import ABANDONED_REASON, PUSHER, property_value
 from graceful.mlmd_store import open_store
 
-ABANDONED_REASON = "graceful_abandoned_reason"
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
 
@@ -111,3 +111,32 @@ def reconcile(metadata_path: str, serving_dir: str, log=print) -> list[int]:
         if model_id is not None:
             _set_aside_unrecorded_copies(store, int(model_id), serving_dir, log)
     return abandoned
+
+
+class LostStoreError(RuntimeError):
+    """The metadata store knows no runs although earlier runs left artifacts: it was lost."""
+
+
+def check_store_not_lost(metadata_path: str, pipeline_root: str, override_reason: str = "",
+                         log=print) -> None:
+    """Refuses to run on a store that was emptied or replaced while the home kept its artifacts.
+
+    Such a store restarts execution ids, so new artifacts would collide with old ones, and it has
+    forgotten which model is served. With an explicit override reason, the orphaned artifacts are
+    moved aside (kept) and a new history starts; BaselineGuard then records the reason.
+    """
+    if not fileio.isdir(pipeline_root) or not fileio.listdir(pipeline_root):
+        return
+    if open_store(metadata_path, readonly=False).get_executions():
+        return
+    if not override_reason.strip():
+        raise LostStoreError(
+            f"The ML Metadata store {metadata_path} knows no runs, but {pipeline_root} holds "
+            "artifacts of earlier runs: the store was emptied, replaced or lost. Nothing was run. "
+            "Restore the store from a backup. To start a new history instead, run again with "
+            "--accept-unknown-serving \"<why>\": the old artifacts are moved aside (kept) and the "
+            "reason is recorded.")
+    aside = f"{pipeline_root.rstrip('/')}.orphaned-{int(time.time())}"
+    fileio.rename(pipeline_root, aside)
+    log(f"[recover] the metadata store knows no runs ({override_reason}): earlier artifacts moved "
+        f"to {aside}")

@@ -12,6 +12,9 @@ One Airflow-specific piece: TFX's Airflow runner predates `tfx.dsl.Cond` and run
 unconditionally, which would evaluate and push a model a person rejected. So the DAG gets the same
 condition as an Airflow ShortCircuitOperator between HumanSignOff and the Evaluator: it reads this
 run's SignOff artifact from MLMD and skips the Evaluator and Pusher unless `blessed` is 1.
+
+And one task before everything else, `reconcile` (graceful.recovery), which `graceful run` also does
+before each local run: a run that died between its blessing and its push leaves no baseline behind.
 """
 from __future__ import annotations
 
@@ -23,11 +26,13 @@ from tfx.orchestration import metadata
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
 from components.human_signoff.component import SignOff
+from graceful import recovery
 from pipeline.configs import PipelineConfig
 from pipeline.pipeline import create_pipeline
 
 SCHEDULE_ENV = "GRACEFUL_SCHEDULE"
 SIGN_OFF_TASK, GUARD_TASK, GUARDED_TASK = "HumanSignOff", "sign_off_approved", "Evaluator"
+RECONCILE_TASK = "reconcile"
 
 
 def sign_off_approved(metadata_path: str, pipeline_name: str, run_id: str, **_) -> bool:
@@ -52,6 +57,17 @@ def _guard_push_with_sign_off(dag, config: PipelineConfig) -> None:
     dag.get_task(SIGN_OFF_TASK) >> guard >> dag.get_task(GUARDED_TASK)
 
 
+def _reconcile_first(dag, config: PipelineConfig) -> None:
+    """Unfinished pushes of earlier runs leave baseline resolution before this run starts."""
+    from airflow.operators.python import PythonOperator
+
+    roots = [task for task in dag.tasks if not task.upstream_task_ids]
+    reconcile = PythonOperator(task_id=RECONCILE_TASK, dag=dag, python_callable=recovery.reconcile,
+                               op_kwargs={"metadata_path": config.metadata_path,
+                                          "serving_dir": config.serving_dir})
+    reconcile >> roots
+
+
 def build_dag(config: PipelineConfig, schedule: str = "@daily"):
     """The Airflow DAG of `config`'s pipeline (dag_id = pipeline name)."""
     dag_config = {"schedule": schedule, "start_date": datetime.datetime(2026, 1, 1),
@@ -61,6 +77,7 @@ def build_dag(config: PipelineConfig, schedule: str = "@daily"):
         config, metadata.sqlite_metadata_connection_config(config.metadata_path))
     dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
     _guard_push_with_sign_off(dag, config)
+    _reconcile_first(dag, config)
     return dag
 
 

@@ -68,7 +68,8 @@ def run(config: PipelineConfig, log=print) -> None:
     """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure).
 
     Holds the home's run lock (HomeBusyError if another run has it), refuses a damaged metadata store
-    (StoreDamagedError), and first repairs what a run that died mid-push left behind.
+    (StoreDamagedError) or lost one (LostStoreError), and first repairs what a run that died mid-push
+    left behind.
     """
     from tfx import v1 as tfx
 
@@ -79,6 +80,8 @@ def run(config: PipelineConfig, log=print) -> None:
     with home_lock(config.home):
         if os.path.exists(config.metadata_path):
             mlmd_store.check_sqlite(config.metadata_path)
+        recovery.check_store_not_lost(config.metadata_path, config.pipeline_root,
+                                      config.accept_unknown_serving, log=log)
         recovery.reconcile(config.metadata_path, config.serving_dir, log=log)
         graceful_pipeline = create_pipeline(config, metadata_config(config))
         with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):

@@ -1,5 +1,8 @@
 """The graceful pipeline: a list of TFX components and how they connect.
 
+  baseline resolver     finds the last blessed model in ML Metadata
+  BaselineGuard         stops the run unless that model is the one being served (a lost store, a
+                        push that never completed, deleted model files); runs before anything else
   ImportExampleGen      ingests one data span (the newest, or the one asked for)
   StatisticsGen         computes statistics of that span
   ImportSchemaGen       brings in the curated schema from schemas/
@@ -7,9 +10,6 @@
   DataGate              stops the run when the span has anomalies
   training window       resolves the newest `window_spans` ingested spans from ML Metadata
                         (on Kubeflow v2, which cannot compile it: the span just ingested)
-  baseline resolver     finds the last blessed model in ML Metadata
-  BaselineGuard         stops the run unless that model is the one being served (a lost store, a
-                        push that never completed, deleted model files)
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
@@ -147,6 +147,7 @@ def create_pipeline(config: PipelineConfig,
     baseline_guard = BaselineGuard(baseline_model=baseline_model.outputs["model"],
                                    serving_dir=config.serving_dir,
                                    unknown_serving_reason=config.accept_unknown_serving)
+    examples_gen.add_upstream_node(baseline_guard)  # nothing is ingested unless the baseline holds
 
     trainer = GracefulTrainer(
         examples=training_examples,
@@ -154,7 +155,6 @@ def create_pipeline(config: PipelineConfig,
         reference_model=baseline_model.outputs["model"],
         params=config.training, run_fn=config.run_fn).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
-    trainer.add_upstream_node(baseline_guard)
 
     flip_evaluator = FlipEvaluator(
         examples=examples_gen.outputs["examples"],

@@ -42,3 +42,40 @@ def test_demo_home_is_recreated_when_it_is_ours(tmp_path):
 def test_unknown_architecture_lists_the_choices(tmp_path, capsys):
     assert cli.main(["run", "--home", str(tmp_path / "h"), "--model", "vgg"]) == 2
     assert "Unknown model architecture 'vgg'; choose one of cnn, mlp, small." in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("span", ["0", "-1"])
+def test_a_span_below_one_is_a_usage_error_and_writes_nothing(tmp_path, capsys, span):
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["run", "--home", str(tmp_path / "h"), "--span", span])
+    assert usage.value.code == cli.EXIT_USAGE
+    assert "--span: must be 1 or more" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_a_home_that_is_a_file_is_a_usage_error_for_every_command(tmp_path, capsys):
+    home = tmp_path / "notes.txt"
+    home.write_text("not a pipeline home")
+    for command in (["run", "--span", "1"], ["history"], ["report"], ["lineage"], ["reconcile"],
+                    ["approve", "--reason", "ok"]):
+        assert cli.main([command[0], "--home", str(home), *command[1:]]) == cli.EXIT_USAGE, command
+        err = capsys.readouterr().err
+        assert f"--home {home} is a file, not a directory" in err and "Traceback" not in err
+    assert home.read_text() == "not a pipeline home"
+
+
+def test_exit_statuses_tell_a_scheduler_what_happened():
+    from graceful.history import RunRecord
+
+    def run(**fields):
+        return RunRecord(run_id="r", started=0.0, **fields)
+
+    assert cli.exit_status(None, run(pushed=True, blessed=True)) == cli.EXIT_PUSHED
+    assert cli.exit_status(None, run(blessed=False, blocked_by="flip gate")) == cli.EXIT_BLOCKED
+    assert cli.exit_status(None, run(blessed=False, blocked_by="sign-off")) == cli.EXIT_BLOCKED
+    assert cli.exit_status(RuntimeError("x"), run(failed_step="DataGate")) == cli.EXIT_BLOCKED
+    assert cli.exit_status(RuntimeError("x"), run(failed_step="Trainer")) == cli.EXIT_FAILED
+    assert cli.exit_status(RuntimeError("x"), None) == cli.EXIT_FAILED
+    assert cli.exit_status(None, run()) == cli.EXIT_FAILED, "incomplete is not success"
+    assert len({cli.EXIT_PUSHED, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_BLOCKED,
+                cli.EXIT_NOTHING_TO_DO, cli.EXIT_BUSY}) == 6

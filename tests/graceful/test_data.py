@@ -62,3 +62,37 @@ def test_too_many_spans_is_a_clear_error(tmp_path):
 def test_incomplete_span_folders_are_ignored(tmp_path):
     (tmp_path / "span-3" / "train").mkdir(parents=True)
     assert data.existing_spans(tmp_path) == []
+
+
+def _write_span_1(data_root, size):
+    """Run in another process: prepares span 1 of `size` examples (what `graceful run` does)."""
+    data.prepare_spans(data_root, num_spans=1, span_size=size, eval_size=size // 2,
+                       log=lambda _: None)
+
+
+def test_two_processes_writing_the_same_span_leave_one_complete_copy(tmp_path):
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_span_1, args=(str(tmp_path), 3000)) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(120)
+    assert [w.exitcode for w in writers] == [0, 0]
+    assert data.existing_spans(tmp_path) == [1]
+    train = _read(tmp_path / "span-1" / "train" / "data.tfrecord.gz")
+    evaluation = _read(tmp_path / "span-1" / "eval" / "data.tfrecord.gz")
+    assert len(train) == 3000 and len(evaluation) == 1500
+    assert [e.features.feature["example_id"].int64_list.value[0] for e in train] == list(range(3000))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["span-1"], "no staging folder is left"
+    assert sorted(p.name for p in (tmp_path / "span-1" / "train").iterdir()) == ["data.tfrecord.gz"]
+
+
+def test_a_written_span_is_never_overwritten(tmp_path):
+    test = data.load("test").take(0, 20)
+    data.write_span(tmp_path, 3, test, test)
+    before = (tmp_path / "span-3" / "train" / "data.tfrecord.gz").read_bytes()
+    with pytest.raises(data.SpanExistsError, match="span-3 already exists; spans are immutable"):
+        data.write_span(tmp_path, 3, test.take(0, 5), test.take(0, 5))
+    assert (tmp_path / "span-3" / "train" / "data.tfrecord.gz").read_bytes() == before

@@ -10,12 +10,13 @@ from graceful import cli
 
 IMAGE = "registry.example.com/graceful-tfx:test"
 DEPENDENCIES = {
-    "ImportExampleGen": [], "ImportSchemaGen": [],
+    "ImportExampleGen": ["BaselineGuard"], "ImportSchemaGen": [],
     "StatisticsGen": ["ImportExampleGen"],
     "ExampleValidator": ["ImportSchemaGen", "StatisticsGen"],
     "DataGate": ["ExampleValidator"],
     "baseline_model-model-blessing-resolver": [],
     "baseline_model-model-resolver": [],  # wired by its input artifact, asserted below
+    "BaselineGuard": ["baseline_model-model-resolver"],
     "Trainer": ["DataGate", "ImportExampleGen", "ImportSchemaGen", "baseline_model-model-resolver"],
     "FlipEvaluator": ["ImportExampleGen", "Trainer", "baseline_model-model-resolver"],
     "HumanSignOff": ["FlipEvaluator", "Trainer"],

@@ -36,10 +36,11 @@ def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypa
     dag = bag.get_dag("graceful")
     assert dag.schedule_interval == "@daily" and dag.catchup is False and dag.max_active_runs == 1
     assert {t.task_id for t in dag.tasks} == {
-        "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator", "DataGate",
-        "training_window", "baseline_model", "Trainer", "FlipEvaluator", "HumanSignOff",
-        "sign_off_approved", "Evaluator", "Pusher"}
+        "reconcile", "ImportExampleGen", "StatisticsGen", "ImportSchemaGen", "ExampleValidator",
+        "DataGate", "training_window", "baseline_model", "BaselineGuard", "Trainer",
+        "FlipEvaluator", "HumanSignOff", "sign_off_approved", "Evaluator", "Pusher"}
     assert dag.get_task("Evaluator").upstream_task_ids >= {"sign_off_approved"}
+    assert [t.task_id for t in dag.roots] == ["reconcile"], "repairs come before any resolution"
 
 
 def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
