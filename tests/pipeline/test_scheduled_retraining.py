@@ -29,7 +29,9 @@ def test_each_arriving_span_is_trained_once_against_the_previous_blessed_model(t
     for span in (1, 2, 3):
         _span_arrives(home, span)
         code, out = _latest(home, capsys)
-        assert code == 0 and f"run on span {span}" in out
+        assert code in (cli.EXIT_PUSHED, cli.EXIT_BLOCKED) and f"run on span {span}" in out
+        pushed = history.runs(f"{home}/metadata.sqlite")[-1].pushed
+        assert code == (cli.EXIT_PUSHED if pushed else cli.EXIT_BLOCKED), "the status says which"
         code, out = _latest(home, capsys)  # the scheduler fires again before new data lands
         assert code == cli.EXIT_NOTHING_TO_DO and "nothing to do" in out
 
@@ -42,5 +44,5 @@ def test_each_arriving_span_is_trained_once_against_the_previous_blessed_model(t
 
     # Another training configuration has not seen these spans: --latest picks the newest.
     code, out = _latest(home, capsys, "--seed", "7")
-    assert code == 0 and "spans [1, 2, 3] are new; training on the newest, 3" in out
+    assert code in (cli.EXIT_PUSHED, cli.EXIT_BLOCKED) and "spans [1, 2, 3] are new; training on the newest, 3" in out
     assert history.runs(f"{home}/metadata.sqlite")[-1].span == 3
