@@ -37,6 +37,23 @@ class SignOffConfig:
 
 
 @dataclasses.dataclass
+class DataChecks:
+    """Checks DataGate runs on each new span's statistics before anything trains on it.
+
+    Why: a span of a handful of examples, an empty span or one whose labels are all one class matches
+    the schema feature by feature, yet would train a useless model. A span that fails is rejected:
+    its run stops before the Trainer and later runs' training windows skip it.
+    `min_examples`: fewest examples each split (train, eval) must hold; `require_all_classes`: every
+    label class of the schema's categorical label domain must occur in each split; `label_key`: the
+    label feature.
+    """
+
+    min_examples: int = 50
+    require_all_classes: bool = True
+    label_key: str = "label"
+
+
+@dataclasses.dataclass
 class PipelineConfig:
     home: str = dataclasses.field(default_factory=lambda: os.environ.get(HOME_ENV, DEFAULT_HOME))
     pipeline_name: str = "graceful"
@@ -54,6 +71,7 @@ class PipelineConfig:
     training: TrainingParams = dataclasses.field(default_factory=TrainingParams)
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
+    data_checks: DataChecks = dataclasses.field(default_factory=DataChecks)
     class_names: tuple = CLASS_NAMES  # for flip reports; () shows class ids
     image_feature: str = "pixels"     # flattened square images for the report's gallery; "" = none
     # Integer or string features to slice on (e.g. "device"): both gates, the FlipEvaluator and the

@@ -32,6 +32,7 @@ import dataclasses
 
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
 
 from components.atomic_pusher.component import AtomicPusher
 from components.baseline_guard.component import BaselineGuard
@@ -40,6 +41,7 @@ from components.flip_evaluator.component import FlipEvaluator
 from components.flip_evaluator.executor import ReportSettings
 from components.graceful_trainer.component import GracefulTrainer
 from components.human_signoff.component import HumanSignOff
+from components.span_reader import executor as span_reader
 from components.span_window.strategy import SpanWindowStrategy
 from graceful import tfma_flips
 from pipeline.configs import PipelineConfig
@@ -50,7 +52,10 @@ LABEL_KEY = "label"
 
 
 def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
-    """Ingests one span: `config.span`, or the newest `span-N` folder when it is None."""
+    """Ingests one span: `config.span`, or the newest `span-N` folder when it is None.
+
+    Its executor (components/span_reader) names the unreadable file when the span cannot be read.
+    """
     input_config = tfx.proto.Input(splits=[
         tfx.proto.Input.Split(name="train", pattern=TRAIN_SPLIT_PATTERN),
         tfx.proto.Input.Split(name="eval", pattern=EVAL_SPLIT_PATTERN),
@@ -59,12 +64,18 @@ def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
     if config.span is not None:
         range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
             start_span_number=config.span, end_span_number=config.span))
-    return tfx.components.ImportExampleGen(
+    gen = tfx.components.ImportExampleGen(
         input_base=config.data_root, input_config=input_config, range_config=range_config)
+    # ImportExampleGen takes no custom_executor_spec; setting it keeps the component's type and id.
+    gen.executor_spec = executor_spec.BeamExecutorSpec(span_reader.Executor)
+    return gen
 
 
-def training_window(example_gen_node, config: PipelineConfig) -> tfx.dsl.Resolver:
-    """The newest `window_spans` spans ingested so far (all if 0), the newest copy of each.
+def training_window(data_gate_node, config: PipelineConfig) -> tfx.dsl.Resolver:
+    """The newest `window_spans` accepted spans ingested so far (all if 0), the newest copy of each.
+
+    Accepted = DataGate passed them (SpanWindowStrategy reads that from ML Metadata); the resolver
+    runs after this run's DataGate, so the span just ingested counts once it passed.
 
     Resolved from ML Metadata across runs (a plain Examples channel, not bound to this run), so a run
     on span N trains on spans N-w+1..N although ExampleGen ingested only span N now. The channel is
@@ -76,7 +87,7 @@ def training_window(example_gen_node, config: PipelineConfig) -> tfx.dsl.Resolve
         config={"num_spans": config.window_spans, "last_span": config.span},
         examples=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Examples),
     ).with_id("training_window")
-    resolver.add_upstream_node(example_gen_node)  # this run's span first (the channel is unbound)
+    resolver.add_upstream_node(data_gate_node)  # this run's span judged first (channel is unbound)
     return resolver
 
 
@@ -132,10 +143,14 @@ def create_pipeline(config: PipelineConfig,
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"])
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"])
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"],
+                         statistics=statistics_gen.outputs["statistics"],
+                         schema=schema_importer.outputs["schema"],
+                         examples=examples_gen.outputs["examples"],
+                         **dataclasses.asdict(config.data_checks))
 
     if config.cross_run_window:
-        training_spans = training_window(examples_gen, config)
+        training_spans = training_window(data_gate, config)
         training_examples, window_nodes = training_spans.outputs["examples"], [training_spans]
     else:
         training_examples, window_nodes = examples_gen.outputs["examples"], []

@@ -4,15 +4,29 @@ Why our own: ExampleGen ingests one span per run and records `span` as a custom 
 span resolver functions read as 0 (so they collapse every span into one), and TFX's SpanRangeStrategy
 keeps every re-ingested copy of a span. This strategy reads the custom property, keeps the newest
 artifact of each span, and returns the spans of the window.
+
+Only accepted spans train: an Examples artifact counts only if a DataGate execution of the pipeline run
+that produced it finished (COMPLETE or CACHED). A span DataGate rejected (anomalies, failed data
+checks) or never judged (the run stopped earlier) stays in ML Metadata but is skipped, with a line
+saying why, so it never trains in a later run either. Fail closed: no successful DataGate, no training.
 """
 from __future__ import annotations
 
 from typing import Dict, List, Optional
 
+import json
+
+from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
 
 SPAN = "span"
+# A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
+RUN_CONTEXT_TYPES = ("pipeline_run", "run")
+GATE = "DataGate"  # the execution type name ends with the component's name
+PASSED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+# Where TFX's launcher records an ExecutionResult (with a result_message) when the executor reported one.
+EXECUTION_RESULT = "__execution_result__"
 
 
 def span_of(artifact: types.Artifact) -> int:
@@ -31,6 +45,56 @@ def window_spans(spans: list[int], last_span: int | None, num_spans: int) -> set
     return set(candidates[-num_spans:] if num_spans > 0 else candidates)
 
 
+def _failure_reason(execution) -> str:
+    """The first line of the failed execution's recorded result message, if TFX recorded one."""
+    value = execution.custom_properties.get(EXECUTION_RESULT)
+    try:
+        message = json.loads(value.string_value).get("resultMessage", "") if value else ""
+    except ValueError:
+        message = ""
+    return message.strip().splitlines()[0] if message.strip() else (
+        "its DataGate failed (no reason recorded in ML Metadata; see that run's log)")
+
+
+class GateVerdicts:
+    """Whether DataGate accepted each Examples artifact, read from ML Metadata."""
+
+    def __init__(self, store):
+        self._store = store
+        self._context_types = {t.id: t.name for t in store.get_context_types()}
+        self._execution_types = {t.id: t.name for t in store.get_execution_types()}
+
+    def _runs_producing(self, artifact_id: int) -> list:
+        """The run contexts of the executions that output the artifact."""
+        producers = {e.execution_id for e in self._store.get_events_by_artifact_ids([artifact_id])
+                     if e.type == metadata_store_pb2.Event.OUTPUT}
+        runs = {}
+        for execution_id in producers:
+            for context in self._store.get_contexts_by_execution(execution_id):
+                if self._context_types.get(context.type_id) in RUN_CONTEXT_TYPES:
+                    runs[context.id] = context
+        return list(runs.values())
+
+    def _gates(self, run) -> list:
+        return [e for e in self._store.get_executions_by_context(run.id)
+                if self._execution_types.get(e.type_id, "").rsplit(".", 1)[-1] == GATE]
+
+    def rejection(self, artifact: types.Artifact) -> str | None:
+        """None if a DataGate of the producing run passed, else why the span is skipped."""
+        runs = self._runs_producing(artifact.id)
+        for run in runs:
+            if any(g.last_known_state in PASSED for g in self._gates(run)):
+                return None
+        if not runs:
+            return "no pipeline run in ML Metadata produced it"
+        run = runs[-1]
+        failed = [g for g in self._gates(run)
+                  if g.last_known_state == metadata_store_pb2.Execution.FAILED]
+        if failed:
+            return f"rejected by the data checks in run {run.name}: {_failure_reason(failed[-1])}"
+        return f"never passed the data checks: DataGate did not complete in run {run.name}"
+
+
 class SpanWindowStrategy(resolver.ResolverStrategy):
     """Resolves the newest artifact of each span in the window, newest span first."""
 
@@ -40,12 +104,28 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
 
     def resolve_artifacts(self, store, input_dict: Dict[str, List[types.Artifact]]
                           ) -> Optional[Dict[str, List[types.Artifact]]]:
-        del store  # everything needed is on the artifacts
+        verdicts = GateVerdicts(store)
         result = {}
         for key, artifacts in input_dict.items():
             newest_per_span = {}
             for artifact in sorted(artifacts, key=lambda a: a.id):
                 newest_per_span[span_of(artifact)] = artifact
-            chosen = window_spans(list(newest_per_span), self._last_span, self._num_spans)
-            result[key] = [newest_per_span[s] for s in sorted(chosen, reverse=True)]
+            rejected = self._rejected(newest_per_span, verdicts)
+            accepted = {s: a for s, a in newest_per_span.items() if s not in rejected}
+            chosen = window_spans(list(accepted), self._last_span, self._num_spans)
+            for span, reason in sorted(rejected.items()):
+                if span >= min(chosen, default=span):  # in the window's range
+                    print(f"[window] skipping span {span}: {reason}", flush=True)
+            result[key] = [accepted[s] for s in sorted(chosen, reverse=True)]
         return result if all(result.values()) else None
+
+    def _rejected(self, newest_per_span: dict, verdicts: GateVerdicts) -> dict:
+        """{span: why} for the spans up to last_span whose newest copy DataGate did not accept (the
+        newest ingest of a span counts; an older accepted copy does not stand in for it)."""
+        rejected = {}
+        for span, artifact in newest_per_span.items():
+            if self._last_span is None or span <= self._last_span:
+                reason = verdicts.rejection(artifact)
+                if reason is not None:
+                    rejected[span] = reason
+        return rejected
