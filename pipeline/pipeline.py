@@ -7,8 +7,10 @@
   StatisticsGen         computes statistics of that span
   ImportSchemaGen       brings in the curated schema from schemas/
   ExampleValidator      compares the statistics with the schema
-  DataGate              stops the run when the span has anomalies
-  training window       resolves the newest `window_spans` ingested spans from ML Metadata
+  DataGate              stops the run when the span has anomalies, too few examples per split or
+                        a label class missing
+  training window       resolves the newest `window_spans` spans from ML Metadata that DataGate
+                        accepted (rejected spans never train; the run says which it skipped)
                         (on Kubeflow v2, which cannot compile it: the span just ingested)
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
@@ -137,9 +139,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
     examples_gen = example_gen(config)
-    statistics_gen = tfx.components.StatisticsGen(examples=examples_gen.outputs["examples"])
     schema_importer = tfx.components.ImportSchemaGen(
         schema_file=f"{config.schema_dir}/schema.pbtxt")
+    # With the curated schema, TFDV counts the categorical label's values exactly (DataGate's checks).
+    statistics_gen = tfx.components.StatisticsGen(examples=examples_gen.outputs["examples"],
+                                                  schema=schema_importer.outputs["schema"])
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"],
         schema=schema_importer.outputs["schema"])

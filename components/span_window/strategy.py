@@ -5,10 +5,12 @@ span resolver functions read as 0 (so they collapse every span into one), and TF
 keeps every re-ingested copy of a span. This strategy reads the custom property, keeps the newest
 artifact of each span, and returns the spans of the window.
 
-Only accepted spans train: an Examples artifact counts only if a DataGate execution of the pipeline run
-that produced it finished (COMPLETE or CACHED). A span DataGate rejected (anomalies, failed data
-checks) or never judged (the run stopped earlier) stays in ML Metadata but is skipped, with a line
-saying why, so it never trains in a later run either. Fail closed: no successful DataGate, no training.
+Only accepted spans train: a span's newest copy that DataGate judged decides. A copy counts as accepted
+when a DataGate execution of the pipeline run that produced it finished (COMPLETE or CACHED), and as
+rejected when it failed (anomalies, failed data checks). A copy whose run stopped before DataGate
+judged it (killed, crashed) has no verdict and is passed over, so an interrupted re-ingest neither
+admits nor disqualifies the span. A rejected span stays in ML Metadata but is skipped, with a line
+saying why, so it never trains in a later run. Fail closed: no accepting verdict, no training.
 """
 from __future__ import annotations
 
@@ -79,20 +81,21 @@ class GateVerdicts:
         return [e for e in self._store.get_executions_by_context(run.id)
                 if self._execution_types.get(e.type_id, "").rsplit(".", 1)[-1] == GATE]
 
-    def rejection(self, artifact: types.Artifact) -> str | None:
-        """None if a DataGate of the producing run passed, else why the span is skipped."""
+    def verdict(self, artifact: types.Artifact) -> tuple[bool | None, str]:
+        """(True, "") if a DataGate of the producing run passed; (False, why) if one failed;
+        (None, why) if no DataGate judged it (its run stopped first)."""
         runs = self._runs_producing(artifact.id)
         for run in runs:
             if any(g.last_known_state in PASSED for g in self._gates(run)):
-                return None
-        if not runs:
-            return "no pipeline run in ML Metadata produced it"
-        run = runs[-1]
-        failed = [g for g in self._gates(run)
-                  if g.last_known_state == metadata_store_pb2.Execution.FAILED]
-        if failed:
-            return f"rejected by the data checks in run {run.name}: {_failure_reason(failed[-1])}"
-        return f"never passed the data checks: DataGate did not complete in run {run.name}"
+                return True, ""
+        for run in runs:
+            failed = [g for g in self._gates(run)
+                      if g.last_known_state == metadata_store_pb2.Execution.FAILED]
+            if failed:
+                return False, (f"rejected by the data checks in run {run.name}: "
+                               f"{_failure_reason(failed[-1])}")
+        where = f"in run {runs[-1].name}" if runs else "(no pipeline run in ML Metadata produced it)"
+        return None, f"never passed the data checks: DataGate did not complete {where}"
 
 
 class SpanWindowStrategy(resolver.ResolverStrategy):
@@ -107,11 +110,13 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
         verdicts = GateVerdicts(store)
         result = {}
         for key, artifacts in input_dict.items():
-            newest_per_span = {}
-            for artifact in sorted(artifacts, key=lambda a: a.id):
-                newest_per_span[span_of(artifact)] = artifact
-            rejected = self._rejected(newest_per_span, verdicts)
-            accepted = {s: a for s, a in newest_per_span.items() if s not in rejected}
+            copies = {}
+            for artifact in sorted(artifacts, key=lambda a: a.id, reverse=True):
+                copies.setdefault(span_of(artifact), []).append(artifact)  # newest first
+            accepted, rejected = {}, {}
+            for span, newest_first in copies.items():
+                if self._last_span is None or span <= self._last_span:
+                    self._judge(span, newest_first, verdicts, accepted, rejected)
             chosen = window_spans(list(accepted), self._last_span, self._num_spans)
             for span, reason in sorted(rejected.items()):
                 if span >= min(chosen, default=span):  # in the window's range
@@ -119,13 +124,19 @@ class SpanWindowStrategy(resolver.ResolverStrategy):
             result[key] = [accepted[s] for s in sorted(chosen, reverse=True)]
         return result if all(result.values()) else None
 
-    def _rejected(self, newest_per_span: dict, verdicts: GateVerdicts) -> dict:
-        """{span: why} for the spans up to last_span whose newest copy DataGate did not accept (the
-        newest ingest of a span counts; an older accepted copy does not stand in for it)."""
-        rejected = {}
-        for span, artifact in newest_per_span.items():
-            if self._last_span is None or span <= self._last_span:
-                reason = verdicts.rejection(artifact)
-                if reason is not None:
-                    rejected[span] = reason
-        return rejected
+    @staticmethod
+    def _judge(span: int, newest_first: list, verdicts: GateVerdicts, accepted: dict,
+               rejected: dict) -> None:
+        """The newest copy with a verdict decides: into `accepted` (span -> that copy) or
+        `rejected` (span -> why); copies nobody judged are passed over."""
+        reason = ""
+        for artifact in newest_first:
+            passed, why = verdicts.verdict(artifact)
+            if passed:
+                accepted[span] = artifact
+                return
+            reason = reason or why
+            if passed is False:
+                rejected[span] = why
+                return
+        rejected[span] = reason

@@ -108,3 +108,16 @@ def test_window_size_counts_accepted_spans_and_newest_copy_decides(tmp_path, cap
 
 def test_nothing_accepted_resolves_nothing(tmp_path):
     assert Store(tmp_path / "m.sqlite").ingest(1, mlmd.Execution.FAILED).resolve() is None
+
+
+def test_an_interrupted_re_ingest_neither_admits_nor_disqualifies_a_span(tmp_path, capsys):
+    store = Store(tmp_path / "m.sqlite").ingest(1).ingest(2)
+    store.ingest(2, gate_state=None)  # a re-run on span 2 killed before its DataGate
+    assert store.resolve() == [2, 1], "the accepted copy still trains"
+    resolved = SpanWindowStrategy().resolve_artifacts(store.store,
+                                                      {"examples": list(store.artifacts)})
+    assert [a.id for a in resolved["examples"]] == [store.artifacts[1].id, store.artifacts[0].id]
+
+    store.ingest(3, mlmd.Execution.FAILED).ingest(3, gate_state=None)
+    assert store.resolve() == [2, 1], "a rejected span stays rejected until a copy passes"
+    assert "skipping span 3: rejected by the data checks in run run-4" in capsys.readouterr().out

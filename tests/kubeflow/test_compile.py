@@ -11,9 +11,9 @@ from graceful import cli
 IMAGE = "registry.example.com/graceful-tfx:test"
 DEPENDENCIES = {
     "ImportExampleGen": ["BaselineGuard"], "ImportSchemaGen": [],
-    "StatisticsGen": ["ImportExampleGen"],
+    "StatisticsGen": ["ImportExampleGen", "ImportSchemaGen"],
     "ExampleValidator": ["ImportSchemaGen", "StatisticsGen"],
-    "DataGate": ["ExampleValidator"],
+    "DataGate": ["ExampleValidator", "ImportExampleGen", "ImportSchemaGen", "StatisticsGen"],
     "baseline_model-model-blessing-resolver": [],
     "baseline_model-model-resolver": [],  # wired by its input artifact, asserted below
     "BaselineGuard": ["baseline_model-model-resolver"],
