@@ -31,8 +31,9 @@ setup(
     extras_require={
         "kubeflow": KUBEFLOW,
         "airflow": AIRFLOW,
-        # The tests cover every runner and run the notebooks headless.
-        "test": ["pytest", "nbclient", "nbformat", "ipykernel", *KUBEFLOW, *AIRFLOW],
+        # The tests cover every runner, run the notebooks headless and fuzz the Slack endpoint.
+        "test": ["pytest", "hypothesis", "nbclient", "nbformat", "ipykernel",
+                 *KUBEFLOW, *AIRFLOW],
     },
     entry_points={"console_scripts": ["graceful=graceful.cli:main"]},
 )

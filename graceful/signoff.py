@@ -6,6 +6,15 @@ Why SQLite: three processes (the pipeline's HumanSignOff step, `graceful approve
 two arrive at once. A primary key on the request id and `INSERT OR IGNORE` make that atomic; nothing
 else needs a server. The outcome is then recorded in ML Metadata by the pipeline step.
 
+Who may decide is an allow-list of immutable ids (Slack user ids; for the CLI the name it runs as),
+never of display names or usernames, which their owners can change. A person's decision needs a
+reason: it is the audit trail.
+
+A run can die while it waits (kill -9, a lost node). The waiting step refreshes its request's
+heartbeat on every poll; a pending request whose heartbeat is older than a few polls is abandoned,
+and whoever looks at it next closes it with a system rejection ("abandoned"). Without that, a
+person could "approve" a run that no longer exists and believe a model is on its way to serving.
+
 TFX-free: the component, the CLI and the endpoint import it.
 """
 from __future__ import annotations
@@ -19,21 +28,32 @@ import time
 from pathlib import Path
 
 APPROVE, REJECT = "approve", "reject"
-APPROVERS_ENV = "GRACEFUL_APPROVERS"     # comma-separated allow-list (Slack user ids, CLI names)
-APPROVER_ENV = "GRACEFUL_APPROVER"       # who runs `graceful approve|reject`
+# Comma-separated allow-list of approver ids: Slack user ids (U...) and CLI names. Matched against
+# the id only; a Slack username or display name equal to a listed id grants nothing.
+APPROVERS_ENV = "GRACEFUL_APPROVERS"
+APPROVER_ENV = "GRACEFUL_APPROVER"       # who runs `graceful approve|reject` (their id)
+SYSTEM_APPROVER = "graceful"             # the approver of the decisions below
 # Decisions the gate makes itself; they bypass the allow-list, and are never approvals.
 FLIP_GATE_SOURCE = "flip gate"   # the flip gate blocked the model, so nobody was asked
-SYSTEM_SOURCES = ("timeout", "error", FLIP_GATE_SOURCE)
+ABANDONED_SOURCE = "abandoned"   # the waiting run stopped heartbeating (killed, lost)
+SYSTEM_SOURCES = ("timeout", "error", FLIP_GATE_SOURCE, ABANDONED_SOURCE)
+DEFAULT_MAX_POLL = 15.0          # a waiter's longest poll interval, s (SignOffConfig's default)
+# A request is abandoned after STALE_POLLS of its waiter's longest poll intervals without a
+# heartbeat, and never sooner than STALE_FLOOR_SECONDS (a slow disk or a busy SQLite lock is not a
+# dead run).
+STALE_POLLS = 4
+STALE_FLOOR_SECONDS = 60.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
   request_id TEXT PRIMARY KEY, model_id INTEGER, evidence TEXT NOT NULL, created_at REAL NOT NULL,
-  slack_channel TEXT, slack_ts TEXT);
+  slack_channel TEXT, slack_ts TEXT, heartbeat_at REAL, max_poll REAL);
 CREATE TABLE IF NOT EXISTS decisions (
   request_id TEXT PRIMARY KEY REFERENCES requests(request_id), decision TEXT NOT NULL,
   approver_id TEXT NOT NULL, approver_name TEXT NOT NULL, reason TEXT NOT NULL,
   decided_at REAL NOT NULL, source TEXT NOT NULL);
 """
+_ADDED_COLUMNS = {"heartbeat_at": "REAL", "max_poll": "REAL"}  # absent in stores made before them
 
 
 class SignOffError(ValueError):
@@ -48,6 +68,8 @@ class Request:
     created_at: float
     slack_channel: str | None = None
     slack_ts: str | None = None
+    heartbeat_at: float | None = None   # the waiting run's last poll
+    max_poll: float | None = None       # its longest poll interval (sets when it is abandoned)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,8 +88,7 @@ class Decision:
 
     @property
     def when(self) -> str:
-        return datetime.datetime.fromtimestamp(self.decided_at, datetime.timezone.utc).isoformat(
-            timespec="seconds")
+        return _iso(self.decided_at)
 
     def describe(self) -> str:
         verb = "approved" if self.decision == APPROVE else "rejected"
@@ -75,34 +96,79 @@ class Decision:
 
 
 def allow_list(value: str | None = None) -> frozenset:
-    """Approvers from `value` or $GRACEFUL_APPROVERS (comma-separated ids or names)."""
+    """Approver ids from `value` or $GRACEFUL_APPROVERS (comma-separated)."""
     raw = os.environ.get(APPROVERS_ENV, "") if value is None else value
     return frozenset(item.strip() for item in raw.split(",") if item.strip())
 
 
+def _iso(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
+        timespec="seconds")
+
+
 def _request(row: sqlite3.Row) -> Request:
     return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
-                   row["created_at"], row["slack_channel"], row["slack_ts"])
+                   row["created_at"], row["slack_channel"], row["slack_ts"], row["heartbeat_at"],
+                   row["max_poll"])
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Adds the columns older stores lack, under a write lock so that two processes opening the
+    same old store at once do not both add them."""
+    if _missing_columns(db):
+        db.execute("BEGIN IMMEDIATE")
+        for column in _missing_columns(db):
+            db.execute(f"ALTER TABLE requests ADD COLUMN {column} {_ADDED_COLUMNS[column]}")
+        db.execute("COMMIT")
+
+
+def _missing_columns(db: sqlite3.Connection) -> list[str]:
+    present = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
+    return [column for column in _ADDED_COLUMNS if column not in present]
+
+
+def _check_person(approver_id: str, approver_name: str, reason: str,
+                  approvers: frozenset | None) -> None:
+    """A person decides only if their id (never their changeable name) is on the allow-list, and
+    only with a reason."""
+    if not approvers:
+        raise SignOffError(f"No approvers are configured: set {APPROVERS_ENV} to a "
+                           "comma-separated list of the ids allowed to sign off.")
+    if approver_id not in approvers:
+        raise SignOffError(f"{approver_name} ({approver_id}) is not on the approver allow-list "
+                           f"({APPROVERS_ENV}, ids only); nothing was recorded.")
+    if not reason.strip():
+        raise SignOffError("A sign-off decision needs a reason (it is the audit trail), e.g. "
+                           "--reason 'shirts regress'; nothing was recorded.")
 
 
 class Store:
-    """The shared decision record (a SQLite file, created on first use)."""
+    """The shared decision record (a SQLite file, created on first use).
 
-    def __init__(self, path: str | os.PathLike):
-        self.path = str(path)
+    `stale_floor` is the least time without a heartbeat after which a pending request counts as
+    abandoned (STALE_FLOOR_SECONDS; tests pass less)."""
+
+    def __init__(self, path: str | os.PathLike, stale_floor: float = STALE_FLOOR_SECONDS):
+        self.path, self.stale_floor = str(path), stale_floor
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _migrate(db)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
         return db
 
-    def open_request(self, request_id: str, model_id: int | None, evidence: dict) -> Request:
+    def open_request(self, request_id: str, model_id: int | None, evidence: dict,
+                     max_poll: float = DEFAULT_MAX_POLL) -> Request:
+        """Opens the request for the run that will `wait` for it, polling at most every
+        `max_poll` seconds (which sets how soon it is abandoned if that run dies)."""
+        now = time.time()
         with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO requests VALUES (?, ?, ?, ?, NULL, NULL)",
-                       (request_id, model_id, json.dumps(evidence), time.time()))
+            db.execute("INSERT OR IGNORE INTO requests (request_id, model_id, evidence, created_at,"
+                       " heartbeat_at, max_poll) VALUES (?, ?, ?, ?, ?, ?)",
+                       (request_id, model_id, json.dumps(evidence), now, now, max_poll))
         return self.request(request_id)
 
     def set_slack_message(self, request_id: str, channel: str, ts: str) -> None:
@@ -112,6 +178,7 @@ class Store:
 
     def request(self, request_id: str) -> Request:
         with self._connect() as db:
+            self._close_abandoned(db, request_id)
             row = db.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
         if row is None:
             raise SignOffError(f"No sign-off request '{request_id}'. `graceful approve` with no "
@@ -119,15 +186,42 @@ class Store:
         return _request(row)
 
     def requests(self, pending_only: bool = False) -> list[Request]:
-        """Requests oldest first; with `pending_only`, those nobody has decided yet."""
+        """Requests oldest first; with `pending_only`, those nobody has decided yet (abandoned ones
+        are closed first, so they are not offered for a decision)."""
         where = (" WHERE request_id NOT IN (SELECT request_id FROM decisions)"
                  if pending_only else "")
         with self._connect() as db:
+            self._close_abandoned(db)
             return [_request(row) for row in db.execute(
                 f"SELECT * FROM requests{where} ORDER BY created_at")]
 
     def pending(self) -> list[Request]:
         return self.requests(pending_only=True)
+
+    def _close_abandoned(self, db: sqlite3.Connection, request_id: str | None = None) -> None:
+        """Rejects pending requests (all, or `request_id`) whose waiting run stopped heartbeating.
+        Each close is one conditional INSERT OR IGNORE: it does nothing if a decision landed first
+        or the heartbeat moved since it was read, so it never overrides a decision or a live run."""
+        where = "" if request_id is None else " AND request_id = ?"
+        rows = db.execute(
+            "SELECT request_id, COALESCE(heartbeat_at, created_at) AS seen, max_poll FROM requests"
+            " WHERE request_id NOT IN (SELECT request_id FROM decisions)" + where,
+            () if request_id is None else (request_id,)).fetchall()
+        now = time.time()
+        for row in rows:
+            if now - row["seen"] <= self._stale_after(row["max_poll"]):
+                continue
+            reason = (f"the run waiting for this decision is gone (no heartbeat since "
+                      f"{_iso(row['seen'])}); nothing will be pushed")
+            db.execute(
+                "INSERT OR IGNORE INTO decisions (request_id, decision, approver_id, approver_name,"
+                " reason, decided_at, source) SELECT request_id, ?, ?, ?, ?, ?, ? FROM requests"
+                " WHERE request_id = ? AND COALESCE(heartbeat_at, created_at) = ?",
+                (REJECT, SYSTEM_APPROVER, SYSTEM_APPROVER, reason, now, ABANDONED_SOURCE,
+                 row["request_id"], row["seen"]))
+
+    def _stale_after(self, max_poll: float | None) -> float:
+        return max(self.stale_floor, STALE_POLLS * (max_poll or DEFAULT_MAX_POLL))
 
     def decision(self, request_id: str) -> Decision | None:
         with self._connect() as db:
@@ -138,22 +232,21 @@ class Store:
     def decide(self, request_id: str, decision: str, approver_id: str, approver_name: str,
                reason: str, source: str, approvers: frozenset | None = None) -> Decision:
         """Records a decision; the first one wins. A repeat of the winning decision by the same
-        person returns it unchanged; anything else after it is refused with a SignOffError."""
+        person returns it unchanged; anything else after it is refused with a SignOffError, and so
+        is a person's decision on a request whose run is gone (closed as abandoned)."""
         if decision not in (APPROVE, REJECT):
             raise SignOffError(f"decision must be '{APPROVE}' or '{REJECT}', not '{decision}'")
         if source not in SYSTEM_SOURCES:
-            if not approvers:
-                raise SignOffError(f"No approvers are configured: set {APPROVERS_ENV} to a "
-                                   "comma-separated list of the people allowed to sign off.")
-            if approver_id not in approvers and approver_name not in approvers:
-                raise SignOffError(f"{approver_name} ({approver_id}) is not on the approver "
-                                   f"allow-list ({APPROVERS_ENV}); nothing was recorded.")
-        self.request(request_id)  # must exist
+            _check_person(approver_id, approver_name, reason, approvers)
+        self.request(request_id)  # must exist; closes it first if its run is gone
         with self._connect() as db:
             db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, decision, approver_id, approver_name, reason or "-",
+                       (request_id, decision, approver_id, approver_name, reason.strip(),
                         time.time(), source))
         winner = self.decision(request_id)
+        if winner.source == ABANDONED_SOURCE:
+            raise SignOffError(f"Sign-off {request_id} is closed: {winner.reason}. Your {decision} "
+                               "was not recorded; a new run will ask again.")
         repeat = (winner.decision == decision and winner.approver_id == approver_id)
         if not repeat:
             raise SignOffError(f"Sign-off {request_id} was already {winner.describe()}; "
@@ -161,11 +254,15 @@ class Store:
         return winner
 
     def wait(self, request_id: str, timeout_seconds: float, first_poll: float = 0.5,
-             max_poll: float = 15.0, log=print) -> Decision | None:
-        """Polls for a decision with exponential backoff until `timeout_seconds`; None on timeout."""
+             max_poll: float = DEFAULT_MAX_POLL, log=print) -> Decision | None:
+        """Polls for a decision with exponential backoff until `timeout_seconds`; None on timeout.
+        Every poll is a heartbeat first, so the request is not closed as abandoned while this run
+        lives; if it was closed anyway (this process was suspended too long), that rejection is
+        the decision."""
         deadline = time.monotonic() + timeout_seconds
         delay, next_note = first_poll, 0.0
         while True:
+            self._heartbeat(request_id, max_poll)
             found = self.decision(request_id)
             if found is not None:
                 return found
@@ -177,3 +274,8 @@ class Store:
                 next_note = time.monotonic() + 60
             time.sleep(min(delay, left))
             delay = min(delay * 1.5, max_poll)
+
+    def _heartbeat(self, request_id: str, max_poll: float) -> None:
+        with self._connect() as db:
+            db.execute("UPDATE requests SET heartbeat_at = ?, max_poll = ? WHERE request_id = ?",
+                       (time.time(), max_poll, request_id))

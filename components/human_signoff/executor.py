@@ -1,4 +1,8 @@
-"""HumanSignOff's executor: open the request, ask (Slack or CLI), wait, record the decision."""
+"""HumanSignOff's executor: open the request, ask (Slack or CLI), wait, record the decision.
+
+While it waits it heartbeats its request (graceful.signoff.Store.wait): if this process is killed,
+the request is closed as abandoned the next time anyone looks at it, so nobody can approve a run
+that no longer exists."""
 from __future__ import annotations
 
 import json
@@ -62,7 +66,8 @@ class Executor(base_executor.BaseExecutor):
         request = store.open_request(request_id, model.id, evidence(
             report, report_artifact.uri, getattr(pipeline_info, "id", None) or "graceful",
             report_artifact.get_int_custom_property("span") or None,
-            report_artifact.get_int_custom_property("baseline_model_id") or None))
+            report_artifact.get_int_custom_property("baseline_model_id") or None),
+            max_poll=exec_properties["max_poll_seconds"])
         decision = self._ask_and_wait(store, request, exec_properties)
         _record(sign_off, model, request_id, decision, store.request(request_id))
 
@@ -101,6 +106,9 @@ class Executor(base_executor.BaseExecutor):
                                         "timeout", "timeout")
             except signoff.SignOffError:  # a decision landed at the last moment: it wins
                 decision = store.decision(request_id)
+        if decision.source in signoff.SYSTEM_SOURCES:
+            # timed out, or closed as abandoned while this process was suspended: the Slack
+            # message still has its buttons, and only this process will update it
             slack.show_decision(store, decision)
         print(f"[sign-off] {request_id}: {decision.describe()}", flush=True)
         return decision

@@ -1,11 +1,18 @@
 """The sign-off decision store and the Slack endpoint, over real SQLite and real HTTP: signed requests
-computed with the signing secret, the real slack_sdk client against a local Slack API stand-in."""
+computed with the signing secret, the real slack_sdk client against a local Slack API stand-in, and
+a real waiting process killed with SIGKILL. (Hostile input to the endpoint: test_slack_fuzz.py.)"""
 import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -14,13 +21,14 @@ from tests.slack_standin import SlackStandIn
 
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 APPROVERS = frozenset({"U_ALICE", "bob"})
+EVIDENCE = {"pipeline": "graceful", "accuracy": 0.9, "flip_gate": "passed", "report": "/r/index.html"}
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def store(tmp_path):
     s = signoff.Store(tmp_path / "sign_off.sqlite")
-    s.open_request("run-1", 7, {"pipeline": "graceful", "accuracy": 0.9, "flip_gate": "passed",
-                                "report": "/r/index.html"})
+    s.open_request("run-1", 7, EVIDENCE)
     return s
 
 
@@ -35,12 +43,31 @@ def test_first_decision_wins_repeats_are_idempotent_later_ones_refused(store):
 
 def test_only_allow_listed_people_decide_and_nothing_is_recorded_otherwise(store):
     with pytest.raises(signoff.SignOffError, match="not on the approver allow-list"):
-        store.decide("run-1", "approve", "U_MALLORY", "mallory", "", "slack", APPROVERS)
+        store.decide("run-1", "approve", "U_MALLORY", "mallory", "ok", "slack", APPROVERS)
     with pytest.raises(signoff.SignOffError, match="No approvers are configured"):
-        store.decide("run-1", "approve", "bob", "bob", "", "cli", frozenset())
+        store.decide("run-1", "approve", "bob", "bob", "ok", "cli", frozenset())
     with pytest.raises(signoff.SignOffError, match="No sign-off request 'run-9'"):
-        store.decide("run-9", "approve", "bob", "bob", "", "cli", APPROVERS)
+        store.decide("run-9", "approve", "bob", "bob", "ok", "cli", APPROVERS)
     assert store.decision("run-1") is None and [r.request_id for r in store.pending()] == ["run-1"]
+
+
+def test_the_allow_list_matches_ids_never_names(store):
+    """Slack usernames and display names are chosen by their owners: a name equal to a listed id
+    must grant nothing."""
+    for name in ("U_ALICE", "bob"):
+        with pytest.raises(signoff.SignOffError, match="not on the approver allow-list"):
+            store.decide("run-1", "approve", "U_EVE", name, "ok", "slack", APPROVERS)
+    assert store.decision("run-1") is None
+    assert store.decide("run-1", "approve", "U_ALICE", "any name", "ok", "slack", APPROVERS).approved
+
+
+@pytest.mark.parametrize("reason", ["", "   ", " \n\t"])
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_person_needs_a_reason(store, decision, reason):
+    with pytest.raises(signoff.SignOffError, match="needs a reason"):
+        store.decide("run-1", decision, "bob", "bob", reason, "cli", APPROVERS)
+    assert store.decision("run-1") is None
+    assert store.decide("run-1", decision, "bob", "bob", " why ", "cli", APPROVERS).reason == "why"
 
 
 def test_timeout_and_errors_are_never_approvals(store):
@@ -64,6 +91,98 @@ def test_allow_list_comes_from_the_environment(monkeypatch):
     assert signoff.allow_list() == {"U1", "bob"}
 
 
+# --- runs that die while waiting (heartbeat) ------------------------------------------------
+
+
+def _waiting_process(path) -> subprocess.Popen:
+    """A separate process waiting on run-1 the way HumanSignOff does, polling every 0.05 s."""
+    return subprocess.Popen([sys.executable, "-c", (
+        "import sys; from graceful import signoff; signoff.Store(sys.argv[1]).wait("
+        "'run-1', 600, first_poll=0.05, max_poll=0.05, log=lambda _: None)"), str(path)], cwd=ROOT)
+
+
+def _until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(tmp_path):
+    path = tmp_path / "sign_off.sqlite"
+    opened = signoff.Store(path).open_request("run-1", 7, EVIDENCE, max_poll=0.05)
+    store = signoff.Store(path, stale_floor=1.0)  # abandoned after 1 s without a heartbeat
+    waiter = _waiting_process(path)
+    try:
+        _until(lambda: store.request("run-1").heartbeat_at > opened.heartbeat_at)
+        alive_until = time.monotonic() + 2.0  # twice the limit: a live waiter is never closed
+        while time.monotonic() < alive_until:
+            assert [r.request_id for r in store.pending()] == ["run-1"]
+            time.sleep(0.1)
+    finally:
+        os.kill(waiter.pid, signal.SIGKILL)
+        waiter.wait()
+    assert [r.request_id for r in store.pending()] == ["run-1"]  # not yet: within the limit
+    time.sleep(1.3)
+    assert store.pending() == []
+    closed = store.decision("run-1")
+    assert (closed.decision, closed.source, closed.approver_id) == ("reject", "abandoned", "graceful")
+    assert not closed.approved and closed.reason.startswith(
+        "the run waiting for this decision is gone (no heartbeat since ")
+    with pytest.raises(signoff.SignOffError, match="(?s)closed: the run waiting for this decision "
+                                                   "is gone.*nothing will be pushed"):
+        store.decide("run-1", "approve", "U_ALICE", "alice", "lgtm", "cli", APPROVERS)
+
+    server = slack.SlackGateServer(("127.0.0.1", 0), store, SECRET, APPROVERS, log=lambda _: None)
+    slack.serve_in_thread(server)
+    try:
+        status, text = click(f"http://127.0.0.1:{server.server_address[1]}/", "approve", "U_ALICE")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert status == 200 and "is gone" in text and "approved" not in text
+    assert store.decision("run-1") == closed
+
+
+def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(tmp_path):
+    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.2)
+    store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
+    time.sleep(0.4)  # the waiter is suspended; meanwhile someone lists the pending requests
+    assert store.pending() == []
+    decision = store.wait("run-1", 10, first_poll=0.05, max_poll=0.05, log=lambda _: None)
+    assert decision.source == "abandoned" and not decision.approved
+
+
+def test_a_decision_made_before_the_run_died_stands(tmp_path):
+    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.2)
+    store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
+    approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
+    time.sleep(0.4)
+    assert store.pending() == [] and [r.request_id for r in store.requests()] == ["run-1"]
+    assert store.decision("run-1") == approved
+
+
+def test_a_store_made_before_the_heartbeat_is_migrated(tmp_path):
+    """The schema of the previous version: no heartbeat_at or max_poll column. Its requests are
+    judged by created_at."""
+    path = tmp_path / "sign_off.sqlite"
+    with sqlite3.connect(path) as db:
+        db.executescript("""
+            CREATE TABLE requests (request_id TEXT PRIMARY KEY, model_id INTEGER,
+              evidence TEXT NOT NULL, created_at REAL NOT NULL, slack_channel TEXT, slack_ts TEXT);
+            CREATE TABLE decisions (request_id TEXT PRIMARY KEY REFERENCES requests(request_id),
+              decision TEXT NOT NULL, approver_id TEXT NOT NULL, approver_name TEXT NOT NULL,
+              reason TEXT NOT NULL, decided_at REAL NOT NULL, source TEXT NOT NULL);""")
+        db.executemany("INSERT INTO requests VALUES (?, 7, '{}', ?, NULL, NULL)",
+                       [("old-run", time.time() - 3600), ("new-run", time.time())])
+    store = signoff.Store(path)
+    assert signoff.Store(path).request("new-run").heartbeat_at is None  # opening again is fine
+    assert [r.request_id for r in store.pending()] == ["new-run"]
+    assert store.decision("old-run").source == "abandoned"
+    assert store.wait("new-run", 0.1, first_poll=0.05, log=lambda _: None) is None
+    assert store.request("new-run").heartbeat_at is not None
+
+
 # --- the Slack endpoint ---------------------------------------------------------------------
 
 
@@ -85,9 +204,11 @@ def gate(store):
     server.server_close()
 
 
-def click(url, decision, user_id, request_id="run-1", secret=SECRET, age=0, tamper=False):
+def click(url, decision, user_id, request_id="run-1", secret=SECRET, age=0, tamper=False,
+          username=None):
     """POSTs a block_actions payload the way Slack does; returns (status, text)."""
-    payload = {"type": "block_actions", "user": {"id": user_id, "username": user_id.lower()},
+    payload = {"type": "block_actions",
+               "user": {"id": user_id, "username": username or user_id.lower()},
                "channel": {"id": "C1"}, "actions": [
                    {"action_id": f"graceful_{decision}", "value": request_id}]}
     body = urllib.parse.urlencode({"payload": json.dumps(payload)}).encode()
@@ -124,6 +245,24 @@ def test_endpoint_refuses_forged_stale_and_unlisted_clicks_then_records_the_firs
     assert "approved by u_alice" in json.dumps(update["body"]["blocks"])
     assert not any(b["type"] == "actions" for b in update["body"]["blocks"])
     assert {c["body"]["user"] for c in slack_api.called("chat.postEphemeral")} == {"U_MALLORY", "bob"}
+
+
+def test_a_signed_click_by_an_unlisted_user_named_like_a_listed_id_is_refused(store, gate):
+    """The attack: Slack signs the click (it is real), the clicker chose the username "U_ALICE" (or
+    "bob"), but their user id is not on the allow-list."""
+    for username in ("U_ALICE", "bob"):
+        status, text = click(gate, "approve", "U_EVE", username=username)
+        assert status == 200 and "not on the approver allow-list" in text
+    assert store.decision("run-1") is None and [r.request_id for r in store.pending()] == ["run-1"]
+
+
+def test_signatures_are_the_ones_slack_computes():
+    from slack_sdk.signature import SignatureVerifier
+
+    body = b"payload=%7B%22type%22%3A%22block_actions%22%7D"
+    headers = slack.signature_headers(body, SECRET, 1790000000)
+    assert headers["X-Slack-Signature"] == SignatureVerifier(SECRET).generate_signature(
+        timestamp="1790000000", body=body)
 
 
 def test_message_carries_the_evidence_and_buttons_with_the_run_identity(store, slack_api):
