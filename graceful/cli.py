@@ -281,6 +281,12 @@ def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
 
     if run is None:
         waiting = store.pending()
+        if not waiting:
+            latest = store.requests()[-1:]
+            closed = store.decision(latest[0].request_id) if latest else None
+            if closed is not None and closed.source == signoff.ABANDONED_SOURCE:
+                raise signoff.SignOffError(f"No sign-off request is waiting. The latest, "
+                                           f"{latest[0].request_id}, is closed: {closed.reason}.")
         if len(waiting) != 1:
             listed = ", ".join(r.request_id for r in waiting) or "none"
             raise signoff.SignOffError(f"{len(waiting)} sign-off requests are waiting ({listed}); "

@@ -15,6 +15,9 @@ after an approval, so a rejected model can never be resolved as a baseline.
 
 Fails closed: no Slack token → says how to configure it and waits for the CLI; Slack errors (after
 slack_sdk's retries) → rejected with the error as reason; no decision in time → rejected, "timeout".
+While it waits it refreshes its request's heartbeat on every poll: if this step dies (kill -9, a lost
+pod), the request is closed as "abandoned" the next time anything looks at it, so nobody can approve
+a run that can no longer push.
 `auto_approve` (explicit, for local demos and tests) approves at once and records that it did.
 """
 from tfx import types

@@ -79,3 +79,25 @@ def test_exit_statuses_tell_a_scheduler_what_happened():
     assert cli.exit_status(None, run()) == cli.EXIT_FAILED, "incomplete is not success"
     assert len({cli.EXIT_PUSHED, cli.EXIT_FAILED, cli.EXIT_USAGE, cli.EXIT_BLOCKED,
                 cli.EXIT_NOTHING_TO_DO, cli.EXIT_BUSY}) == 6
+
+
+def test_deciding_on_a_run_that_died_while_waiting_says_the_run_is_gone(tmp_path, capsys,
+                                                                        monkeypatch):
+    import sqlite3
+
+    from graceful import signoff
+
+    home = tmp_path / "home"
+    store = signoff.Store(home / "sign_off.sqlite")
+    store.open_request("run-1", 7, {"pipeline": "graceful", "accuracy": 0.9, "flip_gate": "passed",
+                                    "report": "/r/index.html"})
+    with sqlite3.connect(home / "sign_off.sqlite") as db:  # its waiter's last heartbeat: 1 h ago
+        db.execute("UPDATE requests SET heartbeat_at = heartbeat_at - 3600")
+    monkeypatch.setenv(signoff.APPROVERS_ENV, "alice")
+    monkeypatch.setenv(signoff.APPROVER_ENV, "alice")
+    for named in ([], ["run-1"]):
+        assert cli.main(["approve", *named, "--home", str(home), "--reason", "ok"]) == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert "closed: the run waiting for this decision is gone" in err, err
+        assert "nothing will be pushed" in err and "approved" not in err
+    assert not store.decision("run-1").approved
