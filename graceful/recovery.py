@@ -42,7 +42,7 @@ def _run_of(store, execution) -> str:
     runs = [c.name for c in store.get_contexts_by_execution(execution.id)
             if c.type_id in {t.id for t in store.get_context_types()
                              if t.name in ("pipeline_run", "run")}]
-    return runs[0] if runs else "an unknown run"
+    return f"run {runs[0]}" if runs else "an unknown run"
 
 
 def unfinished_pushes(store) -> list:
