@@ -5,6 +5,8 @@ Install with the pinned stack (see constraints.txt and scripts/setup.sh):
 """
 from setuptools import find_packages, setup
 
+SUBPACKAGES = ["components", "pipeline", "models", "kubeflow", "schemas"]
+
 KUBEFLOW = ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2", "kfp-server-api==2.0.5"]
 AIRFLOW = ["apache-airflow==2.10.3"]
 
@@ -13,9 +15,14 @@ setup(
     version="0.1.0",
     description="TFX pipeline with negative-flip-aware training, gating and human sign-off",
     python_requires=">=3.10,<3.11",
-    packages=find_packages(include=["graceful*", "pipeline*", "components*", "models*",
-                                    "kubeflow*"]),
-    package_data={"": ["*.pbtxt"]},
+    # One import namespace, `graceful.*`, while the repository keeps the top-level folders users
+    # asked for: each folder is mapped to a subpackage, so nothing else is installed at top level
+    # (a TFX template project's own `pipeline/` and `models/`, or the Kubeflow SDK's `kubeflow`,
+    # never collide with ours).
+    packages=["graceful", *[f"graceful.{name}" for name in SUBPACKAGES],
+              *[f"graceful.components.{name}" for name in find_packages("components")]],
+    package_dir={f"graceful.{name}": name for name in SUBPACKAGES},
+    package_data={"graceful.schemas": ["*.pbtxt"]},
     install_requires=[
         "tfx==1.16.0",
         "tensorflow==2.16.2",
@@ -32,7 +39,7 @@ setup(
         "kubeflow": KUBEFLOW,
         "airflow": AIRFLOW,
         # The tests cover every runner, run the notebooks headless and fuzz the Slack endpoint.
-        "test": ["pytest", "hypothesis", "nbclient", "nbformat", "ipykernel",
+        "test": ["pytest", "hypothesis", "import-linter", "nbclient", "nbformat", "ipykernel",
                  *KUBEFLOW, *AIRFLOW],
     },
     entry_points={"console_scripts": ["graceful=graceful.cli:main"]},

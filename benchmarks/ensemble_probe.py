@@ -21,8 +21,8 @@ import numpy as np  # noqa: E402
 
 from benchmarks.training import RESULTS, machine, predict  # noqa: E402
 from graceful import data, flips  # noqa: E402
-from models import training  # noqa: E402
-from models.params import TrainingParams  # noqa: E402
+from graceful.models import training  # noqa: E402
+from graceful.models.params import TrainingParams  # noqa: E402
 
 STUDENTS = {"ensemble KD (T=1, λ=0.5)": dict(temperature=1.0, lam=0.5),
             "ensemble KD (T=2, λ=0.8)": dict(temperature=2.0, lam=0.8)}

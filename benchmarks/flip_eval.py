@@ -42,10 +42,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from beam_ceiling import seconds_in_beam  # noqa: E402
-from components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
+from graceful.components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
 from graceful import data  # noqa: E402
-from models import training  # noqa: E402
-from models.params import TrainingParams  # noqa: E402
+from graceful.models import training  # noqa: E402
+from graceful.models.params import TrainingParams  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RAW_BATCH_SIZES = (128, 256, 512, 1024)

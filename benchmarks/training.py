@@ -29,8 +29,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 from graceful import data, flips  # noqa: E402
-from models import training  # noqa: E402
-from models.params import TrainingParams  # noqa: E402
+from graceful.models import training  # noqa: E402
+from graceful.models.params import TrainingParams  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 PAPER = dict(temperature=100.0, alpha=1.0, beta=5.0, lam=0.9)

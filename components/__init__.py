@@ -1,1 +1,25 @@
-"""Custom TFX components of the graceful pipeline, one folder each."""
+"""Custom TFX components of the graceful pipeline, one folder each (spec, executor, component).
+
+Public names, for graceful's pipeline and for any other TFX pipeline:
+    from graceful.components import FlipEvaluator, HumanSignOff, GracefulTrainer, DataGate
+
+Loaded on first use (PEP 562), so importing one component does not import them all.
+"""
+import importlib
+
+_PUBLIC = {
+    "AtomicPusher": "atomic_pusher.component",
+    "BaselineGuard": "baseline_guard.component",
+    "DataGate": "data_gate.component",
+    "FlipEvaluator": "flip_evaluator.component",
+    "GracefulTrainer": "graceful_trainer.component",
+    "HumanSignOff": "human_signoff.component",
+    "SpanWindowStrategy": "span_window.strategy",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)

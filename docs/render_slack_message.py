@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from graceful import signoff, slack
-from pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import PipelineConfig
 
 STYLE = """body{font-family:Lato,'Helvetica Neue',sans-serif;width:640px;margin:16px;color:#1d1c1d}
 .msg{display:flex;gap:10px}.avatar{width:36px;height:36px;border-radius:6px;background:#4a154b}

@@ -18,8 +18,8 @@ import warnings
 from pathlib import Path
 
 from graceful import data
-from models.params import TrainingParams
-from pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
+from graceful.models.params import TrainingParams
+from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
 
 TRAINING_HELP = {
     "architecture": "architecture: small, mlp or cnn (default %(default)s)",
@@ -115,7 +115,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    from models.training import check_params
+    from graceful.models.training import check_params
 
     training = TrainingParams(**{f.name: getattr(args, f.name)
                                  for f in dataclasses.fields(TrainingParams)})
@@ -146,7 +146,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
     The home's run lock is held throughout: data preparation is part of the run."""
     from graceful import history, mlmd_store
     from graceful.home_lock import home_lock
-    from pipeline import local_runner
+    from graceful.pipeline import local_runner
 
     print(f"[graceful] home: {Path(config.home).resolve()}")
     with home_lock(config.home):
@@ -337,7 +337,7 @@ def cmd_slack_gate(args) -> int:
 
 def cmd_compile(args) -> int:
     """`graceful compile kubeflow`: the KFP v2 pipeline spec (see kubeflow/runner.py)."""
-    from kubeflow import runner
+    from graceful.kubeflow import runner
 
     config = dataclasses.replace(config_from_args(args), pipeline_name=args.name)
     if args.beam_arg:

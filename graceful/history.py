@@ -15,7 +15,7 @@ from ml_metadata.proto import metadata_store_pb2
 
 from graceful import mlmd_store, signoff
 from graceful.report_html import REPORT_FILE
-from models.params import TrainingParams
+from graceful.models.params import TrainingParams
 
 # A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
 RUN_CONTEXT_TYPES = ("pipeline_run", "run")

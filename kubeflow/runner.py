@@ -1,8 +1,8 @@
 """Compiles the graceful pipeline for Kubeflow Pipelines v2 with TFX's KubeflowV2DagRunner.
 
-The same `pipeline.pipeline.create_pipeline` as the local runner, with three Kubeflow facts applied:
+The same `graceful.pipeline.pipeline.create_pipeline` as the local runner, with three Kubeflow facts applied:
   * every step runs in one image (kubeflow/Dockerfile) where this package is installed at
-    IMAGE_WORKDIR, so custom executors (components.*) import by module path — never from `__main__`;
+    IMAGE_WORKDIR, so custom executors (graceful.components.*) import by module path — never from `__main__`;
   * paths (data, pipeline root, serving) live under a shared `--home` such as gs://bucket/graceful,
     and schemas/ is read from the image's copy;
   * the cross-run span window is off: KFP v2 compiles only Latest/LatestBlessed resolver strategies,
@@ -19,7 +19,7 @@ import re
 import time
 from pathlib import Path
 
-from pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import PipelineConfig
 
 IMAGE_WORKDIR = "/pipeline"
 DEFAULT_IMAGE = "graceful-tfx:0.1.0"
@@ -39,7 +39,7 @@ def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_I
     """Compiles; returns {"json": path, "yaml": path, "seconds": compile time}."""
     from tfx import v1 as tfx
 
-    from pipeline.pipeline import create_pipeline
+    from graceful.pipeline.pipeline import create_pipeline
 
     started = time.perf_counter()
     out = Path(output)

@@ -21,9 +21,9 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from models import architectures
+from graceful.models import architectures
 from graceful import compatibility, losses
-from models.params import TrainingParams
+from graceful.models.params import TrainingParams
 
 LABEL_KEY = "label"
 PIXELS_KEY = "pixels"

@@ -25,10 +25,10 @@ from ml_metadata import metadata_store
 from tfx.orchestration import metadata
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
-from components.human_signoff.component import SignOff
+from graceful.components.human_signoff.component import SignOff
 from graceful import recovery
-from pipeline.configs import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from graceful.pipeline.configs import PipelineConfig
+from graceful.pipeline.pipeline import create_pipeline
 
 SCHEDULE_ENV = "GRACEFUL_SCHEDULE"
 SIGN_OFF_TASK, GUARD_TASK, GUARDED_TASK = "HumanSignOff", "sign_off_approved", "Evaluator"

@@ -6,17 +6,18 @@ build the same pipeline from it. Paths default to one home directory (`./gracefu
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import os
 from pathlib import Path
 
 from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
-from models.params import TrainingParams
+from graceful.models.params import TrainingParams
 
 __all__ = ["GateConfig", "PipelineConfig", "SignOffConfig", "TrainingParams"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SCHEMA_DIR = REPO_ROOT / "schemas"
+# The curated schema ships as package data of graceful.schemas (schemas/ in the repository).
+SCHEMA_DIR = Path(str(importlib.resources.files("graceful.schemas") / "schema.pbtxt")).parent
 DEFAULT_HOME = "graceful_home"
 HOME_ENV = "GRACEFUL_HOME"
 
@@ -79,7 +80,7 @@ class PipelineConfig:
     slice_features: tuple = ()
     # Where the training code lives (a TFX run_fn). Swap it to train your own model with the same
     # gates; it receives the training parameters and reference model as `fn_args.custom_config`.
-    run_fn: str = "models.training.run_fn"
+    run_fn: str = "graceful.models.training.run_fn"
     # Empty = Beam's DirectRunner in this process with one worker. Any argument makes TFX build a
     # throwaway TFX source package for remote workers before every Beam step (~1.5 s and 42 MB of
     # temp files each); local runs delete those with their scratch directory (local_runner).

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import PipelineConfig
 
 _NODE_EVENT = re.compile(r"^Component (\S+) is (running|finished)\.$")
 
@@ -75,7 +75,7 @@ def run(config: PipelineConfig, log=print) -> None:
 
     from graceful import mlmd_store, recovery
     from graceful.home_lock import home_lock
-    from pipeline.pipeline import create_pipeline
+    from graceful.pipeline.pipeline import create_pipeline
 
     with home_lock(config.home):
         if os.path.exists(config.metadata_path):

@@ -36,17 +36,17 @@ import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
-from components.atomic_pusher.component import AtomicPusher
-from components.baseline_guard.component import BaselineGuard
-from components.data_gate.component import DataGate
-from components.flip_evaluator.component import FlipEvaluator
-from components.flip_evaluator.executor import ReportSettings
-from components.graceful_trainer.component import GracefulTrainer
-from components.human_signoff.component import HumanSignOff
-from components.span_reader import executor as span_reader
-from components.span_window.strategy import SpanWindowStrategy
+from graceful.components.atomic_pusher.component import AtomicPusher
+from graceful.components.baseline_guard.component import BaselineGuard
+from graceful.components.data_gate.component import DataGate
+from graceful.components.flip_evaluator.component import FlipEvaluator
+from graceful.components.flip_evaluator.executor import ReportSettings
+from graceful.components.graceful_trainer.component import GracefulTrainer
+from graceful.components.human_signoff.component import HumanSignOff
+from graceful.components.span_reader import executor as span_reader
+from graceful.components.span_window.strategy import SpanWindowStrategy
 from graceful import tfma_flips
-from pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import PipelineConfig
 
 TRAIN_SPLIT_PATTERN = "span-{SPAN}/train/*"
 EVAL_SPLIT_PATTERN = "span-{SPAN}/eval/*"

@@ -6,8 +6,8 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from models.params import TrainingParams  # noqa: E402
-from pipeline.configs import GateConfig, PipelineConfig, SignOffConfig  # noqa: E402
+from graceful.models.params import TrainingParams  # noqa: E402
+from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig  # noqa: E402
 
 TINY_SPAN = 600
 TINY_EVAL = 300
@@ -38,7 +38,7 @@ def with_training(config: PipelineConfig, **changes) -> PipelineConfig:
 def run_span(config: PipelineConfig, span: int) -> None:
     """One quiet pipeline run on `span`, preparing the spans it needs as `graceful run` does."""
     from graceful.cli import prepare_data
-    from pipeline import local_runner
+    from graceful.pipeline import local_runner
 
     config = dataclasses.replace(config, span=span)
     prepare_data(config)

@@ -8,7 +8,7 @@ import shutil
 
 import tensorflow as tf
 
-from models import training
+from graceful.models import training
 
 PLANTED_IDS_ENV = "GRACEFUL_TEST_PLANTED_IDS"
 FORCED_LOGIT = 50.0

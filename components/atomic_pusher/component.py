@@ -3,7 +3,7 @@ the serving directory, so that a crash mid-copy never leaves a partial model bei
 from tfx.components import Pusher
 from tfx.dsl.components.base import executor_spec
 
-from components.atomic_pusher.executor import Executor
+from graceful.components.atomic_pusher.executor import Executor
 
 
 class AtomicPusher(Pusher):

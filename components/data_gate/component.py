@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 from tfx.types import artifact_utils
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from components.data_gate import checks
+from graceful.components.data_gate import checks
 
 SCHEMA_DIFF_FILE = "SchemaDiff.pb"
 SPAN = "span"

@@ -22,7 +22,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.flip_evaluator.executor import Executor, ReportSettings
+from graceful.components.flip_evaluator.executor import Executor, ReportSettings
 
 
 class FlipReport(types.Artifact):

@@ -35,7 +35,7 @@ from tfx.utils import path_utils
 
 from graceful import flips, gate, report_html
 from graceful.report_html import GALLERY_FILE, REPORT_FILE
-from models.training import OUTPUTS_SIGNATURE
+from graceful.models.training import OUTPUTS_SIGNATURE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report

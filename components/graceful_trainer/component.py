@@ -14,8 +14,8 @@ from tfx.proto import trainer_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from components.graceful_trainer.executor import PARAMETER_NAMES, Executor
-from models.params import TrainingParams
+from graceful.components.graceful_trainer.executor import PARAMETER_NAMES, Executor
+from graceful.models.params import TrainingParams
 
 _TYPES = {int: int, float: float, str: str}
 
@@ -34,7 +34,7 @@ class GracefulTrainer(trainer_component.Trainer):
 
     def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel,
                  reference_model: types.BaseChannel, params: TrainingParams,
-                 run_fn: str = "models.training.run_fn"):
+                 run_fn: str = "graceful.models.training.run_fn"):
         spec = GracefulTrainerSpec(
             examples=examples, schema=schema, base_model=reference_model,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(), run_fn=run_fn,

@@ -11,8 +11,8 @@ import os
 from tfx.components.trainer import executor as trainer_executor
 from tfx.types import artifact_utils
 
-from models.params import TrainingParams
-from models.training import SUMMARY_FILE
+from graceful.models.params import TrainingParams
+from graceful.models.training import SUMMARY_FILE
 
 PARAMETER_NAMES = tuple(field for field in TrainingParams.__dataclass_fields__)
 

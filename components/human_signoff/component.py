@@ -25,8 +25,8 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.flip_evaluator.component import FlipBlessing, FlipReport
-from components.human_signoff.executor import Executor
+from graceful.components.flip_evaluator.component import FlipBlessing, FlipReport
+from graceful.components.human_signoff.executor import Executor
 
 
 class SignOff(types.Artifact):

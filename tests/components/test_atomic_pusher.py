@@ -41,7 +41,7 @@ def push(model_uri: str, serving_dir: str, pushed_uri: str):
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
 
-    from components.atomic_pusher.executor import Executor
+    from graceful.components.atomic_pusher.executor import Executor
 
     model, blessing = standard_artifacts.Model(), standard_artifacts.ModelBlessing()
     model.uri = model_uri

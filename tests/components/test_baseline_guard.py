@@ -2,7 +2,7 @@
 import os
 import shutil
 
-from components.baseline_guard.component import baseline_problem
+from graceful.components.baseline_guard.component import baseline_problem
 from tests.components.test_atomic_pusher import make_model
 
 

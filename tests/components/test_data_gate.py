@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
 
-from components.data_gate import checks
-from components.data_gate.component import gate_message
-from pipeline.configs import SCHEMA_DIR
+from graceful.components.data_gate import checks
+from graceful.components.data_gate.component import gate_message
+from graceful.pipeline.configs import SCHEMA_DIR
 
 SCHEMA = tfdv.load_schema_text(str(SCHEMA_DIR / "schema.pbtxt"))
 CLASSES = checks.label_classes(SCHEMA, "label")

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
+from graceful.components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
                                                 write_page, write_report)
 from graceful import report_html
 from graceful.gate import GateConfig
@@ -236,13 +236,13 @@ def test_beam_pass_and_tfma_slice_on_a_string_feature_exactly_as_numpy(tmp_path)
     import tensorflow as tf
     import tensorflow_model_analysis as tfma
 
-    from pipeline.configs import PipelineConfig
-    from pipeline.pipeline import eval_config
+    from graceful.pipeline.configs import PipelineConfig
+    from graceful.pipeline.pipeline import eval_config
 
-    from components.flip_evaluator.executor import GALLERY_FILE, PREDICTIONS_DIR, evaluate
+    from graceful.components.flip_evaluator.executor import GALLERY_FILE, PREDICTIONS_DIR, evaluate
     from graceful import data
-    from models import training
-    from models.params import TrainingParams
+    from graceful.models import training
+    from graceful.models.params import TrainingParams
 
     test = data.load("test").take(0, 600)
     inputs = test.images.astype(np.float32) / 255.0

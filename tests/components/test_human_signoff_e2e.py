@@ -10,7 +10,7 @@ import time
 import pytest
 
 from graceful import cli, history, signoff, slack
-from pipeline.configs import SignOffConfig
+from graceful.pipeline.configs import SignOffConfig
 from tests.conftest import run_span, with_training
 from tests.graceful.test_signoff import SECRET, click
 from tests.slack_standin import SlackStandIn

@@ -1,5 +1,5 @@
 """Which spans the training window picks."""
-from components.span_window.strategy import window_spans
+from graceful.components.span_window.strategy import window_spans
 
 
 def test_all_spans_when_window_is_zero():
@@ -26,9 +26,9 @@ from ml_metadata import metadata_store  # noqa: E402
 from ml_metadata.proto import metadata_store_pb2 as mlmd  # noqa: E402
 from tfx.types import artifact_utils  # noqa: E402
 
-from components.span_window.strategy import SpanWindowStrategy  # noqa: E402
+from graceful.components.span_window.strategy import SpanWindowStrategy  # noqa: E402
 
-GATE_TYPE = "components.data_gate.component.DataGate"
+GATE_TYPE = "graceful.components.data_gate.component.DataGate"
 GEN_TYPE = "tfx.components.example_gen.import_example_gen.component.ImportExampleGen"
 
 

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from models import architectures, training
-from models.params import TrainingParams
+from graceful.models import architectures, training
+from graceful.models.params import TrainingParams
 
 
 def _data(n=256, seed=0):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from graceful import history
-from pipeline.configs import SignOffConfig
+from graceful.pipeline.configs import SignOffConfig
 from tests.conftest import run_span
 
 pytestmark = pytest.mark.slow
@@ -45,8 +45,8 @@ def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypa
 
 def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
     from graceful.cli import prepare_data
-    from pipeline.airflow_dag import build_dag
-    from pipeline.local_runner import own_argv
+    from graceful.pipeline.airflow_dag import build_dag
+    from graceful.pipeline.local_runner import own_argv
 
     config = dataclasses.replace(tiny_config, num_spans=1)
     prepare_data(config)

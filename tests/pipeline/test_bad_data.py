@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from components.data_gate.component import DataAnomaliesError, DataChecksError
-from components.span_reader.executor import UnreadableSpanFileError
+from graceful.components.data_gate.component import DataAnomaliesError, DataChecksError
+from graceful.components.span_reader.executor import UnreadableSpanFileError
 from graceful import data, history
-from pipeline import local_runner
+from graceful.pipeline import local_runner
 from tests.conftest import run_span
 
 pytestmark = pytest.mark.slow

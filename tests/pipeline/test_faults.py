@@ -143,7 +143,7 @@ def test_a_garbled_store_gives_one_message_naming_it_from_every_command(tiny_con
 
 
 def test_deleted_baseline_files_are_named_as_the_baseline(tiny_config):
-    from components.baseline_guard.component import BaselineMismatchError
+    from graceful.components.baseline_guard.component import BaselineMismatchError
 
     run_span(tiny_config, span=1)
     [first] = history.runs(tiny_config.metadata_path)

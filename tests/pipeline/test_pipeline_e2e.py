@@ -7,9 +7,9 @@ import os
 
 import pytest
 
-from components.data_gate.component import DataAnomaliesError
+from graceful.components.data_gate.component import DataAnomaliesError
 from graceful import data, history
-from pipeline import local_runner
+from graceful.pipeline import local_runner
 from tests.conftest import run_span, with_training
 
 pytestmark = pytest.mark.slow
