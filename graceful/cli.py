@@ -264,7 +264,9 @@ def cmd_report(args) -> int:
     print(f"flip report of run {runs.index(run) + 1} (model {run.model_id} vs baseline "
           f"{run.baseline_model_id}): {run.flip_report}")
     with open(run.flip_report) as handle:
-        print(history.format_flip_report(json.load(handle), data.CLASS_NAMES))
+        report = json.load(handle)
+    # The names the FlipEvaluator was configured with, recorded in the report (ids if none).
+    print(history.format_flip_report(report, report.get("class_names") or None))
     return 0
 
 

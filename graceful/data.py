@@ -54,14 +54,24 @@ class Dataset:
 
 
 def find_source_dir(explicit: str | os.PathLike | None = None) -> Path:
-    """Returns the directory with the four Fashion-MNIST files, or says exactly how to get them."""
-    candidates = [Path(p) for p in (explicit, os.environ.get(DATA_DIR_ENV)) if p] + [DEBIAN_DIR]
-    for directory in candidates:
-        if all((directory / name).is_file() for name in FILES.values()):
-            return directory
-    looked = ", ".join(str(c) for c in candidates)
+    """Returns the directory with the four Fashion-MNIST files, or says exactly how to get them.
+
+    A directory the user named (--data-dir, $GRACEFUL_FASHION_MNIST_DIR) must hold them: falling
+    back to Debian's copy would silently train on other data than the user pointed at.
+    """
+    named = explicit or os.environ.get(DATA_DIR_ENV)
+    if named:
+        missing = [name for name in FILES.values() if not (Path(named) / name).is_file()]
+        if missing:
+            raise DatasetNotFoundError(
+                f"{named} does not hold the Fashion-MNIST files ({', '.join(missing)} missing); "
+                "put the four *-ubyte.gz files there, or leave out --data-dir / "
+                f"{DATA_DIR_ENV} to use Debian's dataset-fashion-mnist.")
+        return Path(named)
+    if all((DEBIAN_DIR / name).is_file() for name in FILES.values()):
+        return DEBIAN_DIR
     raise DatasetNotFoundError(
-        f"Fashion-MNIST files not found (looked in: {looked}). Install them with "
+        f"Fashion-MNIST files not found (looked in: {DEBIAN_DIR}). Install them with "
         "`sudo apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or put "
         f"{', '.join(FILES.values())} in a directory and pass --data-dir DIR "
         f"or set {DATA_DIR_ENV}=DIR.")

@@ -51,7 +51,18 @@ def test_missing_files_say_how_to_get_them(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "nowhere")
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.find_source_dir()
+
+
+def test_a_named_folder_without_the_files_is_an_error_not_a_fallback(tmp_path, monkeypatch):
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    assert data.find_source_dir() == data.DEBIAN_DIR  # the embedded default is installed
+    with pytest.raises(data.DatasetNotFoundError, match=f"{tmp_path} does not hold the "
+                                                        "Fashion-MNIST files"):
         data.find_source_dir(tmp_path)
+    monkeypatch.setenv(data.DATA_DIR_ENV, str(tmp_path))
+    with pytest.raises(data.DatasetNotFoundError, match="does not hold"):
+        data.find_source_dir()
 
 
 def test_too_many_spans_is_a_clear_error(tmp_path):
