@@ -106,3 +106,9 @@ def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monke
     assert cli.main(["history", "--home", tiny_config.home]) == 0
     table = capsys.readouterr().out.splitlines()
     assert "blocked by flip gate: high-confidence flips" in table[-1]
+
+    assert cli.main(["report", "--home", tiny_config.home]) == 0
+    summary = capsys.readouterr().out
+    first_planted = next(f for f in report["flips"] if f["id"] == sorted(planted)[0])
+    assert (f"example {first_planted['id']}: {report['class_names'][first_planted['label']]} was "
+            f"right, now {report['class_names'][first_planted['new_pred']]}") in summary
