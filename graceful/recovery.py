@@ -22,7 +22,7 @@ from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 from graceful import serving
-from graceful.history import ABANDONED_REASON, PUSHER, property_value
+from graceful.history import ABANDONED_REASON, PUSHER, RUN_CONTEXT_TYPES, property_value
 from graceful.mlmd_store import open_store
 
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
@@ -41,7 +41,7 @@ def _consumers(store, artifact_id: int) -> list:
 def _run_of(store, execution) -> str:
     runs = [c.name for c in store.get_contexts_by_execution(execution.id)
             if c.type_id in {t.id for t in store.get_context_types()
-                             if t.name in ("pipeline_run", "run")}]
+                             if t.name in RUN_CONTEXT_TYPES}]
     return f"run {runs[0]}" if runs else "an unknown run"
 
 
@@ -60,7 +60,9 @@ def unfinished_pushes(store) -> list:
 
 
 def _served_by_completed_pushes(store) -> set[str]:
-    return {os.path.normpath(str(property_value(p, "pushed_destination")))
+    """Version folders completed pushes recorded (URIs: compared without a trailing slash, since
+    os.path.normpath would turn gs://b into gs:/b)."""
+    return {str(property_value(p, "pushed_destination")).rstrip("/")
             for p in store.get_artifacts_by_type("PushedModel")
             if property_value(p, "pushed") == 1 and property_value(p, "pushed_destination")}
 
@@ -75,7 +77,7 @@ def _set_aside_unrecorded_copies(store, model_id: int, serving_dir: str, log) ->
     recorded = _served_by_completed_pushes(store)
     for version in serving.versions(serving_dir):
         folder = os.path.join(serving_dir, str(version))
-        if os.path.normpath(folder) in recorded:
+        if folder.rstrip("/") in recorded:
             continue
         try:
             same = serving.fingerprint(folder) == wanted

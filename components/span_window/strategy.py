@@ -14,17 +14,16 @@ saying why, so it never trains in a later run. Fail closed: no accepting verdict
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
-
 import json
+from typing import Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import types
 from tfx.dsl.components.common import resolver
 
+from graceful.history import RUN_CONTEXT_TYPES
+
 SPAN = "span"
-# A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
-RUN_CONTEXT_TYPES = ("pipeline_run", "run")
 GATE = "DataGate"  # the execution type name ends with the component's name
 PASSED = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 # Where TFX's launcher records an ExecutionResult (with a result_message) when the executor reported one.
