@@ -49,6 +49,8 @@ def _class_and_probabilities(inputs, model_name, output_name, eval_config):
         flatten=False, squeeze=False, allow_none=True))
     label = np.asarray(label).reshape(-1)
     probabilities = np.asarray(prediction, dtype=np.float64).reshape(-1)
+    flips.check_class_scores([None, probabilities.size],
+                             f"model '{model_name}', output '{output_name or 'default'}'")
     # TFMA may have turned a sparse label into a one-hot vector of the prediction's size.
     true_class = int(np.argmax(label)) if label.size == probabilities.size > 1 else int(label[0])
     return true_class, probabilities, float(np.asarray(weight).reshape(-1)[0])

@@ -94,6 +94,10 @@ class _Predictor:
         self._loaded = {d: tf.saved_model.load(d) for d in {candidate_dir, baseline_dir}}
         new, old = (self._loaded[d].signatures[OUTPUTS_SIGNATURE]
                     for d in (candidate_dir, baseline_dir))
+        for directory, signature in ((candidate_dir, new), (baseline_dir, old)):
+            flips.check_class_scores(signature.structured_outputs["logits"].shape,
+                                     f"{directory}: signature '{OUTPUTS_SIGNATURE}', output "
+                                     "'logits'")
         same_model = candidate_dir == baseline_dir  # first run: the candidate stands in
         keys = {key: tf.io.FixedLenFeature([1], tf.int64) for key in ("example_id", "label")}
 
