@@ -18,7 +18,7 @@ from graceful.report_html import INDEX, REPORT_FILE
 INPUT, OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
 
 
-class _Graph:
+class Graph:
     """Small helpers over one MLMD store."""
 
     def __init__(self, store):
@@ -54,7 +54,7 @@ class _Graph:
 
 def pushed_model_ids(store) -> list[int]:
     """Models the Pusher actually pushed, oldest first."""
-    graph = _Graph(store)
+    graph = Graph(store)
     ids = []
     for pushed in store.get_artifacts_by_type("PushedModel"):
         if history.property_value(pushed, "pushed") != 1:
@@ -67,7 +67,7 @@ def pushed_model_ids(store) -> list[int]:
 def lineage(metadata_path: str, model_id: int | None = None) -> dict:
     """Everything MLMD knows about one model (default: the last pushed one)."""
     store = history.open_store(metadata_path)
-    graph = _Graph(store)
+    graph = Graph(store)
     if model_id is None:
         pushed = pushed_model_ids(store)
         if not pushed:
@@ -110,7 +110,7 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
     return result
 
 
-def _span(graph: _Graph, examples) -> dict:
+def _span(graph: Graph, examples) -> dict:
     statistics = graph.one_output(examples, "StatisticsGen", "statistics")
     anomalies = None if statistics is None else graph.one_output(statistics, "ExampleValidator",
                                                                  "anomalies")

@@ -23,19 +23,10 @@ from tfx.utils import path_utils
 
 from graceful import serving
 from graceful.history import ABANDONED_REASON, PUSHER, RUN_CONTEXT_TYPES, property_value
+from graceful.lineage import Graph
 from graceful.mlmd_store import open_store
 
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
-
-
-def _type_name(store, execution) -> str:
-    return store.get_execution_types_by_id([execution.type_id])[0].name.rsplit(".", 1)[-1]
-
-
-def _consumers(store, artifact_id: int) -> list:
-    ids = [e.execution_id for e in store.get_events_by_artifact_ids([artifact_id])
-           if e.type == metadata_store_pb2.Event.INPUT]
-    return store.get_executions_by_id(ids) if ids else []
 
 
 def _run_of(store, execution) -> str:
@@ -47,14 +38,13 @@ def _run_of(store, execution) -> str:
 
 def unfinished_pushes(store) -> list:
     """LIVE, blessed ModelBlessings that no completed Pusher execution consumed."""
-    found = []
+    graph, found = Graph(store), []
     for blessing in store.get_artifacts_by_type("ModelBlessing"):
         if blessing.state != metadata_store_pb2.Artifact.LIVE:
             continue
         if property_value(blessing, "blessed") != 1:
             continue
-        pushers = [x for x in _consumers(store, blessing.id) if _type_name(store, x) == PUSHER]
-        if not any(x.last_known_state in _DONE for x in pushers):
+        if not any(x.last_known_state in _DONE for x in graph.consumers(blessing, PUSHER)):
             found.append(blessing)
     return found
 
@@ -96,13 +86,11 @@ def reconcile(metadata_path: str, serving_dir: str, log=print) -> list[int]:
     if not os.path.exists(metadata_path):
         return []
     store = open_store(metadata_path, readonly=False)
-    abandoned = []
+    graph, abandoned = Graph(store), []
     for blessing in unfinished_pushes(store):
         model_id = property_value(blessing, "current_model_id")
-        evaluators = [x for x in store.get_executions_by_id(
-            [e.execution_id for e in store.get_events_by_artifact_ids([blessing.id])
-             if e.type == metadata_store_pb2.Event.OUTPUT])]
-        run = _run_of(store, evaluators[0]) if evaluators else "an unknown run"
+        evaluator = graph.producer(blessing)
+        run = _run_of(store, evaluator) if evaluator else "an unknown run"
         reason = (f"model {model_id} was blessed by {run}, which stopped before its push "
                   "completed; it was never served, so it is no baseline")
         blessing.state = metadata_store_pb2.Artifact.ABANDONED

@@ -73,13 +73,11 @@ def run(config: PipelineConfig, log=print) -> None:
     """
     from tfx import v1 as tfx
 
-    from graceful import mlmd_store, recovery
+    from graceful import recovery
     from graceful.home_lock import home_lock
     from graceful.pipeline.pipeline import create_pipeline
 
     with home_lock(config.home):
-        if os.path.exists(config.metadata_path):
-            mlmd_store.check_sqlite(config.metadata_path)
         recovery.check_store_not_lost(config.metadata_path, config.pipeline_root,
                                       config.accept_unknown_serving, log=log)
         recovery.reconcile(config.metadata_path, config.serving_dir, log=log)
