@@ -47,6 +47,7 @@ class DataContract:
     number) and optionally `{YYYY}`, `{MM}`, `{DD}` (date spans), as TFX's ExampleGen reads them.
     """
 
+    root: str = ""              # folder or URI holding the spans; "" = <pipeline home>/data
     format: str = "tfrecord"
     train_pattern: str = "span-{SPAN}/train/*"
     eval_pattern: str = "span-{SPAN}/eval/*"

@@ -10,11 +10,13 @@ import importlib.resources
 import os
 from pathlib import Path
 
+from graceful.contract import DataContract, ModelContract
 from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
 from graceful.models.params import TrainingParams
 
-__all__ = ["GateConfig", "PipelineConfig", "SignOffConfig", "TrainingParams"]
+__all__ = ["DataChecks", "DataContract", "GateConfig", "ModelContract", "PipelineConfig",
+           "SignOffConfig", "TrainingParams", "fashion_mnist_data", "fashion_mnist_model"]
 
 # The curated schema ships as package data of graceful.schemas (schemas/ in the repository).
 SCHEMA_DIR = Path(str(importlib.resources.files("graceful.schemas") / "schema.pbtxt")).parent
@@ -45,20 +47,37 @@ class DataChecks:
     the schema feature by feature, yet would train a useless model. A span that fails is rejected:
     its run stops before the Trainer and later runs' training windows skip it.
     `min_examples`: fewest examples each split (train, eval) must hold; `require_all_classes`: every
-    label class of the schema's categorical label domain must occur in each split; `label_key`: the
-    label feature.
+    label class (the data contract's class_names, else the schema's categorical label domain) must
+    occur in each split.
     """
 
     min_examples: int = 50
     require_all_classes: bool = True
-    label_key: str = "label"
+
+
+def fashion_mnist_data() -> DataContract:
+    """The embedded demo dataset's contract: spans that graceful.data writes into <home>/data."""
+    return DataContract(format="tfrecord", label_key="label", id_key="example_id",
+                        class_names=CLASS_NAMES, image_feature="pixels")
+
+
+def fashion_mnist_model() -> ModelContract:
+    """What graceful's built-in demo models (graceful.models) export."""
+    return ModelContract(output_key="probabilities", scores="probabilities",
+                         embedding_layer="embedding")
 
 
 @dataclasses.dataclass
 class PipelineConfig:
     home: str = dataclasses.field(default_factory=lambda: os.environ.get(HOME_ENV, DEFAULT_HOME))
     pipeline_name: str = "graceful"
-    # Data: spans live in <home>/data/span-N/{train,eval}/.
+    # What the data and the model look like (graceful.contract). The defaults are the embedded
+    # Fashion-MNIST demo; a project sets its own (`graceful init` writes them).
+    data: DataContract = dataclasses.field(default_factory=fashion_mnist_data)
+    model: ModelContract = dataclasses.field(default_factory=fashion_mnist_model)
+    # True: before a run, graceful writes missing Fashion-MNIST spans into <home>/data (the demo).
+    # A project with its own data sets False: its spans are never written to, only read.
+    demo_data: bool = True
     span: int | None = None          # None = the newest span on disk
     window_spans: int = 0            # train on the newest N ingested spans; 0 = all of them
     # The window is resolved from MLMD by a custom resolver strategy, which TFX's Kubeflow v2 compiler
@@ -73,13 +92,11 @@ class PipelineConfig:
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
     data_checks: DataChecks = dataclasses.field(default_factory=DataChecks)
-    class_names: tuple = CLASS_NAMES  # for flip reports; () shows class ids
-    image_feature: str = "pixels"     # flattened square images for the report's gallery; "" = none
-    # Integer or string features to slice on (e.g. "device"): both gates, the FlipEvaluator and the
-    # Evaluator, then hold the NFR of each of their values to gate.max_slice_nfr.
-    slice_features: tuple = ()
-    # Where the training code lives (a TFX run_fn). Swap it to train your own model with the same
-    # gates; it receives the training parameters and reference model as `fn_args.custom_config`.
+    # Your model: a module (TFX's module_file convention) defining `build_model(context)`, which
+    # graceful's run_fn trains against the served model; "" = graceful's built-in demo models.
+    module_file: str = ""
+    # Or your own training code (a TFX run_fn, e.g. "my_project.train.run_fn"), which may use
+    # graceful.models.distillation's helpers; the served model arrives as `fn_args.base_model`.
     run_fn: str = "graceful.models.training.run_fn"
     # Empty = Beam's DirectRunner in this process with one worker. Any argument makes TFX build a
     # throwaway TFX source package for remote workers before every Beam step (~1.5 s and 42 MB of
@@ -92,7 +109,7 @@ class PipelineConfig:
 
     @property
     def data_root(self) -> str:
-        return str(Path(self.home) / "data")
+        return self.data.root or str(Path(self.home) / "data")
 
     @property
     def pipeline_root(self) -> str:

@@ -3,7 +3,8 @@
   baseline resolver     finds the last blessed model in ML Metadata
   BaselineGuard         stops the run unless that model is the one being served (a lost store, a
                         push that never completed, deleted model files); runs before anything else
-  ImportExampleGen      ingests one data span (the newest, or the one asked for)
+  ExampleGen            ingests one data span (the newest, or the one asked for): CSV files through
+                        CsvExampleGen, tf.Example TFRecords through ImportExampleGen
   StatisticsGen         computes statistics of that span
   ImportSchemaGen       brings in the curated schema from schemas/
   ExampleValidator      compares the statistics with the schema
@@ -31,8 +32,8 @@ Every runner (local, Kubeflow, Airflow) builds its pipeline with `create_pipelin
 from __future__ import annotations
 
 import dataclasses
+import json
 
-import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 from tfx.dsl.components.base import executor_spec
 
@@ -45,27 +46,28 @@ from graceful.components.graceful_trainer.component import GracefulTrainer
 from graceful.components.human_signoff.component import HumanSignOff
 from graceful.components.span_reader import executor as span_reader
 from graceful.components.span_window.strategy import SpanWindowStrategy
-from graceful import tfma_flips
 from graceful.pipeline.configs import PipelineConfig
-
-TRAIN_SPLIT_PATTERN = "span-{SPAN}/train/*"
-EVAL_SPLIT_PATTERN = "span-{SPAN}/eval/*"
-LABEL_KEY = "label"
+from graceful.pipeline.evaluation import eval_config
 
 
-def example_gen(config: PipelineConfig) -> tfx.components.ImportExampleGen:
-    """Ingests one span: `config.span`, or the newest `span-N` folder when it is None.
+def example_gen(config: PipelineConfig):
+    """Ingests one span (`config.span`, or the newest when it is None) in the data contract's format
+    from the files its patterns match: CsvExampleGen for CSV, ImportExampleGen for tf.Examples.
 
-    Its executor (components/span_reader) names the unreadable file when the span cannot be read.
+    The TFRecord reader (components/span_reader) names the unreadable file when a span cannot be read.
     """
+    data = config.data
     input_config = tfx.proto.Input(splits=[
-        tfx.proto.Input.Split(name="train", pattern=TRAIN_SPLIT_PATTERN),
-        tfx.proto.Input.Split(name="eval", pattern=EVAL_SPLIT_PATTERN),
+        tfx.proto.Input.Split(name="train", pattern=data.train_pattern),
+        tfx.proto.Input.Split(name="eval", pattern=data.eval_pattern),
     ])
     range_config = None
     if config.span is not None:
         range_config = tfx.proto.RangeConfig(static_range=tfx.proto.StaticRange(
             start_span_number=config.span, end_span_number=config.span))
+    if data.format == "csv":
+        return tfx.components.CsvExampleGen(
+            input_base=config.data_root, input_config=input_config, range_config=range_config)
     gen = tfx.components.ImportExampleGen(
         input_base=config.data_root, input_config=input_config, range_config=range_config)
     # ImportExampleGen takes no custom_executor_spec; setting it keeps the component's type and id.
@@ -93,49 +95,6 @@ def training_window(data_gate_node, config: PipelineConfig) -> tfx.dsl.Resolver:
     return resolver
 
 
-def _upper_bound(value: float) -> tfma.MetricThreshold:
-    return tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": value}))
-
-
-def _flip_metric(class_name: str, limits: dict) -> tfma.MetricConfig:
-    """A graceful.tfma_flips metric with an upper bound per slicing spec."""
-    return tfma.MetricConfig(class_name=class_name, module=tfma_flips.MODULE, per_slice_thresholds=[
-        tfma.PerSliceMetricThreshold(slicing_specs=[spec], threshold=_upper_bound(limit))
-        for spec, limit in limits])
-
-
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """The push policy (GateConfig) as TFMA thresholds: overall, per class, per slice feature.
-
-    On the first run there is no baseline: the Evaluator ignores the change threshold and the flip
-    metrics, which exist only relative to a baseline, are not computed.
-    """
-    gate = config.gate
-    overall, per_class = tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[LABEL_KEY])
-    per_slice = [tfma.SlicingSpec(feature_keys=[name]) for name in config.slice_features]
-    accuracy_threshold = tfma.MetricThreshold(
-        value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_accuracy}),
-        change_threshold=tfma.GenericChangeThreshold(
-            direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -gate.max_accuracy_drop - 1e-10}))
-    return tfma.EvalConfig(
-        model_specs=[tfma.ModelSpec(signature_name="serving_default", label_key=LABEL_KEY,
-                                    preprocessing_function_names=[])],
-        slicing_specs=[overall, per_class, *per_slice],
-        metrics_specs=[tfma.MetricsSpec(metrics=[
-            tfma.MetricConfig(class_name="SparseCategoricalAccuracy", per_slice_thresholds=[
-                tfma.PerSliceMetricThreshold(slicing_specs=[overall],
-                                             threshold=accuracy_threshold)]),
-            tfma.MetricConfig(class_name="ExampleCount"),
-            _flip_metric("NegativeFlipRate", [(overall, gate.max_nfr),
-                                              (per_class, gate.max_class_nfr),
-                                              *[(spec, gate.max_slice_nfr) for spec in per_slice]]),
-            _flip_metric("RelativeNegativeFlipRate", [(overall, gate.max_relative_nfr)]),
-            _flip_metric("HighConfidenceFlips", [(overall, gate.max_high_confidence_flips)]),
-        ])])
-
-
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
     examples_gen = example_gen(config)
@@ -151,6 +110,8 @@ def create_pipeline(config: PipelineConfig,
                          statistics=statistics_gen.outputs["statistics"],
                          schema=schema_importer.outputs["schema"],
                          examples=examples_gen.outputs["examples"],
+                         label_key=config.data.label_key,
+                         class_names=json.dumps(list(config.data.class_names)),
                          **dataclasses.asdict(config.data_checks))
 
     if config.cross_run_window:
@@ -179,9 +140,7 @@ def create_pipeline(config: PipelineConfig,
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"],
-        settings=ReportSettings(policy=config.gate, class_names=config.class_names,
-                                image_feature=config.image_feature,
-                                slice_features=config.slice_features))
+        settings=ReportSettings(policy=config.gate, data=config.data, model=config.model))
 
     sign_off = HumanSignOff(
         model=trainer.outputs["model"],
@@ -196,7 +155,7 @@ def create_pipeline(config: PipelineConfig,
             examples=examples_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=baseline_model.outputs["model"],
-            eval_config=eval_config(config),
+            eval_config=eval_config(config.gate, config.data, config.model),
             example_splits=["eval"])
 
         pusher = AtomicPusher(

@@ -11,6 +11,7 @@ examples per split, every label class present), which no schema anomaly covers. 
 trains, in this run or a later one.
 """
 
+import json
 import os
 
 from tfx import v1 as tfx
@@ -48,13 +49,13 @@ def describe_anomalies(anomalies) -> list:
 
 
 def check_problems(statistics, schema, examples, min_examples: int, label_key: str,
-                   require_all_classes: bool) -> list:
+                   require_all_classes: bool, class_names=()) -> list:
     """One line per failed data check of each split (checks.check_statistics)."""
     from tfx.components.statistics_gen import stats_artifact_utils
 
     splits = {split: stats_artifact_utils.load_statistics(statistics, split).proto()
               for split in artifact_utils.decode_split_names(statistics.split_names)}
-    classes = (checks.label_classes(checks.load_schema(schema.uri), label_key)
+    classes = (checks.label_classes(checks.load_schema(schema.uri), label_key, class_names)
                if require_all_classes else [])
     span = examples.get_int_custom_property(SPAN) if examples.has_custom_property(SPAN) else "?"
     return checks.check_statistics(splits, span, min_examples, label_key, classes)
@@ -82,13 +83,15 @@ def DataGate(anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_arti
              examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
              min_examples: tfx.dsl.components.Parameter[int] = 50,
              label_key: tfx.dsl.components.Parameter[str] = "label",
-             require_all_classes: tfx.dsl.components.Parameter[bool] = True) -> None:
+             require_all_classes: tfx.dsl.components.Parameter[bool] = True,
+             class_names: tfx.dsl.components.Parameter[str] = "[]") -> None:
     """Raises DataAnomaliesError listing every anomaly (DataChecksError when a data check failed
     too), so the run stops before training. `examples` is the span validated: its span number
-    names the span, and the training window knows the span passed by this input."""
+    names the span, and the training window knows the span passed by this input.
+    `class_names`: the data contract's label vocabulary as a JSON list ([] = the schema's)."""
     problems = describe_anomalies(anomalies)
     failed_checks = check_problems(statistics, schema, examples, min_examples, label_key,
-                                   require_all_classes)
+                                   require_all_classes, json.loads(class_names))
     if failed_checks:
         raise DataChecksError(gate_message(problems, failed_checks))
     if problems:

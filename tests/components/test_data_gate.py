@@ -12,19 +12,33 @@ SCHEMA = tfdv.load_schema_text(str(SCHEMA_DIR / "schema.pbtxt"))
 CLASSES = checks.label_classes(SCHEMA, "label")
 
 
-def _stats(labels, schema=None):
-    frame = pd.DataFrame({"label": np.asarray(labels, dtype=np.int64)})
+def _stats(labels, schema=None, column="label"):
+    values = np.asarray(labels, dtype=object if labels and isinstance(labels[0], str) else np.int64)
+    frame = pd.DataFrame({column: values})
     options = tfdv.StatsOptions(schema=schema) if schema else tfdv.StatsOptions()
     return tfdv.generate_statistics_from_dataframe(frame, stats_options=options)
 
 
-def _check(splits, min_examples=5, classes=CLASSES):
-    return checks.check_statistics(splits, 4, min_examples, "label", classes)
+def _check(splits, min_examples=5, classes=CLASSES, label_key="label"):
+    return checks.check_statistics(splits, 4, min_examples, label_key, classes)
 
 
 def test_label_classes_come_from_the_schemas_categorical_domain():
-    assert CLASSES == list(range(10))
+    assert CLASSES == [str(c) for c in range(10)]
     assert checks.label_classes(SCHEMA, "pixels") == []  # not categorical: no class check
+
+
+def test_label_classes_come_from_the_data_contracts_class_names():
+    schema = tfdv.infer_schema(_stats(["a", "b"], column="species"))
+    assert checks.label_classes(schema, "species", ("Adelie", "Gentoo")) == ["Adelie", "Gentoo"]
+    assert checks.label_classes(SCHEMA, "label", ("no", "yes")) == ["0", "1"]  # integer ids
+
+
+def test_missing_string_label_classes_are_listed_by_name():
+    classes = ["Adelie", "Chinstrap", "Gentoo"]
+    [problem] = _check({"train": _stats(["Adelie", "Gentoo"] * 5, column="species")},
+                       classes=classes, label_key="species")
+    assert "no examples of label class(es) Chinstrap of 'species'" in problem
 
 
 def test_a_complete_span_passes():
@@ -50,7 +64,7 @@ def test_too_few_and_zero_examples_are_named_with_span_split_and_setting():
 def test_missing_label_classes_are_listed(schema, labels, missing):
     [problem] = _check({"train": _stats(labels, schema)})
     assert problem.startswith(f"span 4, split 'train': no examples of label class(es) {missing} "
-                              "of 'label' (the schema's classes are 0..9; "
+                              "of 'label' (its classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9; "
                               "data_checks.require_all_classes)")
 
 
