@@ -208,6 +208,13 @@ class ModelContract:
                 "the model contract's scores='probabilities'")
 
 
+def from_dict(kind: type, values: dict):
+    """A DataContract or ModelContract from its dataclasses.asdict() form, as stored in JSON
+    (execution properties, TFMA metric configs): JSON turns the tuples into lists."""
+    return kind(**{key: tuple(value) if isinstance(value, list) else value
+                   for key, value in values.items()})
+
+
 def _softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)

@@ -31,28 +31,6 @@ import numpy as np
 DEFAULT_HIGH_CONFIDENCE = 0.9
 
 
-class ModelOutputError(ValueError):
-    """A model's class scores have a shape the flip metrics cannot read correctly."""
-
-
-def check_class_scores(shape, where: str) -> None:
-    """Refuses class scores that are not one score per class ([N, K] with K >= 2).
-
-    Why: predictions are the argmax over the classes. A single column is a binary model's
-    probability or logit; its argmax calls every example class 0, so accuracy and NFR would be
-    wrong numbers that a gate then trusts. Until binary outputs are read by threshold, such a model
-    fails here, loudly and before any push. `shape` may hold None for unknown dimensions.
-    """
-    dims = list(shape)
-    classes = dims[-1] if dims else None
-    if len(dims) != 2 or (classes is not None and classes < 2):
-        raise ModelOutputError(
-            f"{where}: class scores of shape {dims}, expected [examples, classes] with at least 2 "
-            "classes. A binary model with a single sigmoid output ([N, 1]) is not supported by the "
-            "flip metrics yet (an argmax over one column would call every example class 0); "
-            "export two columns ([N, 2]: P(class 0), P(class 1)) instead.")
-
-
 @dataclasses.dataclass(frozen=True)
 class FlipSummary:
     """Negative-flip metrics for one set of examples.

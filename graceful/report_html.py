@@ -5,7 +5,9 @@ a bucket browser or a notebook, with no server and no network (no scripts, fonts
 returns {file name: bytes}; the caller decides where they go (local disk, GCS, ...).
 
 Plots: the flip matrix (old class -> new class), NFR per class against its limit, the confidence of
-the listed flips, and a gallery of the worst flipped images when the examples carry pixels.
+the listed flips, and a gallery of the worst flipped images when the data contract names an image
+feature (tabular data has none: the page is the same without it). Example ids are integers or
+strings (an id feature, or ids derived from the examples' bytes).
 """
 from __future__ import annotations
 
@@ -134,10 +136,10 @@ def _slices_section(report: dict) -> str:
 
 def _gallery(report: dict, images: dict, names: list[str]) -> tuple[str, dict]:
     files, cells = {}, []
-    for flip in report["flips"]:
+    for rank, flip in enumerate(report["flips"], 1):
         if flip["id"] not in images:
             continue
-        name = f"flip_{flip['id']}.png"
+        name = f"flip_{rank}.png"  # ids may be any string: the file is named by the flip's rank
         files[name] = image_png(images[flip["id"]])
         caption = (f"#{flip['id']}: {names[flip['label']]} → {names[flip['new_pred']]} "
                    f"({flip['confidence']:.2f})")

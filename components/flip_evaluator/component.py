@@ -1,13 +1,16 @@
 """FlipEvaluator: which examples did the candidate break that the last blessed model got right?
 
 Inputs: the examples (its `split`, default eval), the candidate model and the baseline model resolved
-from MLMD (optional: on the first run there is none and the report says so). Outputs:
+from MLMD (optional: on the first run there is none and the report says so), both read through the
+settings' model contract (their `signature` on serialized tf.Examples, the class scores under
+`output_key`: multiclass probabilities or logits [N, K], binary [N, 1] by threshold) and the
+examples through its data contract (label, optional id, slice and image features). Outputs:
   flip_report  a FlipReport artifact: `flip_report.json` (flip metrics overall, per class and per
-               value of each of the settings' `slice_features`, the flip matrix, the flipped
-               examples worst first) and `index.html` with PNG plots and a gallery of the worst
-               flipped images; headline numbers as custom properties; `predictions/`, every
-               example's id, label, both predictions and the candidate's probabilities (.npz
-               per eval file).
+               value of each of the data contract's `slice_features`, the flip matrix, the
+               flipped examples worst first) and `index.html` with PNG plots and, when the data
+               has an image feature, a gallery of the worst flipped images; headline numbers as
+               custom properties; `predictions/`, every example's id, label, both predictions
+               and the candidate's probabilities (.npz per eval file).
   blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
                `current_model_id` and readable `failures`.
 FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
@@ -43,10 +46,9 @@ class FlipEvaluatorSpec(ComponentSpec):
         "high_confidence": ExecutionParameter(type=float),
         "max_flips_listed": ExecutionParameter(type=int),
         "policy": ExecutionParameter(type=str),          # GateConfig as JSON
-        "class_names": ExecutionParameter(type=str),     # JSON list; [] = class ids
-        "image_feature": ExecutionParameter(type=str),   # "" = no image gallery
+        "data_contract": ExecutionParameter(type=str),   # graceful.contract.DataContract as JSON
+        "model_contract": ExecutionParameter(type=str),  # graceful.contract.ModelContract as JSON
         "gallery_size": ExecutionParameter(type=int),
-        "slice_features": ExecutionParameter(type=str),  # JSON list of feature names
         "batch_size": ExecutionParameter(type=int),      # examples per model call
     }
     INPUTS = {
@@ -69,9 +71,9 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
             examples=examples, model=model, baseline_model=baseline_model, split=split,
             high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
             policy=json.dumps(dataclasses.asdict(settings.policy)),
-            class_names=json.dumps(list(settings.class_names)),
-            image_feature=settings.image_feature, gallery_size=settings.gallery_size,
-            slice_features=json.dumps(list(settings.slice_features)),
+            data_contract=json.dumps(dataclasses.asdict(settings.data)),
+            model_contract=json.dumps(dataclasses.asdict(settings.model)),
+            gallery_size=settings.gallery_size,
             batch_size=settings.batch_size,
             flip_report=types.Channel(type=FlipReport),
             blessing=types.Channel(type=FlipBlessing)))

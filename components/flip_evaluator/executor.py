@@ -3,10 +3,14 @@
 Why Beam: the pass scales with whatever runner the pipeline's beam_pipeline_args name (DirectRunner
 locally, Dataflow/Flink/Spark elsewhere); files are spread over workers. Each file is read in batches
 of serialized tf.Examples by tf.data (in C++, one batch ahead of the models), and each batch goes
-through the candidate's and the baseline's `graceful_outputs` signature once, both in one TensorFlow
-call. Each file's per-example results (ids, labels, both predictions, the candidate's probabilities,
-slice values, pixels of its most confident flips) are written as one shard, named after the file, so
-a retried bundle overwrites its own shard.
+through the candidate's and the baseline's contract signature (ModelContract.signature, default
+`serving_default`) once, both in one TensorFlow call. Raw scores become predicted classes and
+probabilities in numpy, per batch, by graceful.contract (binary [N, 1] by threshold, logits by
+softmax, every form verified); labels, ids and slice values are parsed in one more call, typed from
+the file's first example (DataContract: integer or string labels and ids; without an id feature, a
+stable id hashed from the example's bytes). Each file's per-example results (ids, labels, both
+predictions, the candidate's probabilities, slice values, pixels of its most confident flips) are
+written as one shard, named after the file, so a retried bundle overwrites its own shard.
 
 The pass is a single Beam stage: the reduce — summarising the shards with graceful.flips (TFX-free
 maths) into the report (flip metrics overall, per class and per slice, the flip matrix, the flipped
@@ -33,9 +37,9 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from graceful import flips, gate, report_html
+from graceful import flips, gate, model_check, report_html
+from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
 from graceful.report_html import GALLERY_FILE, REPORT_FILE
-from graceful.models.training import OUTPUTS_SIGNATURE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
@@ -44,7 +48,8 @@ _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # of that process (what Beam's RunInference does); holds only the most recently used pair.
 _LOADED_MODELS = shared.Shared()
 _TF_RECORD_COMPRESSION = {CompressionTypes.GZIP: "GZIP", CompressionTypes.UNCOMPRESSED: ""}
-_SLICE_TYPES = {"int64_list": (tf.int64, -1), "bytes_list": (tf.string, b"")}  # dtype, if missing
+# Ids without an id feature: farmhash of the serialized example (stable across runs and machines).
+_DERIVED_ID_BUCKETS = 2**63 - 1
 _NO_AUTOTUNE = tf.data.Options()
 _NO_AUTOTUNE.autotune.enabled = False
 _NO_AUTOTUNE.experimental_optimization.inject_prefetch = False
@@ -52,13 +57,14 @@ _NO_AUTOTUNE.experimental_optimization.inject_prefetch = False
 
 @dataclasses.dataclass(frozen=True)
 class ReportSettings:
+    """What the FlipEvaluator reads (the data and model contracts) and how it reports and judges."""
+
+    data: DataContract = dataclasses.field(default_factory=DataContract)
+    model: ModelContract = dataclasses.field(default_factory=ModelContract)
     high_confidence: float = flips.DEFAULT_HIGH_CONFIDENCE
     max_listed: int = 1000
     policy: gate.GateConfig = dataclasses.field(default_factory=gate.GateConfig)
-    class_names: tuple = ()
-    image_feature: str = ""        # flattened square grayscale pixels; "" = no gallery
-    gallery_size: int = 24
-    slice_features: tuple = ()     # integer or string features (one value each): metrics per value
+    gallery_size: int = 24         # images of the worst flips, when data.image_feature is set
     # Examples per model call. The fastest size depends on the CPU (benchmarks/flip_eval.py times
     # 128-1024): 256 on a 2-core AMD EPYC (1024 1.3x slower), 1024 on a 2-core Intel Xeon (256 1.2x
     # slower). 512 was within 10% of the fastest on both; tune it for your workers.
@@ -83,31 +89,25 @@ def _read_batches(path: str, batch_size: int):
 
 
 class _Predictor:
-    """Both models in one tf.function: serialized examples -> ids, labels, both predictions and the
-    candidate's probabilities. Inlined into one graph, the two `graceful_outputs` signatures are
-    optimised by TensorFlow as a whole (the CNN ran ~2x faster than when its loaded signature is
-    called directly) and the ids/labels are parsed in the same call. A class so Beam can share it.
+    """Both models in one tf.function: serialized examples -> both models' raw class scores. Inlined
+    into one graph, the two signatures are optimised by TensorFlow as a whole (the CNN ran ~2x
+    faster than when its loaded signature is called directly). The signatures are checked against
+    the model contract at load (graceful.model_check), so a model of the wrong form fails before any
+    example is read. A class so Beam can share it.
     """
 
-    def __init__(self, candidate_dir: str, baseline_dir: str):
+    def __init__(self, candidate_dir: str, baseline_dir: str, model: ModelContract):
         # Held by the instance: a loaded function whose model object is gone has lost its variables.
         self._loaded = {d: tf.saved_model.load(d) for d in {candidate_dir, baseline_dir}}
-        new, old = (self._loaded[d].signatures[OUTPUTS_SIGNATURE]
+        new, old = (model_check.contract_signature(self._loaded[d], d, model)
                     for d in (candidate_dir, baseline_dir))
-        for directory, signature in ((candidate_dir, new), (baseline_dir, old)):
-            flips.check_class_scores(signature.structured_outputs["logits"].shape,
-                                     f"{directory}: signature '{OUTPUTS_SIGNATURE}', output "
-                                     "'logits'")
+        self.where = (new.where, old.where)
         same_model = candidate_dir == baseline_dir  # first run: the candidate stands in
-        keys = {key: tf.io.FixedLenFeature([1], tf.int64) for key in ("example_id", "label")}
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict(serialized):
-            parsed = tf.io.parse_example(serialized, keys)
-            new_logits = new(examples=serialized)["logits"]
-            old_logits = new_logits if same_model else old(examples=serialized)["logits"]
-            return (tf.reshape(parsed["example_id"], [-1]), tf.reshape(parsed["label"], [-1]),
-                    tf.argmax(old_logits, 1), tf.argmax(new_logits, 1), tf.nn.softmax(new_logits))
+            new_scores = new.scores(serialized)
+            return new_scores, new_scores if same_model else old.scores(serialized)
 
         self.predict = predict
         atexit.register(_unload_at_exit, weakref.ref(self))
@@ -121,27 +121,11 @@ def _unload_at_exit(predictor_ref) -> None:
         predictor.predict = predictor._loaded = None
 
 
-def _slice_spec(first_record: bytes, features) -> dict:
-    """Parsing spec of the slice features, typed from the first example (the evaluator reads no
-    schema). An example without the feature falls in the slice -1 or ""."""
-    present = tf.train.Example.FromString(first_record).features.feature
-    spec = {}
-    for name in features:
-        kind = present[name].WhichOneof("kind") if name in present else None
-        if kind not in _SLICE_TYPES:
-            raise ValueError(f"Slice feature {name!r} must be an integer or string feature with one "
-                             f"value per example; the first example has "
-                             f"{kind or 'no such feature'} (its features: {sorted(present)}).")
-        dtype, missing = _SLICE_TYPES[kind]
-        spec[name] = tf.io.FixedLenFeature([1], dtype, default_value=[missing])
-    return spec
-
-
 class _EvaluateFile(beam.DoFn):
     """(index, path) of an eval file -> the shard `<index>.npz` in `shard_dir`: per example its id,
     label, both predictions, the candidate's probabilities and slice values, plus the pixels of the
-    file's most confident negative flips. Parsed and predicted in TensorFlow; the SavedModels are
-    loaded once per worker process.
+    file's most confident negative flips. Both models run in TensorFlow (loaded once per worker
+    process); their scores are read through the model contract in numpy, per batch.
 
     Without a baseline (first run) the candidate stands in for it, so nothing flips and the
     accuracy floor can still be checked.
@@ -152,53 +136,65 @@ class _EvaluateFile(beam.DoFn):
         self._dirs = (candidate_dir, baseline_dir or candidate_dir)
         self._shard_dir = shard_dir
         self._settings = settings
-        self._slice_spec = None
-        self._predict = None
+        self._predictor = None
 
     def setup(self):
-        self._predict = _LOADED_MODELS.acquire(lambda: _Predictor(*self._dirs),
-                                               tag="\n".join(self._dirs)).predict
+        self._predictor = _LOADED_MODELS.acquire(
+            lambda: _Predictor(*self._dirs, self._settings.model), tag="\n".join(self._dirs))
 
     def process(self, indexed_path):
         index, path = indexed_path
-        columns, slices, candidates = [], [], []
+        columns, slices, candidates, spec = [], [], [], None
         for serialized in _read_batches(path, self._settings.batch_size):
-            predictions = tuple(t.numpy() for t in self._predict(serialized))
+            spec = spec or _specs(serialized[0].numpy(), self._settings.data, path)
+            features = _parse(serialized, spec[0], path)
+            predictions = (_ids(serialized, features, self._settings.data),
+                           *self._predict(serialized, features, path))
             columns.append(predictions)
-            slices.append(self._slice_values(serialized))
+            slices.append({name: model_check.text_values(features[name].numpy())
+                           for name in self._settings.data.slice_features})
             candidates.append(self._gallery_candidates(serialized, *predictions))
         if columns:  # an empty file has nothing to report
             arrays = {name: np.concatenate(column) for name, column in zip(_COLUMNS, zip(*columns))}
             arrays.update({f"slice:{name}": np.concatenate([s[name] for s in slices])
-                           for name in self._settings.slice_features})
-            arrays.update(self._gallery(candidates))
+                           for name in self._settings.data.slice_features})
+            arrays.update(self._gallery(candidates, spec[1]))
             shard = io.BytesIO()
             np.savez(shard, **arrays)
             _write_files(self._shard_dir, {f"{index:05d}.npz": shard.getvalue()})
 
-    def _slice_values(self, serialized) -> dict:
-        features = self._settings.slice_features
-        if not features:
-            return {}
-        if self._slice_spec is None:
-            self._slice_spec = _slice_spec(serialized[0].numpy(), features)
-        parsed = tf.io.parse_example(serialized, self._slice_spec)
-        return {name: np.array([v.decode() if isinstance(v, bytes) else v
-                                for v in parsed[name].numpy().reshape(-1)])
-                for name in features}
+    def _predict(self, serialized, features, path) -> tuple:
+        """(labels, old predictions, new predictions, new probabilities) of one batch."""
+        data, model = self._settings.data, self._settings.model
+        try:
+            labels = data.class_ids(model_check.text_values(features[data.label_key].numpy()))
+        except DataContractError as error:
+            raise DataContractError(f"{path}: {error}") from error
+        new_scores, old_scores = (t.numpy() for t in self._predictor.predict(serialized))
+        new_where, old_where = self._predictor.where
+        old_pred, _ = model.predict(old_scores, old_where)
+        new_pred, new_prob = model.predict(new_scores, new_where)
+        model_check.check_classes(data, new_prob.shape[1], new_where)
+        if labels.max() >= new_prob.shape[1]:
+            raise DataContractError(f"{path}: label {data.label_key!r} has class id "
+                                    f"{labels.max()}, but {new_where} scores "
+                                    f"{new_prob.shape[1]} classes")
+        return labels, old_pred, new_pred, new_prob
 
     def _gallery_candidates(self, serialized, ids, labels, old_pred, new_pred, new_prob):
         """(ids, confidences, serialized records) of this batch's `gallery_size` most confident
         negative flips: the report's worst flips are among the union of every batch's worst."""
+        if not self._settings.data.image_feature:
+            return None
         flipped = flips.negative_flip_mask(labels, old_pred, new_pred)
-        if not self._settings.image_feature or not flipped.any():
+        if not flipped.any():
             return None
         rows = np.flatnonzero(flipped)
         confidence = new_prob[rows, new_pred[rows]]
         best = _worst_first(ids[rows], confidence, self._settings.gallery_size)
         return ids[rows][best], confidence[best], tf.gather(serialized, rows[best])
 
-    def _gallery(self, candidates) -> dict:
+    def _gallery(self, candidates, image_spec: dict) -> dict:
         """Pixels of the file's `gallery_size` most confident flips, parsed once per file."""
         candidates = [c for c in candidates if c is not None]
         if not candidates:
@@ -206,10 +202,34 @@ class _EvaluateFile(beam.DoFn):
         ids, confidence = (np.concatenate([c[i] for c in candidates]) for i in (0, 1))
         best = _worst_first(ids, confidence, self._settings.gallery_size)
         records = tf.gather(tf.concat([c[2] for c in candidates], 0), best)
-        image_feature = self._settings.image_feature
-        parsed = tf.io.parse_example(records, {image_feature: tf.io.VarLenFeature(tf.int64)})
+        image_feature = self._settings.data.image_feature
+        parsed = tf.io.parse_example(records, image_spec)
         return {"gallery_ids": ids[best],
                 "gallery_pixels": tf.sparse.to_dense(parsed[image_feature]).numpy()}
+
+
+def _specs(first_record: bytes, data: DataContract, path: str) -> tuple[dict, dict]:
+    """Parsing specs typed from a file's first example: (label, id and slices of every batch,
+    the image feature of the file's worst flips only)."""
+    return (model_check.example_spec(first_record, data, path),
+            model_check.image_spec(first_record, data, path))
+
+
+def _parse(serialized, spec: dict, path: str) -> dict:
+    """The batch's label, id, slice (and image) features; an example without its label or id fails
+    naming the file (the first example of the file was checked by model_check.example_spec)."""
+    try:
+        return tf.io.parse_example(serialized, spec)
+    except tf.errors.InvalidArgumentError as error:
+        raise DataContractError(f"{path}: {error.message}") from error
+
+
+def _ids(serialized, features: dict, data: DataContract) -> np.ndarray:
+    """The id feature's values (integers or str), or, without one, a stable hash of each example's
+    bytes (farmhash: the same on every run and machine), so the report still names each flip."""
+    if data.id_key:
+        return model_check.text_values(features[data.id_key].numpy())
+    return tf.strings.to_hash_bucket_fast(serialized, _DERIVED_ID_BUCKETS).numpy()
 
 
 def _worst_first(ids: np.ndarray, confidence: np.ndarray, count: int) -> np.ndarray:
@@ -235,16 +255,18 @@ def read_predictions(shard_dir: str) -> list[tuple]:
 
 def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -> tuple[dict, dict]:
     """(report, {id: pixels} of the gallery) from per-batch predictions, in any order."""
+    data = settings.data
     ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
                                                  for i in range(5))
     order = np.argsort(ids, kind="stable")
     ids, labels, old_pred, new_pred, new_prob = (a[order] for a in
                                                  (ids, labels, old_pred, new_pred, new_prob))
+    ids = _unique_ids(ids, data.id_key)
     summary = flips.summarize(labels, old_pred, new_pred, new_prob,
                               settings.high_confidence).to_dict()
     report = {"has_baseline": has_baseline, "summary": summary,
               "high_confidence": settings.high_confidence,
-              "class_names": list(settings.class_names),
+              "class_names": list(data.class_names), "id_key": data.id_key,
               "policy": dataclasses.asdict(settings.policy)}
     images = {}
     if has_baseline:
@@ -254,7 +276,7 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -
             name: {str(k): v.to_dict() for k, v in flips.per_group(
                 labels, old_pred, new_pred, np.concatenate([b[6][name] for b in batches])[order],
                 new_prob, settings.high_confidence).items()}
-            for name in settings.slice_features}
+            for name in data.slice_features}
         report.update({
             "per_class": {str(k): v.to_dict() for k, v in per_class.items()},
             "flip_matrix": flips.flip_matrix(labels, old_pred, new_pred,
@@ -267,9 +289,25 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -
     else:
         report["reason"] = NO_BASELINE_REASON
     failures = gate.failures(settings.policy, summary, report.get("per_class"), has_baseline,
-                             settings.class_names, report.get("per_slice"))
+                             data.class_names, report.get("per_slice"))
     report["gate"] = {"blessed": not failures, "failures": failures}
     return report, images
+
+
+def _unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
+    """Sorted ids, each once. Ids hashed from the examples' bytes repeat only for identical
+    examples (duplicate rows are common in tabular data): the k-th repeat gets id - k, stable
+    because repeats are interchangeable. Repeats of an id feature are a data error, named."""
+    repeats = np.flatnonzero(ids[1:] == ids[:-1]) + 1
+    if not repeats.size:
+        return ids
+    if id_key:
+        raise DataContractError(f"id feature {id_key!r} has the value {ids[repeats[0]]!r} more "
+                                "than once; the data contract's id_key must name each example "
+                                'uniquely (or set it to "" to derive ids from the examples)')
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    occurrence = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
+    return ids - occurrence
 
 
 def _write_files(out_dir: str, files: dict) -> None:
@@ -298,7 +336,8 @@ def write_page(out_dir: str) -> None:
         report = json.load(handle)
     with tf.io.gfile.GFile(os.path.join(out_dir, GALLERY_FILE), "rb") as handle:
         with np.load(io.BytesIO(handle.read())) as gallery:
-            images = {int(example_id): gallery[example_id] for example_id in gallery.files}
+            images = {flip["id"]: gallery[str(flip["id"])] for flip in report.get("flips", [])
+                      if str(flip["id"]) in gallery.files}
     _write_files(out_dir, report_html.render(report, images))
 
 
@@ -335,13 +374,12 @@ def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir:
 
 def settings_from(exec_properties: dict) -> ReportSettings:
     return ReportSettings(
+        data=from_dict(DataContract, json.loads(exec_properties["data_contract"])),
+        model=from_dict(ModelContract, json.loads(exec_properties["model_contract"])),
         high_confidence=exec_properties["high_confidence"],
         max_listed=exec_properties["max_flips_listed"],
         policy=gate.GateConfig(**json.loads(exec_properties["policy"])),
-        class_names=tuple(json.loads(exec_properties["class_names"])),
-        image_feature=exec_properties["image_feature"],
         gallery_size=exec_properties["gallery_size"],
-        slice_features=tuple(json.loads(exec_properties["slice_features"])),
         batch_size=exec_properties["batch_size"])
 
 
