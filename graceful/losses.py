@@ -5,6 +5,12 @@ here are plain TensorFlow ops (no TFX, no Keras) so the trainer can use them in 
 tests can check them on tiny tensors. Shapes: logits are float [N, C], labels are integer class ids [N]
 (a [N, 1] label column is accepted and flattened).
 
+Binary models: a single logit column [N, 1] (a sigmoid model's z) is read as the two-class logits
+[0, z] (softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)]), the same reading as
+graceful.contract.ModelContract.class_logits, so new and old logits of a binary model may each be
+[N, 1] or [N, 2] and every loss below compares like with like. Scores that are probabilities are
+turned into log-probabilities before they get here (graceful.models.distillation.class_logits).
+
 Loss names (``LOSSES``), as the trainer selects them:
 
 * ``plain``     -- mean sparse softmax cross-entropy, no old model involved.
@@ -93,15 +99,28 @@ class DistillationParams:
         return self
 
 
+def two_class_logits(logits) -> tf.Tensor:
+    """A binary logit column z [N, 1] -> [0, z] [N, 2]; any other shape is returned unchanged.
+
+    Why [0, z]: its softmax is [1 - sigmoid(z), sigmoid(z)], so softmax cross-entropy, KL and the
+    true-class margin (+z for class 1, -z for class 0) of a one-output sigmoid model are exactly
+    its binary cross-entropy, Bernoulli KL and logit.
+    """
+    logits = tf.convert_to_tensor(logits)
+    if logits.shape.rank == 2 and logits.shape[-1] == 1:
+        return tf.concat([tf.zeros_like(logits), logits], axis=-1)
+    return logits
+
+
 def _new(logits) -> tf.Tensor:
     logits = tf.convert_to_tensor(logits)
     if not logits.dtype.is_floating:
         logits = tf.cast(logits, tf.float32)
-    return logits
+    return two_class_logits(logits)
 
 
 def _old(old_logits, like: tf.Tensor) -> tf.Tensor:
-    return tf.stop_gradient(tf.cast(tf.convert_to_tensor(old_logits), like.dtype))
+    return tf.stop_gradient(two_class_logits(tf.cast(tf.convert_to_tensor(old_logits), like.dtype)))
 
 
 def _labels(labels) -> tf.Tensor:

@@ -1,31 +1,36 @@
-"""Classifier architectures, each split into an embedding network and a linear classifier head.
+"""graceful's built-in model module: the Fashion-MNIST demo classifiers (`small`, `mlp`, `cnn`).
 
-Why the split: backward-compatible training needs the embedding (phi) and the head as separate parts, and
-the flip evaluator reads logits, not only probabilities. Every model maps `pixels` (784 floats in [0, 1])
-to logits over the 10 classes; the layer named `embedding` is the representation phi.
+It is an ordinary user module (see graceful.models.user_module): `build_model(context)` returns a
+Keras model on the `pixels` feature (784 integers 0..255, scaled inside the model) whose output is
+the class scores the model contract declares (probabilities through a Softmax layer, or logits),
+with the layer named by the contract's embedding_layer (default `embedding`) as the representation
+BCT aligns. `TrainingParams.architecture` picks the network.
 """
 from __future__ import annotations
 
 import tf_keras as keras
 
+from graceful.models.user_module import ModelContext
+
 NUM_CLASSES = 10
 IMAGE_PIXELS = 28 * 28
+PIXELS_KEY = "pixels"
 EMBEDDING_LAYER = "embedding"
 HEAD_LAYER = "head"
 
 
-def _mlp(inputs, width: int):
-    return keras.layers.Dense(width, activation="relu", name=EMBEDDING_LAYER)(inputs)
+def _mlp(inputs, width: int, name: str):
+    return keras.layers.Dense(width, activation="relu", name=name)(inputs)
 
 
-def _cnn(inputs, width: int):
+def _cnn(inputs, width: int, name: str):
     x = keras.layers.Reshape((28, 28, 1))(inputs)
     x = keras.layers.Conv2D(32, 3, activation="relu")(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Conv2D(64, 3, activation="relu")(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Flatten()(x)
-    return keras.layers.Dense(width, activation="relu", name=EMBEDDING_LAYER)(x)
+    return keras.layers.Dense(width, activation="relu", name=name)(x)
 
 
 # name -> (embedding builder, embedding width). "small" is the cheap model of a first run; "cnn" the
@@ -43,16 +48,26 @@ def check_name(name: str) -> None:
                          f"{', '.join(sorted(ARCHITECTURES))}.")
 
 
-def build(name: str, seed: int = 0) -> keras.Model:
-    """Builds an uncompiled classifier whose output is logits."""
+def build_model(context: ModelContext) -> keras.Model:
+    """The module's entry point: the architecture `context.params.architecture` over `pixels`."""
+    if PIXELS_KEY not in context.feature_spec:
+        raise ValueError(f"graceful's built-in models read the {PIXELS_KEY!r} feature (Fashion-"
+                         f"MNIST), which this schema does not have (features: "
+                         f"{sorted(context.feature_spec)}); set module_file to your own model")
+    return build(context.params.architecture, context.num_classes,
+                 probabilities=context.model.scores == "probabilities",
+                 embedding_layer=context.model.embedding_layer or EMBEDDING_LAYER)
+
+
+def build(name: str, num_classes: int = NUM_CLASSES, probabilities: bool = False,
+          embedding_layer: str = EMBEDDING_LAYER) -> keras.Model:
+    """An uncompiled classifier on {"pixels": [N, 784]}: logits, or probabilities through a final
+    Softmax layer (its logits stay reachable for the losses, see distillation.class_logits)."""
     check_name(name)
-    keras.utils.set_random_seed(seed)
     embed, width = ARCHITECTURES[name]
-    inputs = keras.Input(shape=(IMAGE_PIXELS,), name="pixels")
-    logits = keras.layers.Dense(NUM_CLASSES, name=HEAD_LAYER)(embed(inputs, width))
-    return keras.Model(inputs, logits, name=name)
-
-
-def embedder(model: keras.Model) -> keras.Model:
-    """The sub-model mapping inputs to the embedding phi (shares the model's weights)."""
-    return keras.Model(model.inputs, model.get_layer(EMBEDDING_LAYER).output)
+    pixels = keras.Input(shape=(IMAGE_PIXELS,), name=PIXELS_KEY)
+    scaled = keras.layers.Rescaling(1.0 / 255.0)(pixels)
+    scores = keras.layers.Dense(num_classes, name=HEAD_LAYER)(embed(scaled, width, embedding_layer))
+    if probabilities:
+        scores = keras.layers.Softmax(name="probabilities")(scores)
+    return keras.Model({PIXELS_KEY: pixels}, scores, name=name)

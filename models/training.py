@@ -1,124 +1,109 @@
-"""The training step's `run_fn`: reads the spans through TFX's data accessor, trains (optionally
-against the last blessed model as reference), exports a SavedModel.
+"""graceful's `run_fn`: trains a user module's model (or the built-in demo model) against the served
+model, streaming the training window, and exports it.
 
-The exported SavedModel carries two signatures on serialized tf.Examples:
-  * `serving_default` -> {"probabilities"}: what TFMA's Evaluator and a serving system call;
-  * `graceful_outputs` -> {"logits", "embedding"[, "compatible_embedding"]}: what the flip evaluator
-    and the next run's reference read (raw logits, the representation phi and, for BCT, phi projected
-    into the old embedding space).
+What a run does:
+  1. reads the contracts and parameters (`TrainingSetup.from_fn_args`), builds the model
+     (`build_model(context)`, graceful.models.user_module) and checks it;
+  2. one unshuffled pass over the window's examples computes the reference's outputs (through the
+     served model's serving signature) and caches them on disk (graceful.models.distillation);
+  3. trains from that cache, shuffled in a bounded buffer (memory does not grow with the window);
+  4. exports a SavedModel whose `serving_default` takes serialized tf.Examples and returns
+     {output_key: class scores} as the model contract declares, and writes `training_summary.json`
+     (optional for any run_fn: GracefulTrainer records it on the model only when present).
+
+The exported model also has a `graceful_outputs` signature ({"logits": class logits}); nothing in
+graceful requires it.
+
+`fn_args.custom_config` as GracefulTrainer fills it (also what your own run_fn receives):
+  {"training": TrainingParams fields, "data_contract": DataContract fields,
+   "model_contract": ModelContract fields, "module_file": str, "module_path": str}
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import logging
+import math
+import tempfile
 import time
 
 import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 from tfx import v1 as tfx
-from tfx_bsl.public import tfxio
-from tensorflow_metadata.proto.v0 import schema_pb2
 
-from graceful.models import architectures
 from graceful import compatibility, losses
+from graceful.contract import DataContract, ModelContract
+from graceful.models import distillation, inputs
 from graceful.models.params import TrainingParams
+from graceful.models.user_module import ModelContext, check_model, load_build_model
 
-LABEL_KEY = "label"
-PIXELS_KEY = "pixels"
-ID_KEY = "example_id"
 SERVING_SIGNATURE = "serving_default"
 OUTPUTS_SIGNATURE = "graceful_outputs"
 SUMMARY_FILE = "training_summary.json"
-REFERENCE_BATCH = 4096
+DEFAULT_OUTPUT_KEY = "scores"   # the serving output's name when the contract names none
+SHUFFLE_BUFFER = 10_000         # examples; bounds memory whatever the window's size
+COMPATIBILITY_EXAMPLES = 10_000  # eval examples the BCT compatibility criterion is computed on
+OLD_LOGITS, OLD_EMBEDDING = "old_logits", "old_embedding"
+BCT_NEEDS_EMBEDDING = (
+    "loss {loss!r} uses BCT, which needs the model's embedding: set the model contract's "
+    "embedding_layer to the name of the Keras layer whose output is the representation (the "
+    "layers after it are the old head), or use loss 'fd_kl' (focal distillation needs no "
+    "embedding)")
 
 
-def to_inputs(pixels: tf.Tensor) -> tf.Tensor:
-    """uint8-range integer pixels -> floats in [0, 1], the models' input."""
-    return tf.cast(pixels, tf.float32) / 255.0
+@dataclasses.dataclass(frozen=True)
+class TrainingSetup:
+    """Everything a run_fn needs besides the data: parameters, contracts, schema, vocabulary."""
 
-
-def read_examples(file_patterns, data_accessor, schema) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Reads all examples once into memory (Fashion-MNIST spans are small) as (pixels, labels, ids)."""
-    dataset = data_accessor.tf_dataset_factory(
-        file_patterns, tfxio.TensorFlowDatasetOptions(batch_size=2048, num_epochs=1, shuffle=False),
-        schema)
-    pixels, labels, ids = [], [], []
-    for batch in dataset:
-        pixels.append(batch[PIXELS_KEY].numpy())
-        labels.append(batch[LABEL_KEY].numpy().reshape(-1))
-        ids.append(batch[ID_KEY].numpy().reshape(-1))
-    if not labels:
-        raise ValueError(f"No examples found in {file_patterns}.")
-    return np.concatenate(pixels), np.concatenate(labels), np.concatenate(ids)
-
-
-def export(model: keras.Model, directory: str, projection: keras.layers.Layer | None = None) -> None:
-    """Saves `model` with signatures that parse serialized tf.Examples themselves."""
-    feature_spec = {PIXELS_KEY: tf.io.FixedLenFeature([architectures.IMAGE_PIXELS], tf.int64)}
-    embedder = architectures.embedder(model)
-
-    def parse(serialized):
-        return to_inputs(tf.io.parse_example(serialized, feature_spec)[PIXELS_KEY])
-
-    spec = [tf.TensorSpec([None], tf.string, name="examples")]
-    if projection is not None:
-        model.bct_projection = projection  # tracked by the model, so its weights are saved
-
-    @tf.function(input_signature=spec)
-    def serve(examples):
-        return {"probabilities": tf.nn.softmax(model(parse(examples), training=False))}
-
-    @tf.function(input_signature=spec)
-    def outputs(examples):
-        inputs = parse(examples)
-        embedding = embedder(inputs, training=False)
-        result = {"logits": model(inputs, training=False), "embedding": embedding}
-        if projection is not None:
-            result["compatible_embedding"] = projection(embedding)
-        return result
-
-    # Keras' SavedModel export raises absl's logger to WARNING as a side effect, which would silence
-    # TFX's own per-component log lines for the rest of the run; keep the level we were given.
-    absl_logger = logging.getLogger("absl")
-    level = absl_logger.level
-    model.save(directory, save_format="tf",
-               signatures={SERVING_SIGNATURE: serve, OUTPUTS_SIGNATURE: outputs})
-    absl_logger.setLevel(level)
-
-
-@dataclasses.dataclass
-class Reference:
-    """The last blessed model, frozen: its logits on the training data are computed once per run."""
-
-    model: keras.Model
+    params: TrainingParams
+    data: DataContract
+    model: ModelContract
+    feature_spec: dict
+    class_names: tuple
+    module_file: str = ""
+    module_path: str = ""
 
     @classmethod
-    def load(cls, path: str) -> "Reference":
-        model = keras.models.load_model(path, compile=False)
-        model.trainable = False
-        return cls(model)
+    def from_fn_args(cls, fn_args) -> "TrainingSetup":
+        config = dict(fn_args.custom_config or {})
+        data = contract_from_dict(DataContract, config.get("data_contract"))
+        schema = inputs.load_schema(fn_args.schema_path)
+        return cls(params=TrainingParams.from_custom_config(config.get("training")), data=data,
+                   model=contract_from_dict(ModelContract, config.get("model_contract")),
+                   feature_spec=inputs.feature_spec(schema),
+                   class_names=inputs.class_names(data, schema),
+                   module_file=config.get("module_file") or "",
+                   module_path=config.get("module_path") or "")
 
-    @property
-    def head(self) -> keras.layers.Layer:
-        return self.model.get_layer(architectures.HEAD_LAYER)
+    def context(self) -> ModelContext:
+        hidden = {self.data.label_key, self.data.id_key}
+        spec = {name: value for name, value in self.feature_spec.items() if name not in hidden}
+        return ModelContext(feature_spec=spec, label_key=self.data.label_key,
+                            num_classes=len(self.class_names), class_names=self.class_names,
+                            model=self.model, params=self.params)
 
-    @property
-    def embedding_size(self) -> int:
-        return int(self.head.kernel.shape[0])
-
-    def predict(self, inputs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(logits, embedding) in one batched forward pass."""
-        both = keras.Model(self.model.inputs,
-                           [self.model.output, architectures.embedder(self.model).output])
-        logits, embedding = both.predict(inputs, batch_size=REFERENCE_BATCH, verbose=0)
-        return logits, embedding
+    def parser(self, input_names) -> inputs.ExampleParser:
+        return inputs.ExampleParser(self.feature_spec, input_names, self.data, self.class_names)
 
 
-def check_params(params: TrainingParams) -> losses.DistillationParams:
-    """Fails early, with the allowed values, on a bad architecture, loss or loss parameter."""
-    architectures.check_name(params.architecture)
+def contract_from_dict(kind, fields: dict | None):
+    """A DataContract / ModelContract from its JSON fields (lists become the tuples it holds)."""
+    known = {field.name for field in dataclasses.fields(kind)}
+    given = dict(fields or {})
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} fields {unknown}; known: {sorted(known)}")
+    return kind(**{key: tuple(value) if isinstance(value, list) else value
+                   for key, value in given.items()})
+
+
+def check_params(params: TrainingParams, builtin_model: bool = True) -> losses.DistillationParams:
+    """Fails early, with the allowed values, on a bad architecture (built-in models only), loss or
+    loss parameter."""
+    if builtin_model:
+        from graceful.models import architectures
+        architectures.check_name(params.architecture)
     if params.loss not in losses.LOSSES:
         raise ValueError(f"Unknown loss {params.loss!r}; choose one of {', '.join(losses.LOSSES)}.")
     if params.epochs < 1 or params.batch_size < 1 or params.learning_rate <= 0:
@@ -131,145 +116,226 @@ def check_params(params: TrainingParams) -> losses.DistillationParams:
                                      params.margin).validate()
 
 
-def objective(params: TrainingParams, loss: str):
-    """loss(logits, labels, old_logits, old_head_logits) for the chosen method (graceful.losses)."""
-    distillation = check_params(params)
+def effective_loss(params: TrainingParams, contract: ModelContract, has_reference: bool) -> str:
+    """The loss this run trains with; BCT without an embedding layer is refused even on a first
+    run (no reference yet), so a configuration that cannot work fails at once."""
+    if params.loss.startswith("bct") and not contract.embedding_layer:
+        raise ValueError(BCT_NEEDS_EMBEDDING.format(loss=params.loss))
+    return params.loss if has_reference else "plain"
+
+
+def objective(params: TrainingParams, loss: str, contract: ModelContract):
+    """loss(scores, labels, extras, old_head_scores) for the chosen method (graceful.losses)."""
+    distillation_params = check_params(params, builtin_model=False)
     fd_kind = "fd_kl" if loss == "bct+fd" else loss
 
-    def compute(logits, labels, old_logits, old_head_logits):
+    def compute(scores, labels, extras, old_head_scores):
+        logits = distillation.class_logits(scores, contract)
         if loss == "plain":
             return losses.cross_entropy(logits, labels)
         if loss == "bct":
-            return losses.bct_loss(logits, labels, old_head_logits, params.lambda_bct)
-        total = losses.focal_distillation_loss(logits, old_logits, labels, distillation, fd_kind)
+            return losses.bct_loss(logits, labels,
+                                   distillation.class_logits(old_head_scores, contract),
+                                   params.lambda_bct)
+        total = losses.focal_distillation_loss(logits, extras[OLD_LOGITS], labels,
+                                               distillation_params, fd_kind)
         if loss == "bct+fd":
-            total += params.lambda_bct * losses.cross_entropy(old_head_logits, labels)
+            total += params.lambda_bct * losses.cross_entropy(
+                distillation.class_logits(old_head_scores, contract), labels)
         return total
 
     return compute
 
 
-def _weight_average(momentum: float, optimizer, variables):
-    """Moving average of `variables` (None when momentum is 0). TF's num_updates warm-up, momentum
-    min(m, (1 + t) / (10 + t)) at step t, keeps short runs from averaging in their initial weights."""
-    if not momentum:
-        return None
-    average = tf.train.ExponentialMovingAverage(momentum, num_updates=optimizer.iterations)
-    average.apply(variables)  # creates the averages (= the initial weights) outside tf.function
-    return average
+@dataclasses.dataclass
+class Schedule:
+    """Steps of a run: epochs over `examples` examples in batches, capped by max_steps."""
+
+    examples: int
+    params: TrainingParams
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.examples / self.params.batch_size)
+
+    @property
+    def total_steps(self) -> int:
+        total = self.params.epochs * self.steps_per_epoch
+        return min(total, self.params.max_steps) if self.params.max_steps else total
 
 
-def train(params: TrainingParams, inputs: np.ndarray, labels: np.ndarray,
-          reference: Reference | None = None, old_logits: np.ndarray | None = None, log=print,
-          old_embeddings: np.ndarray | None = None):
-    """Trains a new model; returns (model, BCT projection or None, the loss actually used).
-    `old_logits` / `old_embeddings`: the reference's outputs on `inputs`, computed once."""
-    check_params(params)
-    loss = params.loss if reference is not None else "plain"
-    model = architectures.build(params.architecture, seed=params.seed)
-    embedder = architectures.embedder(model)
-    head = model.get_layer(architectures.HEAD_LAYER)
-    projection = None
-    variables = list(model.trainable_variables)
-    if loss.startswith("bct"):
-        projection = keras.layers.Dense(reference.embedding_size, use_bias=False,
-                                        name="bct_projection")
-        projection.build((None, int(head.kernel.shape[0])))
+def training_batches(cached: tf.data.Dataset, schedule: Schedule,
+                     parser: inputs.ExampleParser) -> tf.data.Dataset:
+    """(features, class ids, {old_logits, old_embedding}) batches: each epoch a fresh shuffle of the
+    cache in a buffer of at most SHUFFLE_BUFFER examples, then batched and parsed."""
+    def split(batch):
+        extras = {key: value for key, value in batch.items() if key != distillation.EXAMPLES}
+        features, labels = parser(batch[distillation.EXAMPLES])
+        return features, labels, extras
+
+    params = schedule.params
+    return (cached.shuffle(min(schedule.examples, SHUFFLE_BUFFER), seed=params.seed,
+                           reshuffle_each_iteration=True)
+            .batch(params.batch_size).map(split, num_parallel_calls=tf.data.AUTOTUNE)
+            .repeat().take(schedule.total_steps).prefetch(2))
+
+
+def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss: str,
+          contract: ModelContract, bct: distillation.KerasReference | None = None, log=print):
+    """Trains `model` in place on `batches`; returns the BCT projection (None without BCT). The
+    model ends as its weight average when params.ema_momentum > 0."""
+    params = schedule.params
+    compute = objective(params, loss, contract)
+    projection, forward, variables = None, model, list(model.trainable_variables)
+    if bct is not None:
+        embedder = distillation.split_embedding(model, contract.embedding_layer, "the new model")
+        forward = keras.Model(model.inputs, [model.output, embedder.output])
+        projection = keras.layers.Dense(bct.embedding_size, use_bias=False, name="bct_projection")
+        projection.build((None, int(embedder.output.shape[-1])))
         variables += projection.trainable_variables
-    compute = objective(params, loss)
     optimizer = keras.optimizers.Adam(params.learning_rate)
-    average = _weight_average(params.ema_momentum, optimizer, variables)
-    if old_logits is None:
-        old_logits = np.zeros((len(labels), architectures.NUM_CLASSES), np.float32)
-    align = params.lambda_align if projection is not None else 0.0
-    if align and old_embeddings is None:
-        raise ValueError("lambda_align needs the reference's embeddings of the training data")
-    if not align:
-        old_embeddings = np.zeros((len(labels), 1), np.float32)  # unused placeholder
+    average = (distillation.WeightAverage(params.ema_momentum, optimizer, variables)
+               if params.ema_momentum else None)
+    align = params.lambda_align if bct is not None else 0.0
 
     @tf.function
-    def step(x, y, old, old_embedding):
+    def step(features, labels, extras):
         with tf.GradientTape() as tape:
-            embedding = embedder(x, training=True)
-            logits = head(embedding)
-            old_head_logits = reference.head(projection(embedding)) if projection else logits
-            value = compute(logits, y, old, old_head_logits)
+            if projection is None:
+                scores, old_head = forward(features, training=True), None
+            else:
+                scores, embedding = forward(features, training=True)
+                old_head = bct.head(projection(embedding), training=False)
+            value = compute(scores, labels, extras, old_head)
             if align:
-                value += align * losses.embedding_alignment(projection(embedding), old_embedding)
+                value += align * losses.embedding_alignment(projection(embedding),
+                                                            extras[OLD_EMBEDDING])
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables))
         if average:
-            average.apply(variables)
+            average.update()
         return value
 
-    steps_per_epoch = int(np.ceil(len(labels) / params.batch_size))
-    total_steps = params.epochs * steps_per_epoch
-    if params.max_steps:
-        total_steps = min(total_steps, params.max_steps)
-    dataset = (tf.data.Dataset.from_tensor_slices((inputs, labels, old_logits.astype(np.float32),
-                                                   old_embeddings.astype(np.float32)))
-               .shuffle(len(labels), seed=params.seed, reshuffle_each_iteration=True)
-               .batch(params.batch_size).repeat().take(total_steps))
     running = []
-    for number, (x, y, old, old_embedding) in enumerate(dataset, 1):
-        running.append(float(step(x, y, old, old_embedding)))
-        if number % steps_per_epoch == 0 or number == total_steps:
-            log(f"[train] step {number}/{total_steps} loss {np.mean(running):.4f} ({loss})")
+    for number, (features, labels, extras) in enumerate(batches, 1):
+        running.append(float(step(features, labels, extras)))
+        if number % schedule.steps_per_epoch == 0 or number == schedule.total_steps:
+            log(f"[train] step {number}/{schedule.total_steps} loss {np.mean(running):.4f} "
+                f"({loss})")
             running = []
-    if average:  # the model becomes its weight average
-        for variable in variables:
-            variable.assign(average.average(variable))
-    return model, projection, loss
+    if average:
+        average.assign()
+    return projection
 
 
-def compatibility_report(model, projection, reference: Reference, inputs, labels) -> dict:
-    """BCT criterion on the eval split; new-vs-old needs embeddings of the same size."""
-    new_embedding = architectures.embedder(model).predict(inputs, batch_size=REFERENCE_BATCH,
-                                                           verbose=0)
-    if projection is not None:
-        new_embedding = projection(new_embedding).numpy()
-    _, old_embedding = reference.predict(inputs)
-    if new_embedding.shape[1] != old_embedding.shape[1]:
-        return {"comparable": False, "reason": f"embedding sizes differ ({new_embedding.shape[1]} vs "
-                f"{old_embedding.shape[1]}) and the loss has no BCT projection"}
-    return {"comparable": True, **compatibility.compatibility(new_embedding, old_embedding, labels)}
+def export(model: keras.Model, directory: str, feature_spec: dict,
+           contract: ModelContract) -> None:
+    """Saves `model` with signatures that parse serialized tf.Examples themselves:
+    `serving_default` -> {output_key: class scores}, `graceful_outputs` -> {"logits"}."""
+    spec = {name: feature_spec[name] for name in model.input_names}
+    output_key = contract.output_key or DEFAULT_OUTPUT_KEY
+    signature = [tf.TensorSpec([None], tf.string, name="examples")]
+
+    @tf.function(input_signature=signature)
+    def serve(examples):
+        return {output_key: model(tf.io.parse_example(examples, spec), training=False)}
+
+    @tf.function(input_signature=signature)
+    def outputs(examples):
+        scores = model(tf.io.parse_example(examples, spec), training=False)
+        return {"logits": distillation.class_logits(scores, contract)}
+
+    # Keras' SavedModel export raises absl's logger to WARNING as a side effect, which would silence
+    # TFX's own per-component log lines for the rest of the run; keep the level we were given.
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    model.save(directory, save_format="tf",
+               signatures={contract.signature: serve, OUTPUTS_SIGNATURE: outputs})
+    absl_logger.setLevel(level)
+
+
+def reference_functions(setup: TrainingSetup, reference_dir: str, loss: str, examples):
+    """{name: fn(serialized batch)} of the reference's outputs this loss needs, computed once:
+    class logits through its serving signature; for BCT with alignment, also its embedding.
+    Returns (functions, ReferenceModel or None, KerasReference or None)."""
+    if loss == "plain":
+        return {}, None, None
+    reference = distillation.ReferenceModel(reference_dir, setup.model)
+    reference.verify(examples)
+    functions = {OLD_LOGITS: reference.class_logits}
+    bct = None
+    if loss.startswith("bct"):
+        bct = distillation.KerasReference(reference_dir, setup.model.embedding_layer)
+        if setup.params.lambda_align:
+            parse = setup.parser(bct.model.input_names)
+            functions[OLD_EMBEDDING] = lambda serialized: bct.embedder(parse(serialized)[0],
+                                                                       training=False)
+    return functions, reference, bct
+
+
+def compatibility_report(model: keras.Model, projection, bct: distillation.KerasReference,
+                         eval_files, setup: TrainingSetup) -> dict:
+    """BCT criterion on up to COMPATIBILITY_EXAMPLES distinct eval examples (a window repeats
+    the same eval examples once per span; duplicates would find themselves in the gallery)."""
+    serialized = [record.numpy() for record in
+                  inputs.serialized_examples(eval_files).take(COMPATIBILITY_EXAMPLES)]
+    _, first = np.unique(np.array(serialized, dtype=object).astype(bytes), return_index=True)
+    batch = tf.constant([serialized[index] for index in sorted(first)])
+    new_parse, old_parse = setup.parser(model.input_names), setup.parser(bct.model.input_names)
+    embedder = distillation.split_embedding(model, setup.model.embedding_layer, "the new model")
+    new_embedding, old_embedding, labels = [], [], []
+    for chunk in tf.data.Dataset.from_tensor_slices(batch).batch(distillation.REFERENCE_BATCH):
+        features, chunk_labels = new_parse(chunk)
+        new_embedding.append(projection(embedder(features, training=False)).numpy())
+        old_embedding.append(bct.embedder(old_parse(chunk)[0], training=False).numpy())
+        labels.append(chunk_labels.numpy())
+    return {"comparable": True, **compatibility.compatibility(
+        np.concatenate(new_embedding), np.concatenate(old_embedding), np.concatenate(labels))}
+
+
+def build(setup: TrainingSetup) -> keras.Model:
+    """The user module's (or the built-in) model, seeded and checked."""
+    where = setup.module_file or setup.module_path or "graceful's built-in model"
+    build_model = load_build_model(setup.module_file, setup.module_path)
+    keras.utils.set_random_seed(setup.params.seed)
+    context = setup.context()
+    model = build_model(context)
+    check_model(model, context, where)
+    if setup.params.loss.startswith("bct"):
+        distillation.split_embedding(model, setup.model.embedding_layer, f"{where}: the model")
+    return model
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point (referenced as `models.training.run_fn`)."""
-    params = TrainingParams.from_custom_config(fn_args.custom_config)
-    schema = tfx.utils.parse_pbtxt_file(fn_args.schema_path, schema_pb2.Schema())
-    pixels, labels, _ = read_examples(fn_args.train_files, fn_args.data_accessor, schema)
-    inputs = to_inputs(pixels).numpy()
-    print(f"[train] {len(labels)} examples, params {json.dumps(dataclasses.asdict(params))}",
-          flush=True)
-    reference = old_logits = old_embeddings = None
-    if fn_args.base_model:
-        reference = Reference.load(fn_args.base_model)
-        started = time.monotonic()
-        old_logits, old_embeddings = reference.predict(inputs)
-        print(f"[train] reference model {fn_args.base_model}: logits for {len(labels)} examples "
-              f"computed once in {time.monotonic() - started:.1f}s", flush=True)
-    elif params.loss != "plain":
-        print(f"[train] no blessed model yet: training plainly instead of '{params.loss}'", flush=True)
-    started = time.monotonic()
-    model, projection, loss = train(params, inputs, labels, reference, old_logits,
-                                    log=lambda line: print(line, flush=True),
-                                    old_embeddings=old_embeddings)
-    seconds = time.monotonic() - started
-    print(f"[train] done in {seconds:.1f}s", flush=True)
-    export(model, fn_args.serving_model_dir, projection)
-    summary = {"requested_loss": params.loss, "effective_loss": loss,
-               "reference_model": fn_args.base_model or None, "train_seconds": seconds,
-               "train_examples": int(len(labels))}
-    if reference is not None:
-        eval_pixels, eval_labels, eval_ids = read_examples(fn_args.eval_files,
-                                                           fn_args.data_accessor, schema)
-        # Every span carries the same eval images: keep one copy of each, or queries would find
-        # their own duplicates in the gallery.
-        _, first = np.unique(eval_ids, return_index=True)
-        first.sort()
-        summary["compatibility"] = compatibility_report(
-            model, projection, reference, to_inputs(eval_pixels[first]).numpy(), eval_labels[first])
+    """TFX Trainer entry point (`graceful.models.training.run_fn`)."""
+    setup = TrainingSetup.from_fn_args(fn_args)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    check_params(setup.params, builtin_model=not (setup.module_file or setup.module_path))
+    loss = effective_loss(setup.params, setup.model, bool(fn_args.base_model))
+    log(f"[train] params {json.dumps(dataclasses.asdict(setup.params))}")
+    if loss == "plain" and setup.params.loss != "plain":
+        log(f"[train] no blessed model yet: training plainly instead of '{setup.params.loss}'")
+    model = build(setup)
+    examples = inputs.serialized_examples(fn_args.train_files)
+    functions, reference, bct = reference_functions(setup, fn_args.base_model, loss, examples)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tempfile.TemporaryDirectory(dir=fn_args.model_run_dir, prefix="cache-") as scratch:
+        cached, count = distillation.timed_reference_outputs(examples, functions,
+                                                             f"{scratch}/train", log)
+        schedule = Schedule(count, setup.params)
+        started = time.monotonic()
+        projection = train(model, training_batches(cached, schedule,
+                                                   setup.parser(model.input_names)),
+                           schedule, loss, setup.model, bct, log)
+        seconds = time.monotonic() - started
+    log(f"[train] done in {seconds:.1f}s")
+    export(model, fn_args.serving_model_dir, setup.feature_spec, setup.model)
+    summary = {"requested_loss": setup.params.loss, "effective_loss": loss,
+               "reference_model": fn_args.base_model or None, "train_seconds": seconds,
+               "train_examples": count,
+               "reference_examples_scored": int(reference.examples_scored.numpy())
+               if reference else 0}
+    if bct is not None:
+        summary["compatibility"] = compatibility_report(model, projection, bct,
+                                                        fn_args.eval_files, setup)
     with tf.io.gfile.GFile(f"{fn_args.model_run_dir}/{SUMMARY_FILE}", "w") as handle:
         json.dump(summary, handle, indent=2)
