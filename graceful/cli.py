@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from graceful import data
+from graceful import data, project, spans
 from graceful.models.params import TrainingParams
 from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
 
@@ -68,76 +68,134 @@ def checked_home(home: str) -> str:
     return home
 
 
-def _add_home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=None,
-                        help="pipeline home: data spans, artifacts, MLMD store, serving dir "
-                             "(default: $GRACEFUL_HOME or ./graceful_home)")
+def _add_project(parser: argparse.ArgumentParser, chosen: project.Project) -> None:
+    parser.add_argument("--project", default=None, metavar="PATH",
+                        help=f"project file ({project.PROJECT_FILE}) or its folder (default: "
+                             f"./{project.PROJECT_FILE} if present, else the built-in Fashion-MNIST "
+                             f"demo; in effect: {chosen.describe()})")
 
 
-def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    defaults = PipelineConfig()
-    _add_home(parser)
-    parser.add_argument("--span", type=positive_int, default=None,
+def _add_home(parser: argparse.ArgumentParser, chosen: project.Project) -> None:
+    _add_project(parser, chosen)
+    parser.add_argument("--home", default=chosen.config.home,
+                        help="pipeline home: artifacts, MLMD store, serving dir (default: the "
+                             "project's, %(default)s; the demo's: $GRACEFUL_HOME or "
+                             "./graceful_home)")
+
+
+def _add_run_options(parser: argparse.ArgumentParser, chosen: project.Project) -> None:
+    """The run flags, defaulting to the project's values (so --help shows what is in effect)."""
+    config = chosen.config
+    _add_home(parser, chosen)
+    parser.add_argument("--span", type=positive_int, default=config.span,
                         help="span to ingest, 1 or more (default: newest)")
     parser.add_argument("--latest", action="store_true",
                         help="for schedulers: the newest span on disk not yet trained on with these "
-                             "training parameters (MLMD); nothing to do -> exit 0")
-    parser.add_argument("--window", type=int, default=defaults.window_spans,
+                             "training parameters (MLMD); nothing to do -> exit 4")
+    parser.add_argument("--window", type=int, default=config.window_spans,
                         help="train on the newest N ingested spans (0 = all; default %(default)s)")
     for field in dataclasses.fields(TrainingParams):
         flag = "--model" if field.name == "architecture" else "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, dest=field.name, type=type(field.default), default=field.default,
+        parser.add_argument(flag, dest=field.name, type=type(field.default),
+                            default=getattr(config.training, field.name),
                             help=TRAINING_HELP.get(field.name, "(default %(default)s)"))
     for field in dataclasses.fields(GateConfig):
         parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
-                            type=type(field.default), default=field.default,
+                            type=type(field.default), default=getattr(config.gate, field.name),
                             help=GATE_HELP.get(field.name, "") + " (default %(default)s)")
-    parser.add_argument("--slice-by", dest="slice_features", action="append", default=[],
+    parser.add_argument("--slice-by", dest="slice_features", action="append", default=None,
                         metavar="FEATURE", help="an integer or string feature of the examples to "
-                        "slice flip metrics and gates on (repeatable; default: none)")
-    parser.add_argument("--auto-approve", action="store_true",
+                        "slice flip metrics and gates on (repeatable; replaces the project's "
+                        f"data.slice_features, now {list(config.data.slice_features)})")
+    parser.add_argument("--auto-approve", action=argparse.BooleanOptionalAction,
+                        default=config.sign_off.auto_approve,
                         help="skip the human sign-off and approve (local experiments only; "
                              "recorded in MLMD as auto_approve)")
-    parser.add_argument("--sign-off-timeout", type=int, default=defaults.sign_off.timeout_seconds,
+    parser.add_argument("--sign-off-timeout", type=int, default=config.sign_off.timeout_seconds,
                         help="seconds to wait for a sign-off decision before rejecting "
                              "(default %(default)s)")
-    parser.add_argument("--accept-unknown-serving", default="", metavar="REASON",
+    parser.add_argument("--accept-unknown-serving", default=config.accept_unknown_serving,
+                        metavar="REASON",
                         help="run although serving/ holds a model ML Metadata does not know as "
                              "the baseline (a lost or replaced store); the reason is recorded")
-    parser.add_argument("--num-spans", type=positive_int, default=defaults.num_spans,
-                        help="spans to cut from Fashion-MNIST when preparing data")
-    parser.add_argument("--span-size", type=positive_int, default=defaults.span_size)
-    parser.add_argument("--eval-size", type=positive_int, default=None,
-                        help="test images used as eval data (default: all 10k)")
-    parser.add_argument("--data-dir", default=None,
-                        help="folder with the Fashion-MNIST *-ubyte.gz files "
-                             "(default: Debian's dataset-fashion-mnist)")
+    _add_demo_data_options(parser, config)
 
 
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+def _add_demo_data_options(parser: argparse.ArgumentParser, config: PipelineConfig) -> None:
+    """How the demo's Fashion-MNIST spans are cut. A project's own data is only read: there the
+    flags are hidden and refused by config_from_args, naming the project's data root."""
+    def shown(text):
+        return text if config.demo_data else argparse.SUPPRESS
+
+    demo = config.demo_data
+    parser.add_argument("--num-spans", type=positive_int, default=config.num_spans if demo else None,
+                        help=shown("spans to cut from Fashion-MNIST when preparing data "
+                                   "(default %(default)s)"))
+    parser.add_argument("--span-size", type=positive_int,
+                        default=config.span_size if demo else None, help=shown(None))
+    parser.add_argument("--eval-size", type=positive_int, default=config.eval_size if demo else None,
+                        help=shown("test images used as eval data (default: all 10k)"))
+    parser.add_argument("--data-dir", default=config.fashion_mnist_dir if demo else None,
+                        help=shown("folder with the Fashion-MNIST *-ubyte.gz files "
+                                   "(default: Debian's dataset-fashion-mnist)"))
+
+
+def config_from_args(args: argparse.Namespace, config: PipelineConfig) -> PipelineConfig:
+    """The project's configuration with this command line's flags applied."""
     from graceful.models.training import check_params
 
     training = TrainingParams(**{f.name: getattr(args, f.name)
                                  for f in dataclasses.fields(TrainingParams)})
     check_params(training)
-    config = PipelineConfig(span=args.span, window_spans=args.window, num_spans=args.num_spans,
-                            span_size=args.span_size, eval_size=args.eval_size,
-                            fashion_mnist_dir=args.data_dir, training=training,
-                            slice_features=tuple(args.slice_features),
-                            gate=GateConfig(**{f.name: getattr(args, f.name)
-                                               for f in dataclasses.fields(GateConfig)}),
-                            sign_off=SignOffConfig(auto_approve=args.auto_approve,
-                                                   timeout_seconds=args.sign_off_timeout),
-                            accept_unknown_serving=args.accept_unknown_serving)
-    config.home = checked_home(args.home or config.home)
-    return config
+    slices = config.data.slice_features
+    if args.slice_features is not None:
+        slices = tuple(args.slice_features)
+    config = dataclasses.replace(
+        config, home=checked_home(args.home), span=args.span, window_spans=args.window,
+        training=training, data=dataclasses.replace(config.data, slice_features=slices),
+        gate=GateConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateConfig)}),
+        sign_off=dataclasses.replace(config.sign_off, auto_approve=args.auto_approve,
+                                     timeout_seconds=args.sign_off_timeout),
+        accept_unknown_serving=args.accept_unknown_serving)
+    demo_flags = {"--num-spans": args.num_spans, "--span-size": args.span_size,
+                  "--eval-size": args.eval_size, "--data-dir": args.data_dir}
+    if not config.demo_data:
+        given = [flag for flag, value in demo_flags.items() if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} prepare the Fashion-MNIST demo's spans; this "
+                             f"project reads its own spans from {config.data_root} (data.root) "
+                             "and never writes there")
+        return config
+    return dataclasses.replace(config, num_spans=args.num_spans, span_size=args.span_size,
+                               eval_size=args.eval_size, fashion_mnist_dir=args.data_dir)
 
 
 def prepare_data(config: PipelineConfig) -> None:
-    """Writes the Fashion-MNIST spans the run needs (up to --span, else --num-spans) if missing."""
-    wanted = config.span or config.num_spans
-    data.prepare_spans(config.data_root, wanted, config.span_size, config.eval_size,
-                       config.fashion_mnist_dir)
+    """The demo only: writes the Fashion-MNIST spans the run needs (up to --span, else
+    --num-spans) into <home>/data if missing. A project's data is never written to."""
+    if config.demo_data:
+        wanted = config.span or config.num_spans
+        data.prepare_spans(config.data_root, wanted, config.span_size, config.eval_size,
+                           config.fashion_mnist_dir)
+
+
+def spans_on_disk(config: PipelineConfig) -> list[int]:
+    """The spans the data contract's patterns find; none is an error naming root and patterns."""
+    found = spans.find_spans(config.data_root, config.data)
+    if not found:
+        hint = (" (`graceful run --span 1` prepares them from Fashion-MNIST)"
+                if config.demo_data else "")
+        raise FileNotFoundError(project.no_spans_message(config) + hint)
+    return found
+
+
+def chosen_span(config: PipelineConfig) -> int:
+    """The span this run ingests: --span (which must exist), else the newest."""
+    found = spans_on_disk(config)
+    if config.span is not None and config.span not in found:
+        raise FileNotFoundError(f"span {config.span} is not in {config.data_root} (spans there: "
+                                f"{found})")
+    return config.span or found[-1]
 
 
 def run_once(config: PipelineConfig, prepare: bool = True) -> int:
@@ -149,12 +207,14 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
     from graceful.pipeline import local_runner
 
     print(f"[graceful] home: {Path(config.home).resolve()}")
+    # A project's spans are checked before its home is touched (the demo's are written below).
+    span = None if config.demo_data else chosen_span(config)
     with home_lock(config.home):
         if os.path.exists(config.metadata_path):
             mlmd_store.check_sqlite(config.metadata_path)
         if prepare:
             prepare_data(config)
-        span = config.span or max(data.existing_spans(config.data_root))
+        span = span or chosen_span(config)
         print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
               f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
         started = time.monotonic()
@@ -199,11 +259,7 @@ def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
         from graceful import mlmd_store
 
         mlmd_store.check_sqlite(config.metadata_path)  # a damaged store, named, before anything else
-    on_disk = data.existing_spans(config.data_root)
-    if not on_disk:
-        raise FileNotFoundError(f"No data spans in {config.data_root}; new spans arrive as "
-                                "span-N/{train,eval}/ folders (`graceful run --span 1` prepares "
-                                "them from Fashion-MNIST).")
+    on_disk = spans_on_disk(config)
     wanted = dataclasses.asdict(config.training)
     trained = set()
     if os.path.exists(config.metadata_path):
@@ -214,7 +270,7 @@ def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
 
 
 def cmd_run(args) -> int:
-    config = config_from_args(args)
+    config = config_from_args(args, args.project_config)
     if args.latest:
         if args.span is not None:
             raise ValueError("Pass either --span or --latest, not both.")
@@ -271,9 +327,8 @@ def cmd_report(args) -> int:
 
 
 def _home_config(args) -> PipelineConfig:
-    config = PipelineConfig()
-    config.home = checked_home(args.home or config.home)
-    return config
+    """The project's configuration with --home applied (commands that only read the home)."""
+    return dataclasses.replace(args.project_config, home=checked_home(args.home))
 
 
 def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
@@ -341,7 +396,8 @@ def cmd_compile(args) -> int:
     """`graceful compile kubeflow`: the KFP v2 pipeline spec (see kubeflow/runner.py)."""
     from graceful.kubeflow import runner
 
-    config = dataclasses.replace(config_from_args(args), pipeline_name=args.name)
+    config = dataclasses.replace(config_from_args(args, args.project_config),
+                                 pipeline_name=args.name)
     if args.beam_arg:
         config.beam_pipeline_args = list(args.beam_arg)
     result = runner.compile_pipeline(config, args.output, args.image)
@@ -378,6 +434,52 @@ def cmd_reconcile(args) -> int:
     print(f"[graceful] {len(abandoned) or 'no'} unfinished push(es) found"
           + (f": blessings {abandoned} taken out of baseline resolution" if abandoned else ""))
     return EXIT_PUSHED
+
+
+def cmd_init(args) -> int:
+    """Scaffolds a project for a folder of CSV spans (graceful.project.init)."""
+    names = tuple(name.strip() for name in args.class_names.split(",")) if args.class_names else ()
+    project.init(args.directory, args.csv, args.label, id_key=args.id, class_names=names,
+                 train_pattern=args.train_pattern, eval_pattern=args.eval_pattern)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    """(Re)bootstraps the project's schema from its first span with TFDV."""
+    if args.project_path is None:
+        raise UsageError("graceful schema bootstraps a project's schema; name the project with "
+                         f"--project (or run it where {project.PROJECT_FILE} is). The demo's "
+                         "schema is curated in schemas/.")
+    project.bootstrap_schema(args.project_config, force=args.force)
+    return 0
+
+
+def cmd_check_model(args) -> int:
+    """Checks a SavedModel against the project's model contract (graceful.model_check)."""
+    from graceful import model_check
+
+    if not os.path.isdir(args.model_dir):
+        raise UsageError(f"{args.model_dir} is not a directory; pass a SavedModel's folder")
+    config = args.project_config
+    try:
+        result = model_check.check_model(args.model_dir, config.model, examples=args.examples,
+                                         data=config.data if args.examples else None)
+    except OSError as error:  # not a SavedModel, unreadable files
+        raise UsageError(f"{args.model_dir}: cannot load a SavedModel: {error}") from None
+    print(format_model_check(result))
+    return 0
+
+
+def format_model_check(result) -> str:
+    """One line per fact check_model established, for the terminal."""
+    lines = [f"{result.model_dir}: fits the model contract",
+             f"  signature {result.signature!r}, input {result.input_name!r} (serialized "
+             f"tf.Examples), output {result.output_key!r}",
+             f"  {result.form}, {result.classes or 'unknown'} classes, scores: {result.scores}"]
+    if result.examples:
+        lines.append(f"  ran on {result.examples} examples"
+                     + ("" if result.accuracy is None else f": accuracy {result.accuracy:.4f}"))
+    return "\n".join(lines)
 
 
 def fresh_demo_home(home: Path) -> None:
@@ -422,30 +524,30 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+# Commands that never read a project: the demo is its own, init writes one.
+PROJECTLESS_COMMANDS = ("demo", "init")
+
+
+def build_parser(chosen: project.Project | None = None) -> argparse.ArgumentParser:
+    """The command line, its defaults taken from `chosen` (default: the built-in demo)."""
+    chosen = chosen or project.Project(PipelineConfig())
     parser = argparse.ArgumentParser(prog="graceful", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(project_config=chosen.config, project_path=chosen.path)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the pipeline once on a data span")
-    _add_run_options(run)
+    _add_run_options(run, chosen)
     run.set_defaults(func=cmd_run)
     hist = commands.add_parser("history", help="every run, read back from ML Metadata")
-    _add_home(hist)
+    _add_home(hist, chosen)
     hist.set_defaults(func=cmd_history)
     report = commands.add_parser("report", help="a run's flip report: path and text summary")
     report.add_argument("run", nargs="?", type=int, default=None,
                         help="run number as in `graceful history` (default: the newest)")
-    _add_home(report)
+    _add_home(report, chosen)
     report.set_defaults(func=cmd_report)
-    demo = commands.add_parser("demo", help="three gated runs on Fashion-MNIST in a fresh home")
-    demo.add_argument("--home", default=None, help=f"demo home (default ./{DEMO_HOME})")
-    demo.add_argument("--epochs", type=int, default=TrainingParams().epochs)
-    demo.add_argument("--span-size", type=int, default=PipelineConfig().span_size)
-    demo.add_argument("--eval-size", type=int, default=None)
-    demo.add_argument("--data-dir", default=None)
-    demo.add_argument("--ask", action="store_true",
-                      help="ask for sign-off (Slack or `graceful approve`) instead of auto-approving")
-    demo.set_defaults(func=cmd_demo)
+    _add_demo(commands)
+    _add_project_commands(commands, chosen)
     for decision in ("approve", "reject"):
         decide = commands.add_parser(decision, help=f"{decision} a model waiting for sign-off "
                                      "(approver: $GRACEFUL_APPROVER or $USER, who must be on "
@@ -454,12 +556,12 @@ def build_parser() -> argparse.ArgumentParser:
                             help="run number (as in `graceful history`) or request id; "
                                  "default: the one waiting")
         decide.add_argument("--reason", required=True, help="why (recorded in ML Metadata)")
-        _add_home(decide)
+        _add_home(decide, chosen)
         decide.set_defaults(func=cmd_decide, decision=decision)
     compile_ = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
     compile_.add_argument("target", choices=["kubeflow"])
-    _add_run_options(compile_)
-    compile_.add_argument("--name", default=PipelineConfig().pipeline_name,
+    _add_run_options(compile_, chosen)
+    compile_.add_argument("--name", default=chosen.config.pipeline_name,
                           help="pipeline name, [a-z0-9-] (default %(default)s)")
     compile_.add_argument("--image", default="graceful-tfx:0.1.0",
                           help="the image built from kubeflow/Dockerfile (default %(default)s)")
@@ -474,19 +576,76 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.add_argument("model", nargs="?", type=int, default=None,
                          help="model id (default: the last pushed model)")
     lineage.add_argument("--run", type=int, default=None, help="the model of run N instead")
-    _add_home(lineage)
+    _add_home(lineage, chosen)
     lineage.set_defaults(func=cmd_lineage)
     reconcile = commands.add_parser("reconcile", help="repair what a run killed mid-push left "
                                     "behind (`graceful run` does this itself first)")
-    _add_home(reconcile)
+    _add_home(reconcile, chosen)
     reconcile.set_defaults(func=cmd_reconcile)
     gate = commands.add_parser("slack-gate", help="serve Slack's interactivity Request URL "
                                "(SLACK_SIGNING_SECRET, GRACEFUL_APPROVERS)")
     gate.add_argument("--host", default="127.0.0.1")
     gate.add_argument("--port", type=int, default=3000)
-    _add_home(gate)
+    _add_home(gate, chosen)
     gate.set_defaults(func=cmd_slack_gate)
     return parser
+
+
+def _add_demo(commands) -> None:
+    demo = commands.add_parser("demo", help="three gated runs on Fashion-MNIST in a fresh home")
+    demo.add_argument("--home", default=None, help=f"demo home (default ./{DEMO_HOME})")
+    demo.add_argument("--epochs", type=int, default=TrainingParams().epochs)
+    demo.add_argument("--span-size", type=int, default=PipelineConfig().span_size)
+    demo.add_argument("--eval-size", type=int, default=None)
+    demo.add_argument("--data-dir", default=None)
+    demo.add_argument("--ask", action="store_true",
+                      help="ask for sign-off (Slack or `graceful approve`) instead of auto-approving")
+    demo.set_defaults(func=cmd_demo)
+
+
+def _add_project_commands(commands, chosen: project.Project) -> None:
+    """init, schema and check-model: a team's own project."""
+    init = commands.add_parser("init", help="scaffold a project for your CSV spans: "
+                               f"{project.PROJECT_FILE}, {project.MODEL_FILE}, schema/")
+    init.add_argument("directory", help="the project folder to write (created if missing)")
+    init.add_argument("--csv", required=True, metavar="DATA_DIR",
+                      help="folder (or URI) of CSV spans: span-N/{train,eval}/*.csv, "
+                           "YYYY-MM-DD/{train,eval}/*.csv, ... (only read)")
+    init.add_argument("--label", required=True, metavar="COLUMN", help="the label column")
+    init.add_argument("--id", default="", metavar="COLUMN",
+                      help="a column naming each example (default: ids derived from the example)")
+    init.add_argument("--class-names", default="", metavar="A,B,...",
+                      help="class names in class-id order (default: ids 0..K-1 for integer "
+                           "labels, the sorted values for string labels)")
+    init.add_argument("--train-pattern", default="", metavar="GLOB",
+                      help="train files under DATA_DIR with {SPAN} or {YYYY}{MM}{DD} (default: "
+                           "detected); needs --eval-pattern")
+    init.add_argument("--eval-pattern", default="", metavar="GLOB")
+    init.set_defaults(func=cmd_init)
+    schema = commands.add_parser("schema", help="bootstrap the project's schema/schema.pbtxt "
+                                 "from its first span with TFDV (then curate it)")
+    _add_project(schema, chosen)
+    schema.add_argument("--force", action="store_true", help="replace an existing schema.pbtxt")
+    schema.set_defaults(func=cmd_schema)
+    check = commands.add_parser("check-model", help="check a SavedModel against the project's "
+                                "model contract")
+    check.add_argument("model_dir", metavar="DIR", help="the SavedModel's folder")
+    check.add_argument("--examples", default=None, metavar="PATTERN",
+                       help="TFRecord files of tf.Examples (.gz: gzip) to run the model on: "
+                            "verifies its scores and, with labels, reports accuracy")
+    _add_project(check, chosen)
+    check.set_defaults(func=cmd_check_model)
+
+
+def chosen_project(argv: list[str]) -> project.Project:
+    """First pass over the command line: the project it names (--project), else the one here,
+    else the demo; `demo` and `init` read none. Its values become the parser's defaults."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--project", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if argv and argv[0] in PROJECTLESS_COMMANDS:
+        return project.Project(PipelineConfig())
+    return project.load(known.project)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,7 +655,13 @@ def main(argv: list[str] | None = None) -> int:
     from graceful.home_lock import HomeBusyError
     from graceful.mlmd_store import StoreDamagedError
 
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        chosen = chosen_project(argv)
+    except project.ProjectError as error:
+        print(f"graceful: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    args = build_parser(chosen).parse_args(argv)
     try:
         return args.func(args)
     except HomeBusyError as error:
@@ -506,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graceful: {error}", file=sys.stderr)
         return EXIT_FAILED
     except (data.DatasetNotFoundError, FileNotFoundError, FileExistsError, ValueError) as error:
-        # incl. SignOffError, UsageError
+        # incl. SignOffError, UsageError, ProjectError, SpanError, ModelOutputError
         print(f"graceful: {error}", file=sys.stderr)
         return EXIT_USAGE
 
