@@ -277,3 +277,50 @@ def test_embedding_alignment_is_the_mean_cosine_distance():
     assert float(losses.embedding_alignment(mixed, old)) == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError, match="same D"):
         losses.embedding_alignment(np.zeros((3, 3)), old)
+
+
+# Binary models: one logit column z [N, 1] is read as the two-class logits [0, z].
+Z_OLD = math.log(3.0)  # sigmoid = 0.75
+
+
+def test_binary_logit_column_is_read_as_zero_and_z():
+    np.testing.assert_allclose(losses.two_class_logits([[Z_OLD], [-1.0]]).numpy(),
+                               [[0.0, Z_OLD], [0.0, -1.0]])
+    unchanged = [[1.0, 2.0, 3.0]]
+    np.testing.assert_allclose(losses.two_class_logits(unchanged).numpy(), unchanged)
+
+
+def test_binary_cross_entropy_by_hand():
+    # P(class 1) = 0.75: label 1 costs -ln 0.75 = 0.287682, label 0 costs -ln 0.25 = 1.386294.
+    assert _scalar(losses.cross_entropy([[Z_OLD]], [1])) == pytest.approx(0.287682, abs=1e-6)
+    assert _scalar(losses.cross_entropy([[Z_OLD]], [0])) == pytest.approx(1.386294, abs=1e-6)
+
+
+def test_binary_kl_by_hand_and_same_as_two_columns():
+    # old p = (0.25, 0.75), new p = (0.5, 0.5): KL = .25 ln(.25/.5) + .75 ln(.75/.5) = 0.130812.
+    kl = losses.kl_divergence([[0.0]], [[Z_OLD]], temperature=1.0).numpy()
+    np.testing.assert_allclose(kl, [0.130812], atol=1e-6)
+    two_columns = losses.kl_divergence([[0.0, 0.0]], [[0.0, Z_OLD]], temperature=1.0).numpy()
+    np.testing.assert_allclose(kl, two_columns, atol=1e-7)
+    mixed = losses.kl_divergence([[0.0]], [[0.0, Z_OLD]], temperature=1.0).numpy()
+    np.testing.assert_allclose(kl, mixed, atol=1e-7)
+
+
+def test_binary_logit_matching_and_margin_by_hand():
+    # [0, 2] vs [0, -1]: 1/2 * 3^2 = 4.5. Margins of [0, z]: +z for class 1, -z for class 0.
+    np.testing.assert_allclose(losses.logit_matching([[2.0]], [[-1.0]]).numpy(), [4.5])
+    # old z = 3 (right for label 1, margin 3), new z = 1 (margin 1): shortfall 3 - 1 + 0.5 = 2.5;
+    # label 0: the old model (z = 3 says class 1) is wrong there, so no term.
+    shortfall = losses.margin_shortfall([[1.0], [1.0]], [[3.0], [3.0]], [1, 0], margin=0.5)
+    np.testing.assert_allclose(shortfall.numpy(), [2.5, 0.0])
+
+
+def test_binary_focal_distillation_by_hand():
+    # lam 0.5, alpha 0, beta 1, T 1; new z = 0, old z = ln 3, label 1 (old right: weight 1):
+    # 0.5 * ln 2 + 0.5 * 0.130812 = 0.412980.
+    params = DistillationParams(temperature=1.0, alpha=0.0, beta=1.0, lam=0.5)
+    value = losses.focal_distillation_loss([[0.0]], [[Z_OLD]], [1], params, "fd_kl")
+    assert _scalar(value) == pytest.approx(0.5 * math.log(2) + 0.5 * 0.130812, abs=1e-6)
+    # label 0: the old model is wrong there, so only cross-entropy: 0.5 * ln 2.
+    value = losses.focal_distillation_loss([[0.0]], [[Z_OLD]], [0], params, "fd_kl")
+    assert _scalar(value) == pytest.approx(0.5 * math.log(2), abs=1e-6)
