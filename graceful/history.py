@@ -20,11 +20,14 @@ from graceful.models.params import TrainingParams
 # A run's context type: "pipeline_run" (IR runners: local, Kubeflow), "run" (TFX's Airflow runner).
 RUN_CONTEXT_TYPES = ("pipeline_run", "run")
 TRAINING_PARAMETERS = [f.name for f in dataclasses.fields(TrainingParams)]
-ACCURACY_METRIC = "sparse_categorical_accuracy"
-# Component type names in MLMD end with these class names.
-EXAMPLE_GEN, TRAINER, EVALUATOR, PUSHER = ("ImportExampleGen", "GracefulTrainer", "Evaluator",
-                                           "AtomicPusher")
-FLIP_EVALUATOR, SIGN_OFF = "FlipEvaluator", "HumanSignOff"
+# A step is known by the artifact types it produces, never by its node id or component class, so
+# history reads any pipeline: CsvExampleGen or ImportExampleGen, TFX's Trainer or GracefulTrainer.
+EXAMPLES, SCHEMA, STATISTICS, ANOMALIES = "Examples", "Schema", "ExampleStatistics", "ExampleAnomalies"
+MODEL, EVALUATION, MODEL_BLESSING, PUSHED_MODEL = ("Model", "ModelEvaluation", "ModelBlessing",
+                                                   "PushedModel")
+FLIP_REPORT, FLIP_BLESSING, SIGN_OFF = "graceful.FlipReport", "graceful.FlipBlessing", "graceful.SignOff"
+FLIP_METRICS = {"negative_flip_rate": "nfr", "relative_negative_flip_rate": "relative_nfr",
+                "high_confidence_flips": "high_confidence_flips"}
 ABANDONED_REASON = "graceful_abandoned_reason"  # set by graceful.recovery on unfinished pushes
 
 
@@ -93,23 +96,30 @@ def read_evaluation(evaluation_uri: str) -> dict:
     """
     import tensorflow_model_analysis as tfma
 
-    names = {ACCURACY_METRIC: "accuracy", "negative_flip_rate": "nfr",
-             "relative_negative_flip_rate": "relative_nfr",
-             "high_confidence_flips": "high_confidence_flips"}
-    result = {}
+    result, accuracies = {}, {}
     for metrics in tfma.load_metrics(evaluation_uri):
         if metrics.slice_key.single_slice_keys:
             continue
         for key_and_value in metrics.metric_keys_and_values:
-            key = key_and_value.key
-            name = names.get(key.name)
-            if name is None or (key.is_diff and name == "accuracy"):
+            key, value = key_and_value.key, key_and_value.value.double_value.value
+            if key.is_diff or key.HasField("sub_key") or key.HasField("aggregation_type"):
                 continue
-            if key.model_name == "baseline":
-                name = "baseline_" + name
-            result[name] = key_and_value.value.double_value.value
+            prefix = "baseline_" if key.model_name == "baseline" else ""
+            if key.name in FLIP_METRICS:
+                result[prefix + FLIP_METRICS[key.name]] = value
+            elif key.name.endswith("accuracy"):
+                accuracies.setdefault(prefix + "accuracy", {})[key.name] = value
+    for name, by_metric in accuracies.items():
+        result[name] = by_metric[_accuracy_metric(by_metric)]
     result["failures"] = _failures(tfma.load_validation_result(evaluation_uri))
     return result
+
+
+def _accuracy_metric(names) -> str:
+    """The accuracy to show when an EvalConfig has several (sparse_categorical_accuracy,
+    binary_accuracy, ...): graceful's contract accuracy, which reads every model form right, else
+    the first by name, so the choice is stable."""
+    return min(names, key=lambda name: (not name.startswith("graceful"), name))
 
 
 def _failures(validation) -> list[str]:
@@ -133,74 +143,97 @@ def _failures(validation) -> list[str]:
     return lines
 
 
-def _artifacts_by_event(store, execution_ids):
-    """{execution_id: {(event_type, key): [artifact, ...]}}."""
-    events = store.get_events_by_execution_ids(execution_ids)
+@dataclasses.dataclass
+class Step:
+    """One execution of a run with the artifacts it consumed and produced, by artifact type name:
+    what a step is follows from these, whatever the pipeline called it."""
+    execution: metadata_store_pb2.Execution
+    node: str                           # its node id in the pipeline, e.g. "Trainer" or "fit"
+    inputs: dict
+    outputs: dict
+
+    def consumed(self, type_name: str) -> list:
+        return self.inputs.get(type_name, [])
+
+    def produced(self, type_name: str) -> list:
+        return self.outputs.get(type_name, [])
+
+
+def node_ids(store) -> dict[int, str]:
+    """{execution id: node id}. IR runners (local, Kubeflow) keep the id in a "node" context named
+    "<pipeline>.<node id>"; TFX's Airflow runner records it as the execution's `component_id`."""
+    pipelines = [c.name for c in store.get_contexts_by_type("pipeline")]
+    ids = {}
+    for node in store.get_contexts_by_type("node"):
+        name = max((node.name[len(p) + 1:] for p in pipelines if node.name.startswith(p + ".")),
+                   key=len, default=node.name)
+        ids.update({e.id: name for e in store.get_executions_by_context(node.id)})
+    return ids
+
+
+def _node(execution, nodes: dict, type_names: dict) -> str:
+    """The step's node id; its component class when the runner recorded none."""
+    if "component_id" in execution.properties:
+        return execution.properties["component_id"].string_value
+    return nodes.get(execution.id) or type_names[execution.type_id].rsplit(".", 1)[-1]
+
+
+def steps(store, executions, nodes: dict | None = None) -> list[Step]:
+    """The executions as Steps, oldest first. Only INPUT and OUTPUT events count: a Resolver's
+    INTERNAL_OUTPUT of an earlier Model produces nothing."""
+    nodes = node_ids(store) if nodes is None else nodes
+    execution_types = {t.id: t.name for t in store.get_execution_types()}
+    artifact_types = {t.id: t.name for t in store.get_artifact_types()}
+    events = store.get_events_by_execution_ids([e.id for e in executions])
     artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
-    linked = defaultdict(lambda: defaultdict(list))
+    linked = defaultdict(lambda: ({}, {}))
     for event in events:
-        key = event.path.steps[0].key if event.path.steps else ""
-        linked[event.execution_id][(event.type, key)].append(artifacts[event.artifact_id])
-    return linked
+        if event.type in (metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT):
+            artifact = artifacts[event.artifact_id]
+            side = linked[event.execution_id][event.type == metadata_store_pb2.Event.OUTPUT]
+            side.setdefault(artifact_types[artifact.type_id], []).append(artifact)
+    return [Step(x, _node(x, nodes, execution_types), *linked[x.id])
+            for x in sorted(executions, key=lambda x: (x.create_time_since_epoch, x.id))]
 
 
-def _fill(record: RunRecord, component: str, execution, io) -> None:
-    output = metadata_store_pb2.Event.OUTPUT
-    inputs = metadata_store_pb2.Event.INPUT
-    if component == EXAMPLE_GEN:
-        for examples in io[(output, "examples")]:
-            record.span = property_value(examples, "span")
-    elif component == TRAINER:
-        record.training_spans = sorted(property_value(a, "span") for a in io[(inputs, "examples")])
-        record.params = {name: property_value(execution, name) for name in TRAINING_PARAMETERS}
-        for model in io[(output, "model")]:
-            record.model_id = model.id
-            record.loss = property_value(model, "loss")
-            record.reference_model_id = property_value(model, "reference_model_id")
-    elif component == EVALUATOR:
-        for baseline in io[(inputs, "baseline_model")]:
-            record.baseline_model_id = baseline.id
-        for blessing in io[(output, "blessing")]:
-            if blessing.state == metadata_store_pb2.Artifact.ABANDONED:
-                record.abandoned = property_value(blessing, ABANDONED_REASON)
-            blessed = property_value(blessing, "blessed")
-            record.blessed = None if blessed is None else bool(blessed)
-            if blessed == 0:
-                record.blocked_by = "evaluator"
-        for evaluation in io[(output, "evaluation")]:
-            metrics = read_evaluation(evaluation.uri)
-            record.accuracy = metrics.get("accuracy")
-            record.baseline_accuracy = metrics.get("baseline_accuracy")
-            if record.baseline_model_id is not None:  # flips exist only against a baseline
-                record.nfr = metrics.get("nfr")
-                record.relative_nfr = metrics.get("relative_nfr")
-                record.high_confidence_flips = metrics.get("high_confidence_flips")
-            record.failures = metrics["failures"]
-    elif component == FLIP_EVALUATOR:
-        _fill_flip_gate(record, io[(inputs, "baseline_model")], io[(output, "flip_report")],
-                        io[(output, "blessing")])
-    elif component == SIGN_OFF:
-        for artifact in io[(output, "sign_off")]:
-            record.sign_off = {key: property_value(artifact, key) for key in (
-                "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
-                "slack_ts", "request_id")}
-            if property_value(artifact, "source") == signoff.FLIP_GATE_SOURCE:
-                record.sign_off = None  # nobody was asked; the flip gate's reasons stand
-            elif property_value(artifact, "blessed") == 0:
-                record.blessed, record.blocked_by = False, "sign-off"
-                record.failures = [f"{record.sign_off['decision']}ed by "
-                                   f"{record.sign_off['approver_name']}: {record.sign_off['reason']}"]
-    elif component == PUSHER:
-        for pushed in io[(output, "pushed_model")]:
-            record.pushed = bool(property_value(pushed, "pushed"))
+def training_parameters(execution) -> dict:
+    """GracefulTrainer's parameters, each an execution property (None under another trainer)."""
+    return {name: property_value(execution, name) for name in TRAINING_PARAMETERS}
 
 
-def _fill_flip_gate(record: RunRecord, baselines, reports, blessings) -> None:
-    """The FlipEvaluator's numbers and verdict; the Evaluator, which runs after it only when the flip
-    gate passed, later overwrites accuracy and flip numbers with TFMA's (they agree)."""
+def _fill_ingestion(record: RunRecord, step: Step) -> None:
+    for examples in step.produced(EXAMPLES):
+        record.span = property_value(examples, "span")
+
+
+def _fill_training(record: RunRecord, step: Step) -> None:
+    spans = (property_value(a, "span") for a in step.consumed(EXAMPLES))
+    record.training_spans = sorted(s for s in spans if s is not None)
+    record.params = training_parameters(step.execution)
+    for model in step.produced(MODEL):
+        record.model_id = model.id
+        record.loss = property_value(model, "loss")
+        record.reference_model_id = property_value(model, "reference_model_id")
+
+
+def _baselines(record: RunRecord, step: Step) -> list:
+    """The models a judging step compared the candidate with: every other Model it consumed."""
+    return [m for m in step.consumed(MODEL) if m.id != record.model_id]
+
+
+def _refused(record: RunRecord, gate: str, failures: list[str]) -> None:
+    """The first gate that refused the model blocked it; its reasons are the run's."""
+    if record.blessed is not False:
+        record.blessed, record.blocked_by, record.failures = False, gate, failures
+
+
+def _fill_flip_gate(record: RunRecord, step: Step) -> None:
+    """The FlipEvaluator's numbers and verdict; the Evaluator's (TFMA), when it ran, take precedence
+    (they agree), which is why this step is read first."""
+    baselines = _baselines(record, step)
     for baseline in baselines:
         record.baseline_model_id = baseline.id
-    for report in reports:
+    for report in step.produced(FLIP_REPORT):
         record.flip_report = os.path.join(report.uri, REPORT_FILE)
         record.accuracy = property_value(report, "accuracy")
         if baselines:
@@ -208,29 +241,91 @@ def _fill_flip_gate(record: RunRecord, baselines, reports, blessings) -> None:
             record.nfr = property_value(report, "nfr")
             record.relative_nfr = property_value(report, "relative_nfr")
             record.high_confidence_flips = property_value(report, "high_confidence_flips")
-    for blessing in blessings:
+    for blessing in step.produced(FLIP_BLESSING):
         if property_value(blessing, "blessed") == 0:
-            record.blessed, record.blocked_by = False, "flip gate"
-            record.failures = json.loads(property_value(blessing, "failures") or "[]")
+            _refused(record, "flip gate", json.loads(property_value(blessing, "failures") or "[]"))
+
+
+def _fill_sign_off(record: RunRecord, step: Step) -> None:
+    for artifact in step.produced(SIGN_OFF):
+        if property_value(artifact, "source") == signoff.FLIP_GATE_SOURCE:
+            continue  # nobody was asked; the flip gate's reasons stand
+        record.sign_off = {key: property_value(artifact, key) for key in (
+            "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
+            "slack_ts", "request_id")}
+        if property_value(artifact, "blessed") == 0:
+            _refused(record, "sign-off", [f"{record.sign_off['decision']}ed by "
+                                          f"{record.sign_off['approver_name']}: "
+                                          f"{record.sign_off['reason']}"])
+
+
+def _fill_evaluation(record: RunRecord, step: Step) -> None:
+    """TFMA's numbers (any accuracy metric) and the ModelBlessing a Pusher trusts."""
+    baselines = _baselines(record, step)
+    for baseline in baselines:
+        record.baseline_model_id = baseline.id
+    failures = []
+    for evaluation in step.produced(EVALUATION):
+        metrics = read_evaluation(evaluation.uri)
+        record.accuracy = metrics.get("accuracy", record.accuracy)
+        record.baseline_accuracy = metrics.get("baseline_accuracy", record.baseline_accuracy)
+        if baselines:  # flips exist only against a baseline
+            record.nfr = metrics.get("nfr", record.nfr)
+            record.relative_nfr = metrics.get("relative_nfr", record.relative_nfr)
+            record.high_confidence_flips = metrics.get("high_confidence_flips",
+                                                       record.high_confidence_flips)
+        failures = metrics["failures"]
+    for blessing in step.produced(MODEL_BLESSING):
+        if blessing.state == metadata_store_pb2.Artifact.ABANDONED:
+            record.abandoned = property_value(blessing, ABANDONED_REASON)
+        blessed = property_value(blessing, "blessed")
+        if blessed == 0:
+            _refused(record, "evaluator", failures)
+        elif blessed is not None and record.blessed is None:
+            record.blessed = True
+
+
+def _fill_push(record: RunRecord, step: Step) -> None:
+    for pushed in step.produced(PUSHED_MODEL):
+        record.pushed = bool(property_value(pushed, "pushed"))
+
+
+# Which steps a run has, by what they produce, read in this order whatever order they ran in.
+ROLES = [
+    (lambda step: step.produced(EXAMPLES) and not step.consumed(EXAMPLES), _fill_ingestion),
+    (lambda step: step.produced(MODEL), _fill_training),
+    (lambda step: step.produced(FLIP_REPORT) or step.produced(FLIP_BLESSING), _fill_flip_gate),
+    (lambda step: step.produced(SIGN_OFF), _fill_sign_off),
+    (lambda step: step.produced(EVALUATION) or step.produced(MODEL_BLESSING), _fill_evaluation),
+    (lambda step: step.produced(PUSHED_MODEL), _fill_push),
+]
+
+
+def run_record(store, context, nodes: dict) -> RunRecord:
+    """One run context read back: its steps by role, and the first step that failed."""
+    record = RunRecord(run_id=context.name, started=context.create_time_since_epoch / 1000)
+    run_steps = steps(store, store.get_executions_by_context(context.id), nodes)
+    failed = [s.node for s in run_steps
+              if s.execution.last_known_state == metadata_store_pb2.Execution.FAILED]
+    record.failed_step = failed[0] if failed else None
+    for is_role, fill in ROLES:
+        for step in run_steps:
+            if is_role(step):
+                fill(record, step)
+    return record
+
+
+def run_contexts(store) -> list:
+    """Every pipeline run's context, oldest first."""
+    contexts = [c for t in RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
+    return sorted(contexts, key=lambda c: c.create_time_since_epoch)
 
 
 def runs(metadata_path: str) -> list[RunRecord]:
     """Every pipeline run in the store, oldest first."""
     store = open_store(metadata_path)
-    run_contexts = [c for t in RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)]
-    type_names = {t.id: t.name for t in store.get_execution_types()}
-    records = []
-    for context in sorted(run_contexts, key=lambda c: c.create_time_since_epoch):
-        record = RunRecord(run_id=context.name, started=context.create_time_since_epoch / 1000)
-        executions = store.get_executions_by_context(context.id)
-        io = _artifacts_by_event(store, [e.id for e in executions])
-        for execution in sorted(executions, key=lambda e: e.create_time_since_epoch):
-            component = type_names[execution.type_id].rsplit(".", 1)[-1]
-            if execution.last_known_state == metadata_store_pb2.Execution.FAILED:
-                record.failed_step = record.failed_step or component
-            _fill(record, component, execution, io[execution.id])
-        records.append(record)
-    return records
+    nodes = node_ids(store)
+    return [run_record(store, context, nodes) for context in run_contexts(store)]
 
 
 def _fmt(value, spec=".4f") -> str:

@@ -19,101 +19,128 @@ INPUT, OUTPUT = metadata_store_pb2.Event.INPUT, metadata_store_pb2.Event.OUTPUT
 
 
 class Graph:
-    """Small helpers over one MLMD store."""
+    """Small helpers over one MLMD store. Steps are found by the artifact types they produce,
+    never by node id or component class (see graceful.history)."""
 
     def __init__(self, store):
         self.store = store
-        self.execution_types = {t.id: t.name.rsplit(".", 1)[-1]
-                                for t in store.get_execution_types()}
+        self._type_names = {}
 
-    def artifact(self, artifact_id: int):
-        return self.store.get_artifacts_by_id([artifact_id])[0]
+    def type_name(self, artifact) -> str:
+        if artifact.type_id not in self._type_names:  # a type registered since we last looked
+            self._type_names = {t.id: t.name for t in self.store.get_artifact_types()}
+        return self._type_names[artifact.type_id]
 
     def producer(self, artifact):
         events = [e for e in self.store.get_events_by_artifact_ids([artifact.id])
                   if e.type == OUTPUT]
         return self.store.get_executions_by_id([events[0].execution_id])[0] if events else None
 
-    def consumers(self, artifact, component: str):
+    def artifacts(self, execution, kind, type_name: str) -> list:
+        """The artifacts of `type_name` the execution consumed (INPUT) or produced (OUTPUT)."""
+        ids = [e.artifact_id for e in self.store.get_events_by_execution_ids([execution.id])
+               if e.type == kind]
+        return [a for a in self.store.get_artifacts_by_id(ids) if self.type_name(a) == type_name]
+
+    def consumers(self, artifact, producing: str) -> list:
+        """The executions that consumed the artifact and produced an artifact of type `producing`."""
         ids = [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact.id])
                if e.type == INPUT]
         return [x for x in self.store.get_executions_by_id(ids)
-                if self.execution_types[x.type_id] == component]
+                if self.artifacts(x, OUTPUT, producing)]
 
-    def io(self, execution, kind, key: str):
-        events = [e for e in self.store.get_events_by_execution_ids([execution.id])
-                  if e.type == kind and e.path.steps and e.path.steps[0].key == key]
-        return self.store.get_artifacts_by_id([e.artifact_id for e in events])
-
-    def one_output(self, artifact, component: str, key: str):
-        for execution in self.consumers(artifact, component):
-            for output in self.io(execution, OUTPUT, key):
-                return output
+    def one_output(self, artifact, type_name: str):
+        """The first artifact of `type_name` produced from this one, or None."""
+        for execution in self.consumers(artifact, type_name):
+            return self.artifacts(execution, OUTPUT, type_name)[0]
         return None
 
 
 def pushed_model_ids(store) -> list[int]:
-    """Models the Pusher actually pushed, oldest first."""
+    """Models a pusher actually pushed, oldest first."""
     graph = Graph(store)
     ids = []
-    for pushed in store.get_artifacts_by_type("PushedModel"):
+    for pushed in store.get_artifacts_by_type(history.PUSHED_MODEL):
         if history.property_value(pushed, "pushed") != 1:
             continue
         pusher = graph.producer(pushed)
-        ids += [m.id for m in graph.io(pusher, INPUT, "model")]
+        ids += [m.id for m in graph.artifacts(pusher, INPUT, history.MODEL)]
     return ids
 
 
-def lineage(metadata_path: str, model_id: int | None = None) -> dict:
-    """Everything MLMD knows about one model (default: the last pushed one)."""
-    store = history.open_store(metadata_path)
-    graph = Graph(store)
+def _judging_steps(store, trainer, model) -> list:
+    """The steps of the run that trained the model that consumed it: how that run judged it.
+    Later runs consume it too, as their baseline; those judged their own candidates."""
+    run_types = {t.id for t in store.get_context_types() if t.name in history.RUN_CONTEXT_TYPES}
+    executions = [x for run in store.get_contexts_by_execution(trainer.id)
+                  if run.type_id in run_types for x in store.get_executions_by_context(run.id)]
+    return [step for step in history.steps(store, executions)
+            if any(m.id == model.id for m in step.consumed(history.MODEL))]
+
+
+def _first(steps: list, type_name: str):
+    """(step, artifact) of the first step that produced an artifact of `type_name`, or (None, None)."""
+    for step in steps:
+        for artifact in step.produced(type_name):
+            return step, artifact
+    return None, None
+
+
+def _model(store, model_id: int | None, metadata_path: str):
+    """The model asked for (default: the last pushed one), checked to be a Model."""
     if model_id is None:
         pushed = pushed_model_ids(store)
         if not pushed:
             raise ValueError("No model has been pushed yet; pass a model id (`graceful history`).")
         model_id = pushed[-1]
     models = store.get_artifacts_by_id([model_id])
-    if not models or store.get_artifact_types_by_id([models[0].type_id])[0].name != "Model":
+    if not models or store.get_artifact_types_by_id([models[0].type_id])[0].name != history.MODEL:
         raise ValueError(f"There is no model {model_id} in {metadata_path}; `graceful history` "
                          "lists model ids.")
-    model = models[0]
+    return models[0]
+
+
+def lineage(metadata_path: str, model_id: int | None = None) -> dict:
+    """Everything MLMD knows about one model (default: the last pushed one)."""
+    store = history.open_store(metadata_path)
+    graph = Graph(store)
+    model = _model(store, model_id, metadata_path)
     trainer = graph.producer(model)
+    parameters = history.training_parameters(trainer)
     result = {"model": {"id": model.id, "uri": model.uri,
                         "loss": history.property_value(model, "loss")},
-              "training": {name: history.property_value(trainer, name)
-                           for name in history.TRAINING_PARAMETERS},
-              "data": [_span(graph, examples) for examples in graph.io(trainer, INPUT, "examples")],
-              "schema": [a.uri for a in graph.io(trainer, INPUT, "schema")],
-              "reference_model": [a.id for a in graph.io(trainer, INPUT, "base_model")]}
-    flip_report = graph.one_output(model, history.FLIP_EVALUATOR, "flip_report")
+              "training": {k: v for k, v in parameters.items() if v is not None},
+              "data": [_span(graph, examples)
+                       for examples in graph.artifacts(trainer, INPUT, history.EXAMPLES)],
+              "schema": [a.uri for a in graph.artifacts(trainer, INPUT, history.SCHEMA)],
+              "reference_model": [a.id for a in graph.artifacts(trainer, INPUT, history.MODEL)]}
+    judged = _judging_steps(store, trainer, model)
+    result["baseline_model"] = sorted({m.id for step in judged
+                                       for m in step.consumed(history.MODEL) if m.id != model.id})
+    _, flip_report = _first(judged, history.FLIP_REPORT)
     if flip_report is not None:
         with open(os.path.join(flip_report.uri, REPORT_FILE)) as handle:
             report = json.load(handle)
-        flip_execution = graph.consumers(model, history.FLIP_EVALUATOR)[0]
-        result["baseline_model"] = [a.id for a in graph.io(flip_execution, INPUT,
-                                                            "baseline_model")]
         result["flips"] = {"report": os.path.join(flip_report.uri, INDEX),
                            "summary": report["summary"], "gate": report["gate"]}
-    sign_off = graph.one_output(model, history.SIGN_OFF, "sign_off")
+    _, sign_off = _first(judged, history.SIGN_OFF)
     if sign_off is not None:
         result["sign_off"] = {key: history.property_value(sign_off, key) for key in (
             "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
             "slack_channel", "slack_ts")}
-    evaluation = graph.one_output(model, history.EVALUATOR, "evaluation")
+    _, evaluation = _first(judged, history.EVALUATION)
     if evaluation is not None:
         result["evaluation"] = history.read_evaluation(evaluation.uri)
         result["evaluation_uri"] = evaluation.uri
-    pushed = graph.one_output(model, history.PUSHER, "pushed_model")
+    _, pushed = _first(judged, history.PUSHED_MODEL)
     result["pushed"] = None if pushed is None or history.property_value(pushed, "pushed") != 1 \
         else history.property_value(pushed, "pushed_destination") or pushed.uri
     return result
 
 
 def _span(graph: Graph, examples) -> dict:
-    statistics = graph.one_output(examples, "StatisticsGen", "statistics")
-    anomalies = None if statistics is None else graph.one_output(statistics, "ExampleValidator",
-                                                                 "anomalies")
+    statistics = graph.one_output(examples, history.STATISTICS)
+    anomalies = None if statistics is None else graph.one_output(statistics, history.ANOMALIES)
     return {"span": history.property_value(examples, "span"), "examples": examples.uri,
             "statistics": statistics.uri if statistics else None,
             "anomalies": anomalies.uri if anomalies else None}
@@ -127,11 +154,12 @@ def format_lineage(info: dict) -> str:
         lines.append(f"  span {span['span']}: {span['examples']}")
         lines.append(f"    statistics {span['statistics'] or '-'}; anomalies {span['anomalies'] or '-'}")
     lines.append(f"schema: {', '.join(info['schema']) or '-'}")
-    lines.append("training parameters: " + json.dumps(info["training"]))
+    lines.append("training parameters: " + (json.dumps(info["training"]) if info["training"]
+                                            else "- (not graceful's trainer)"))
     lines.append(f"reference model (frozen teacher): {info['reference_model'] or 'none'}")
+    lines.append(f"baseline model: {info['baseline_model'] or 'none (first model)'}")
     if "flips" in info:
         s, gate = info["flips"]["summary"], info["flips"]["gate"]
-        lines.append(f"baseline model: {info['baseline_model'] or 'none (first model)'}")
         lines.append(f"flip gate: {'passed' if gate['blessed'] else 'blocked: ' + '; '.join(gate['failures'])}"
                      f" — accuracy {s['new_accuracy']:.4f}, NFR {s['nfr']:.4f}, "
                      f"high-confidence flips {s['high_confidence_flips']}")

@@ -22,7 +22,8 @@ from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
 from graceful import serving
-from graceful.history import ABANDONED_REASON, PUSHER, RUN_CONTEXT_TYPES, property_value
+from graceful.history import (ABANDONED_REASON, MODEL_BLESSING, PUSHED_MODEL, RUN_CONTEXT_TYPES,
+                              property_value)
 from graceful.lineage import Graph
 from graceful.mlmd_store import open_store
 
@@ -37,14 +38,14 @@ def _run_of(store, execution) -> str:
 
 
 def unfinished_pushes(store) -> list:
-    """LIVE, blessed ModelBlessings that no completed Pusher execution consumed."""
+    """LIVE, blessed ModelBlessings that no completed push (a step producing a PushedModel) consumed."""
     graph, found = Graph(store), []
-    for blessing in store.get_artifacts_by_type("ModelBlessing"):
+    for blessing in store.get_artifacts_by_type(MODEL_BLESSING):
         if blessing.state != metadata_store_pb2.Artifact.LIVE:
             continue
         if property_value(blessing, "blessed") != 1:
             continue
-        if not any(x.last_known_state in _DONE for x in graph.consumers(blessing, PUSHER)):
+        if not any(x.last_known_state in _DONE for x in graph.consumers(blessing, PUSHED_MODEL)):
             found.append(blessing)
     return found
 
@@ -53,7 +54,7 @@ def _served_by_completed_pushes(store) -> set[str]:
     """Version folders completed pushes recorded (URIs: compared without a trailing slash, since
     os.path.normpath would turn gs://b into gs:/b)."""
     return {str(property_value(p, "pushed_destination")).rstrip("/")
-            for p in store.get_artifacts_by_type("PushedModel")
+            for p in store.get_artifacts_by_type(PUSHED_MODEL)
             if property_value(p, "pushed") == 1 and property_value(p, "pushed_destination")}
 
 
