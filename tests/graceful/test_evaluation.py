@@ -28,9 +28,10 @@ LOOSE = GateConfig(min_accuracy=0.0, max_accuracy_drop=1.0, max_nfr=1.0, max_rel
 
 
 def export_model(directory, units: int, activation, seed: int, output_key="scores",
-                 extra_outputs=False, input_name="records"):
+                 extra_outputs=False, input_name="records", reshape=None):
     """A one-layer Keras classifier with random weights whose serving_default signature parses
-    serialized tf.Examples (feature `x`, FEATURES floats) and returns {output_key: scores}."""
+    serialized tf.Examples (feature `x`, FEATURES floats) and returns {output_key: scores}
+    (reshaped to `reshape`, e.g. [-1] or [-1, 3, 1], to make a model of the wrong form)."""
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.layers.Dense(units, activation=activation,
                                                  input_shape=(FEATURES,))])
@@ -38,6 +39,8 @@ def export_model(directory, units: int, activation, seed: int, output_key="score
 
     def serve(records):
         scores = model(tf.io.parse_example(records, spec)["x"], training=False)
+        if reshape is not None:
+            scores = tf.reshape(scores, reshape)
         outputs = {output_key: scores}
         if extra_outputs:
             outputs["embedding"] = scores * 2.0
@@ -156,8 +159,9 @@ def run_tfma(pattern, new, old, out_dir, data, model, gate=LOOSE):
 
     from graceful.pipeline.evaluation import eval_config
 
-    config = tfma.utils.update_eval_config_with_defaults(eval_config(gate, data, model),
-                                                         has_baseline=old is not None)
+    config = tfma.utils.update_eval_config_with_defaults(  # no baseline: the first run, as TFX's
+        eval_config(gate, data, model), has_baseline=old is not None,  # Evaluator calls it
+        rubber_stamp=old is None)
     shared = [tfma.default_eval_shared_model(eval_saved_model_path=old if spec.is_baseline else new,
                                              model_name=spec.name, eval_config=config)
               for spec in config.model_specs]
@@ -218,3 +222,88 @@ def test_both_gates_equal_numpy_for_every_model_form(tmp_path, case):
     for class_id, name in enumerate(names):
         assert values[("label", name, "negative_flip_rate", "candidate", False)] == \
             report["per_class"][str(class_id)]["nfr"]
+
+
+@pytest.mark.slow
+def test_tfma_thresholds_on_contract_accuracy_and_flips_gate_like_the_policy(tmp_path):
+    """TFMA's own validation under the pipeline's config: the accuracy change threshold fails a
+    candidate that is less accurate than the baseline by more than max_accuracy_drop, the NFR bound
+    fails on flips; the first run (no baseline) is judged on the accuracy floor only."""
+    old, new, records, labels, _, pattern, data, model = build_case(
+        tmp_path, Case("binary_probability", "int", "int", threshold=0.3))
+    old_acc, new_acc = (np.mean(numpy_classes(scores_of(d, records), 0.3)[0] == labels)
+                        for d in (old, new))
+    drop = float(old_acc - new_acc)
+    strict = dataclasses.replace(LOOSE, max_nfr=0.0, max_accuracy_drop=max(drop, 0) / 2,
+                                 min_accuracy=min(old_acc, new_acc) / 2)
+    _, validation = run_tfma(pattern, new, old, tmp_path / "strict", data, model, strict)
+    failed = {f.metric_key.name for s in validation.metric_validations_per_slice
+              for f in s.failures}
+    assert failed == {"negative_flip_rate"} | ({"graceful_accuracy"} if drop > 0 else set())
+    floor = dataclasses.replace(LOOSE, min_accuracy=float(new_acc) + 0.01)
+    metrics, validation = run_tfma(pattern, new, None, tmp_path / "first", data, model, floor)
+    values = tfma_values(metrics)
+    assert values[("", "", "graceful_accuracy", "", False)] == new_acc
+    assert values[("", "", "negative_flip_rate", "", False)] == 0.0
+    assert {f.metric_key.name for s in validation.metric_validations_per_slice
+            for f in s.failures} == {"graceful_accuracy"}
+
+
+def _wrong_form_case(tmp_path, **export):
+    _, _, records, *_ = build_case(tmp_path / "case", Case("multiclass_logits", "int", "int"))
+    return export_model(tmp_path / "model", 3, None, seed=3, **export), \
+        write_files(tmp_path / "wrong", records)
+
+
+@pytest.mark.parametrize("reshape, shape", [([-1], r"\[None\]"), ([-1, 3, 1], r"\[None, 3, 1\]")])
+def test_the_flip_evaluator_refuses_a_wrong_output_shape_at_load(tmp_path, reshape, shape):
+    model_dir, pattern = _wrong_form_case(tmp_path, reshape=reshape)
+    with pytest.raises(Exception, match=rf"{model_dir}: signature 'serving_default', output "
+                                        rf"'scores': class scores of shape {shape}"):
+        run_flip_evaluator(pattern, model_dir, model_dir, tmp_path / "report", DataContract(),
+                           ModelContract(scores="logits"))
+
+
+def test_the_flip_evaluator_names_a_missing_output_key(tmp_path):
+    model_dir, pattern = _wrong_form_case(tmp_path, output_key="logits", extra_outputs=True)
+    with pytest.raises(Exception, match=r"no output 'scores'; the signature returns "
+                                        r"\['embedding', 'logits'\]"):
+        run_flip_evaluator(pattern, model_dir, None, tmp_path / "report", DataContract(),
+                           ModelContract(output_key="scores", scores="logits"))
+
+
+def test_the_flip_evaluator_names_declared_probabilities_that_are_logits(tmp_path):
+    model_dir, pattern = _wrong_form_case(tmp_path)
+    with pytest.raises(Exception, match="declared probabilities, but scores range from .* these "
+                                        "look like logits: set the model contract's "
+                                        "scores='logits'"):
+        run_flip_evaluator(pattern, model_dir, None, tmp_path / "report", DataContract(),
+                           ModelContract())
+
+
+def test_the_flip_evaluator_names_a_missing_label_and_unknown_string_labels(tmp_path):
+    model_dir, _ = _wrong_form_case(tmp_path)
+    pattern = write_files(tmp_path / "unlabelled", [example([0.0] * FEATURES, "cat", 1)])
+    with pytest.raises(Exception, match=r"eval-0.gz: the data contract's label_key 'target' is "
+                                        r"missing in the first example \(its features: "
+                                        r"\['example_id', 'label', 'source', 'x'\]\)"):
+        run_flip_evaluator(pattern, model_dir, None, tmp_path / "r1",
+                           DataContract(label_key="target"), ModelContract(scores="logits"))
+    with pytest.raises(Exception, match="label 'label' has value 'cat', which is not in "
+                                        r"class_names \['dog', 'fox', 'owl'\]"):
+        run_flip_evaluator(pattern, model_dir, None, tmp_path / "r2",
+                           DataContract(class_names=("dog", "fox", "owl")),
+                           ModelContract(scores="logits"))
+
+
+def test_duplicate_examples_without_an_id_feature_get_distinct_stable_ids(tmp_path):
+    """Identical rows (common in tabular data) hash alike; the report still lists each flip once,
+    and the same data gives the same ids on every run."""
+    old, new, records, *_ , data, model = build_case(tmp_path, Case("multiclass_logits", "int",
+                                                                    "derived"))
+    pattern = write_files(tmp_path / "twice", records + records)
+    reports = [run_flip_evaluator(pattern, new, old, tmp_path / f"r{i}", data, model)
+               for i in (1, 2)]
+    assert reports[0]["flips"] == reports[1]["flips"]
+    ids = [f["id"] for f in reports[0]["flips"]]
+    assert len(ids) == len(set(ids)) == reports[0]["summary"]["negative_flips"] > 0
