@@ -133,7 +133,8 @@ def create_pipeline(config: PipelineConfig,
         examples=training_examples,
         schema=schema_importer.outputs["schema"],
         reference_model=baseline_model.outputs["model"],
-        params=config.training, run_fn=config.run_fn).with_id("Trainer")
+        params=config.training, data=config.data, model=config.model,
+        module_file=config.module_file or None, run_fn=config.run_fn).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
 
     flip_evaluator = FlipEvaluator(
