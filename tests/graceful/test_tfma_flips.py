@@ -91,9 +91,10 @@ def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys, tmp
 
 def _tfma_validation(config, candidate_uri, baseline_uri, data_pattern, output_path):
     """TFMA's own model validation of candidate vs baseline under the pipeline's eval config."""
-    from graceful.pipeline.pipeline import eval_config
+    from graceful.pipeline.evaluation import eval_config
 
-    tfma_config = tfma.utils.update_eval_config_with_defaults(eval_config(config), has_baseline=True)
+    tfma_config = tfma.utils.update_eval_config_with_defaults(
+        eval_config(config.gate, config.data, config.model), has_baseline=True)
     models = [tfma.default_eval_shared_model(
         eval_saved_model_path=os.path.join(baseline_uri if spec.is_baseline else candidate_uri,
                                            "Format-Serving"),
