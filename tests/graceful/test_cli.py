@@ -101,3 +101,54 @@ def test_deciding_on_a_run_that_died_while_waiting_says_the_run_is_gone(tmp_path
         assert "closed: the run waiting for this decision is gone" in err, err
         assert "nothing will be pushed" in err and "approved" not in err
     assert not store.decision("run-1").approved
+
+
+def test_a_data_dir_without_fashion_mnist_is_an_error_and_stays_empty(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["run", "--home", str(tmp_path / "h"), "--data-dir", str(empty)]) == \
+        cli.EXIT_USAGE
+    assert f"{empty} does not hold the Fashion-MNIST files" in capsys.readouterr().err
+    assert list(empty.iterdir()) == []
+
+
+CHECK_PROJECT = """
+from graceful.pipeline.configs import DataContract, ModelContract, PipelineConfig
+CONFIG = PipelineConfig(demo_data=False, model=ModelContract(scores="logits"),
+                        data=DataContract(root="data", class_names=("a", "b", "c")))
+"""
+
+
+@pytest.fixture(scope="module")
+def logits_model(tmp_path_factory):
+    """A real SavedModel on serialized tf.Examples returning 3 logits, and examples for it."""
+    from tests.graceful.test_evaluation import FEATURES, example, export_model, write_files
+
+    folder = tmp_path_factory.mktemp("check")
+    model_dir = export_model(folder / "model", 3, None, seed=1)
+    records = [example([0.1 * i] * FEATURES, i % 3, i) for i in range(12)]
+    return model_dir, write_files(folder / "examples", records, parts=1)
+
+
+def test_check_model_prints_what_it_verified(tmp_path, capsys, logits_model):
+    model_dir, examples = logits_model
+    (tmp_path / "graceful_project.py").write_text(CHECK_PROJECT)
+    assert cli.main(["check-model", model_dir, "--project", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{model_dir}: fits the model contract" in out
+    assert "output 'scores'" in out and "multiclass, 3 classes, scores: logits" in out
+    assert cli.main(["check-model", model_dir, "--project", str(tmp_path),
+                     "--examples", examples]) == 0
+    assert "ran on 12 examples: accuracy" in capsys.readouterr().out
+
+
+def test_check_model_errors_name_the_model_and_exit_2(tmp_path, capsys, logits_model,
+                                                      monkeypatch):
+    model_dir, _ = logits_model
+    monkeypatch.chdir(tmp_path)  # no project here: the demo's contract (output 'probabilities')
+    assert cli.main(["check-model", model_dir]) == cli.EXIT_USAGE
+    assert "no output 'probabilities'; the signature returns ['scores']" in capsys.readouterr().err
+    assert cli.main(["check-model", str(tmp_path / "missing")]) == cli.EXIT_USAGE
+    assert "missing is not a directory; pass a SavedModel's folder" in capsys.readouterr().err
+    assert cli.main(["check-model", str(tmp_path)]) == cli.EXIT_USAGE
+    assert f"{tmp_path}: cannot load a SavedModel" in capsys.readouterr().err
