@@ -15,7 +15,7 @@ import pytest
 from graceful.components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
                                                 write_page, write_report)
 from graceful import report_html
-from graceful.contract import DataContract
+from graceful.contract import DataContract, DataContractError
 from graceful.gate import GateConfig
 from graceful.history import format_flip_report
 
@@ -263,7 +263,8 @@ def test_beam_pass_gallery_holds_the_worst_flips_pixels(tmp_path):
     assert (tmp_path / "report" / "flip_5.png").exists()
 
     missing = dataclasses.replace(settings, data=dataclasses.replace(data, slice_features=("device",)))
-    with pytest.raises(Exception, match="slice feature 'device' must be an integer or string"):
+    with pytest.raises(DataContractError, match="slice feature 'device' must be an integer or "
+                                                "string"):
         evaluate(beam.Pipeline, pattern, new, old, str(tmp_path / "report2"), missing)
     tf.io.TFRecordWriter(str(tmp_path / "empty.gz"), options="GZIP").close()
     with pytest.raises(ValueError, match="No examples in .*empty.gz: the split is empty"):

@@ -6,7 +6,6 @@ independent numpy count on the same models' scores, to the last bit; integer and
 integer, string and derived ids. Models of the wrong form and data without the label fail, naming
 them."""
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -258,25 +257,25 @@ def _wrong_form_case(tmp_path, **export):
 @pytest.mark.parametrize("reshape, shape", [([-1], r"\[None\]"), ([-1, 3, 1], r"\[None, 3, 1\]")])
 def test_the_flip_evaluator_refuses_a_wrong_output_shape_at_load(tmp_path, reshape, shape):
     model_dir, pattern = _wrong_form_case(tmp_path, reshape=reshape)
-    with pytest.raises(Exception, match=rf"{model_dir}: signature 'serving_default', output "
-                                        rf"'scores': class scores of shape {shape}"):
+    message = rf"{model_dir}: signature 'serving_default', output 'scores': class scores of shape "
+    with pytest.raises(ModelOutputError, match=message + shape):
         run_flip_evaluator(pattern, model_dir, model_dir, tmp_path / "report", DataContract(),
                            ModelContract(scores="logits"))
 
 
 def test_the_flip_evaluator_names_a_missing_output_key(tmp_path):
     model_dir, pattern = _wrong_form_case(tmp_path, output_key="logits", extra_outputs=True)
-    with pytest.raises(Exception, match=r"no output 'scores'; the signature returns "
-                                        r"\['embedding', 'logits'\]"):
+    message = r"no output 'scores'; the signature returns \['embedding', 'logits'\]"
+    with pytest.raises(ModelOutputError, match=message):
         run_flip_evaluator(pattern, model_dir, None, tmp_path / "report", DataContract(),
                            ModelContract(output_key="scores", scores="logits"))
 
 
 def test_the_flip_evaluator_names_declared_probabilities_that_are_logits(tmp_path):
     model_dir, pattern = _wrong_form_case(tmp_path)
-    with pytest.raises(Exception, match="declared probabilities, but scores range from .* these "
-                                        "look like logits: set the model contract's "
-                                        "scores='logits'"):
+    message = ("declared probabilities, but scores range from .* these look like logits: set the "
+               "model contract's scores='logits'")
+    with pytest.raises(ModelOutputError, match=message):
         run_flip_evaluator(pattern, model_dir, None, tmp_path / "report", DataContract(),
                            ModelContract())
 
@@ -284,13 +283,13 @@ def test_the_flip_evaluator_names_declared_probabilities_that_are_logits(tmp_pat
 def test_the_flip_evaluator_names_a_missing_label_and_unknown_string_labels(tmp_path):
     model_dir, _ = _wrong_form_case(tmp_path)
     pattern = write_files(tmp_path / "unlabelled", [example([0.0] * FEATURES, "cat", 1)])
-    with pytest.raises(Exception, match=r"eval-0.gz: the data contract's label_key 'target' is "
-                                        r"missing in the first example \(its features: "
-                                        r"\['example_id', 'label', 'source', 'x'\]\)"):
+    missing = (r"eval-0.gz: the data contract's label_key 'target' is missing in the first "
+               r"example \(its features: \['example_id', 'label', 'source', 'x'\]\)")
+    with pytest.raises(DataContractError, match=missing):
         run_flip_evaluator(pattern, model_dir, None, tmp_path / "r1",
                            DataContract(label_key="target"), ModelContract(scores="logits"))
-    with pytest.raises(Exception, match="label 'label' has value 'cat', which is not in "
-                                        r"class_names \['dog', 'fox', 'owl'\]"):
+    unknown = r"label 'label' has value 'cat', which is not in class_names \['dog', 'fox', 'owl'\]"
+    with pytest.raises(DataContractError, match=unknown):
         run_flip_evaluator(pattern, model_dir, None, tmp_path / "r2",
                            DataContract(class_names=("dog", "fox", "owl")),
                            ModelContract(scores="logits"))
