@@ -215,7 +215,8 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         if prepare:
             prepare_data(config)
         span = span or chosen_span(config)
-        print(f"[graceful] run on span {span} with model '{config.training.architecture}', loss "
+        model = config.module_file or config.training.architecture
+        print(f"[graceful] run on span {span} with model '{model}', loss "
               f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
         started = time.monotonic()
         failure = None
