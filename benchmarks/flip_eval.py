@@ -2,7 +2,7 @@
 
 Two models in the pipeline's SavedModel format (old = small MLP, new = CNN, briefly trained on span 1)
 are run over the 10k Fashion-MNIST test images (gzipped tf.Examples, as ExampleGen writes them):
-  * raw (the floor): both models' `graceful_outputs` signatures inside one tf.function, on in-memory
+  * raw (the floor): both models' serving signatures inside one tf.function, on in-memory
     batches of serialized examples, models loaded once and warmed on every batch shape — the fastest
     way found to run the two forward passes (TensorFlow optimises the inlined graphs); timed at
     several batch sizes, the floor is the fastest. Also timed, as `raw_signature_calls`, the obvious
@@ -46,9 +46,11 @@ from graceful.components.flip_evaluator.executor import ReportSettings, evaluate
 from graceful import data  # noqa: E402
 from graceful.models import training  # noqa: E402
 from graceful.models.params import TrainingParams  # noqa: E402
+from graceful.pipeline.configs import fashion_mnist_data, fashion_mnist_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 RAW_BATCH_SIZES = (128, 256, 512, 1024)
+MODEL = fashion_mnist_model()  # what the demo models export and the FlipEvaluator reads
 
 
 def make_models(workdir: Path) -> tuple[str, str]:
@@ -69,13 +71,14 @@ class RawPasses:
 
     def __init__(self, candidate: str, baseline: str, fused: bool = True):
         self._models = [tf.saved_model.load(p) for p in (candidate, baseline)]  # keeps variables alive
-        signatures = [m.signatures[training.OUTPUTS_SIGNATURE] for m in self._models]
+        signatures = [m.signatures[MODEL.signature] for m in self._models]
+        key = MODEL.output_key
         if fused:
-            both = tf.function(lambda examples: [s(examples=examples)["logits"] for s in signatures],
+            both = tf.function(lambda examples: [s(examples=examples)[key] for s in signatures],
                                input_signature=[tf.TensorSpec([None], tf.string)])
             self._passes = [both]
         else:
-            self._passes = [lambda examples, s=s: [s(examples=examples)["logits"]] for s in signatures]
+            self._passes = [lambda examples, s=s: [s(examples=examples)[key]] for s in signatures]
 
     def seconds(self, records: list[bytes], batch_size: int) -> float:
         started = time.perf_counter()
@@ -86,7 +89,7 @@ class RawPasses:
         return time.perf_counter() - started
 
 
-SETTINGS = ReportSettings(class_names=data.CLASS_NAMES, image_feature=training.PIXELS_KEY)
+SETTINGS = ReportSettings(data=fashion_mnist_data(), model=MODEL)
 
 
 def direct_pipeline() -> beam.Pipeline:

@@ -95,7 +95,9 @@ def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monke
     assert [f["id"] for f in report["flips"][:8]] == sorted(planted)
     assert all(f["new_pred"] == (f["label"] + 1) % 10 for f in report["flips"][:8])
     page = os.path.join(os.path.dirname(second.flip_report), "index.html")
-    assert all(f'flip_{i}.png' in open(page).read() for i in planted)
+    with open(page) as handle:
+        html = handle.read()
+    assert all(f'src="flip_{rank}.png" alt="#{i}:' in html for rank, i in enumerate(sorted(planted), 1))
 
     # No ModelBlessing anywhere names the blocked model, so no resolver can pick it as a baseline.
     store = history.open_store(tiny_config.metadata_path)
