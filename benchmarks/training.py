@@ -1,8 +1,8 @@
 """Benchmark: do focal distillation / BCT cut negative flips vs plain retraining, and at what cost?
 
 Regime of issue #3: old = small MLP on span 1 (20k images); new = CNN on spans 1+2 (40k); eval on the
-10k Fashion-MNIST test images. Same training code as the pipeline (models.training.train). Each method
-runs with several seeds; the reference model's logits are computed once per run and that forward pass
+10k Fashion-MNIST test images. Same training loop as the pipeline (models.training.train), fed from
+memory. Each method runs with several seeds; the reference model's logits are computed once per run and that forward pass
 is counted in the method's train_seconds. A small sweep over (lam, T, alpha, beta) maps the
 error-vs-NFR frontier.
 
@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,8 +29,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 
-from graceful import data, flips  # noqa: E402
-from graceful.models import training  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
+
+from graceful import compatibility, data, flips  # noqa: E402
+from graceful.contract import ModelContract  # noqa: E402
+from graceful.models import architectures, distillation, training  # noqa: E402
 from graceful.models.params import TrainingParams  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,24 +70,56 @@ def machine() -> dict:
 
 
 def predict(model, inputs):
-    return model.predict(inputs, batch_size=4096, verbose=0)
+    return model.predict({"pixels": inputs}, batch_size=4096, verbose=0)
+
+
+LOGITS = ModelContract(scores="logits", embedding_layer=architectures.EMBEDDING_LAYER)
+
+
+def train(params, train_x, train_y, reference=None):
+    """graceful's training loop (models.training.train) on in-memory arrays: the reference's
+    logits and embeddings computed once, then shuffled batches as the pipeline streams them."""
+    keras.utils.set_random_seed(params.seed)
+    model = architectures.build(params.architecture, embedding_layer=LOGITS.embedding_layer)
+    loss = params.loss if reference is not None else "plain"
+    extras = {}
+    if loss != "plain":
+        extras[training.OLD_LOGITS] = predict(reference.model, train_x)
+        extras[training.OLD_EMBEDDING] = reference.embedder.predict(
+            {"pixels": train_x}, batch_size=4096, verbose=0)
+    schedule = training.Schedule(len(train_y), params)
+    batches = (tf.data.Dataset.from_tensor_slices(({"pixels": train_x}, train_y, extras))
+               .shuffle(len(train_y), seed=params.seed, reshuffle_each_iteration=True)
+               .batch(params.batch_size).repeat().take(schedule.total_steps))
+    projection = training.train(model, batches, schedule, loss, LOGITS,
+                                reference if loss.startswith("bct") else None, log=lambda _: None)
+    return model, projection
+
+
+def as_reference(model, directory):
+    """The old model as the pipeline sees it: saved, then loaded back for BCT."""
+    model.save(directory, save_format="tf")
+    return distillation.KerasReference(directory, LOGITS.embedding_layer)
+
+
+def compatibility_report(model, projection, reference, test_x, test_y):
+    embedder = distillation.split_embedding(model, LOGITS.embedding_layer, "new model")
+    new = projection(embedder.predict({"pixels": test_x}, batch_size=4096, verbose=0)).numpy()
+    old = reference.embedder.predict({"pixels": test_x}, batch_size=4096, verbose=0)
+    return {"comparable": True, **compatibility.compatibility(new, old, test_y)}
 
 
 def run_method(params, train_x, train_y, reference, test_x, test_y, old_pred):
     started = time.monotonic()
-    old_logits = old_embeddings = None
-    if params.loss != "plain":
-        old_logits, old_embeddings = reference.predict(train_x)
-    model, projection, _ = training.train(params, train_x, train_y, reference, old_logits,
-                                          log=lambda _: None, old_embeddings=old_embeddings)
+    model, projection = train(params, train_x, train_y, reference)
     seconds = time.monotonic() - started
     new_pred = predict(model, test_x).argmax(1)
     summary = flips.summarize(test_y, old_pred, new_pred)
     metrics = {"error": 1 - summary.new_accuracy, "nfr": summary.nfr,
                "rel_nfr": summary.relative_nfr, "train_seconds": seconds}
     if projection is not None:  # BCT: can new queries search the old gallery?
-        metrics["compatibility"] = training.compatibility_report(model, projection, reference,
-                                                                 test_x, test_y)
+        metrics["compatibility"] = compatibility_report(model, projection, reference, test_x,
+                                                        test_y)
     return new_pred, metrics
 
 
@@ -148,22 +185,21 @@ def main():
     args = parser.parse_args()
 
     train, test = data.load("train"), data.load("test")
-    to_inputs = lambda pixels: (pixels.astype(np.float32) / 255.0)  # noqa: E731  same as the pipeline
+    to_inputs = lambda pixels: pixels.astype(np.float32)  # noqa: E731  the models scale them
     old_x, old_y = to_inputs(train.images[:args.span_size]), train.labels[:args.span_size]
     new_x, new_y = to_inputs(train.images[:2 * args.span_size]), train.labels[:2 * args.span_size]
     test_x, test_y = to_inputs(test.images), test.labels
 
     # Warm-up: the first training in a process pays TensorFlow's one-time start-up costs; keep them
     # out of the timed runs so the time ratios compare methods, not start-up.
-    training.train(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256],
-                   log=lambda _: None)
+    train(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256])
     # The old model as in the issue's reference runs (last weights), so results stay comparable.
     old_params = TrainingParams(architecture="small", epochs=args.epochs, seed=0, **RAW_WEIGHTS)
-    old_model, _, _ = training.train(old_params, old_x, old_y, log=lambda _: None)
+    old_model, _ = train(old_params, old_x, old_y)
     old_pred = predict(old_model, test_x).argmax(1)
     old_error = float(np.mean(old_pred != test_y))
     print(f"old model (small MLP on {len(old_y)}): error {100 * old_error:.2f}%", flush=True)
-    reference = training.Reference(old_model)
+    reference = as_reference(old_model, tempfile.mkdtemp(prefix="graceful-old-model-"))
 
     result = {"machine": machine(), "setup": {
         "old": dataclasses.asdict(old_params), "old_train_examples": len(old_y),

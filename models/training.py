@@ -194,11 +194,12 @@ def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss
         projection.build((None, int(embedder.output.shape[-1])))
         variables += projection.trainable_variables
     optimizer = keras.optimizers.Adam(params.learning_rate)
+    optimizer.build(variables)  # slots now, so the step is traced once, not again to create them
     average = (distillation.WeightAverage(params.ema_momentum, optimizer, variables)
                if params.ema_momentum else None)
     align = params.lambda_align if bct is not None else 0.0
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # the last, smaller batch reuses the trace
     def step(features, labels, extras):
         with tf.GradientTape() as tape:
             if projection is None:
