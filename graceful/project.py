@@ -317,7 +317,7 @@ def _categorical_label(schema, data: DataContract) -> None:
 
 def no_spans_message(config: PipelineConfig) -> str:
     data = config.data
-    return (f"no data spans in {config.data_root}: a span needs files matching both "
+    return (f"No data spans in {config.data_root}: a span needs files matching both "
             f"{data.train_pattern!r} and {data.eval_pattern!r} there (the data contract's "
             "train_pattern and eval_pattern)")
 

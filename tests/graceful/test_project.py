@@ -153,7 +153,7 @@ def test_a_project_without_spans_is_an_error_naming_root_and_patterns(tmp_path, 
     before = tree(tmp_path)
     assert cli.main(["run", "--project", str(path)]) == cli.EXIT_USAGE
     err = capsys.readouterr().err
-    assert (f"no data spans in {tmp_path.resolve() / 'data'}: a span needs files matching both "
+    assert (f"No data spans in {tmp_path.resolve() / 'data'}: a span needs files matching both "
             "'span-{SPAN}/train/*.csv' and 'span-{SPAN}/eval/*.csv'") in err
     assert tree(tmp_path) == before, "nothing written: not the data, not even the home"
 
