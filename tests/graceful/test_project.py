@@ -348,28 +348,3 @@ def test_init_checks_the_classes(tmp_path, capsys):
     (tmp_path / "d" / "span-1" / "train" / "a.csv").write_text("x,kind\n1,red\n2,\n")
     err = init_error(capsys, str(tmp_path / "p"), "--csv", str(tmp_path / "d"), "--label", "kind")
     assert "a.csv, line 3: empty label 'kind'" in err
-
-
-@pytest.mark.slow
-def test_init_then_run_gates_a_wine_classifier_end_to_end(tmp_path, capsys, monkeypatch):
-    """The README's path for a team's own data: init, run span 1 (pushed), then `run --latest`
-    takes span 2 and is judged against span 1's served model; the data is never written to."""
-    class_names = tabular.write_spans("wine", str(tmp_path / "data"))
-    before = tree(tmp_path / "data")
-    assert cli.main(["init", str(tmp_path / "wine"), "--csv", str(tmp_path / "data"), "--label",
-                     tabular.LABEL, "--id", tabular.ID, "--class-names", ",".join(class_names)]) == 0
-    monkeypatch.chdir(tmp_path / "wine")  # commands find ./graceful_project.py
-    quick = ["--auto-approve", "--epochs", "40", "--batch-size", "16", "--learning-rate", "0.01"]
-    assert cli.main(["run", "--span", "1", *quick]) == cli.EXIT_PUSHED
-    assert cli.main(["run", "--latest", *quick]) in (cli.EXIT_PUSHED, cli.EXIT_BLOCKED)
-    capsys.readouterr()
-    assert cli.main(["history"]) == 0
-    table = capsys.readouterr().out
-    assert "auto_approve" in table and "1,2" in table, table
-    assert cli.main(["report"]) == 0
-    report = capsys.readouterr().out
-    assert "examples 53:" in report and any(name in report for name in class_names), report
-    served = next((tmp_path / "wine" / "graceful_home" / "serving").iterdir())
-    assert cli.main(["check-model", str(served)]) == 0
-    assert "multiclass, 3 classes, scores: logits" in capsys.readouterr().out
-    assert tree(tmp_path / "data") == before
