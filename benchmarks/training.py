@@ -76,7 +76,7 @@ def predict(model, inputs):
 LOGITS = ModelContract(scores="logits", embedding_layer=architectures.EMBEDDING_LAYER)
 
 
-def train(params, train_x, train_y, reference=None):
+def train_model(params, train_x, train_y, reference=None):
     """graceful's training loop (models.training.train) on in-memory arrays: the reference's
     logits and embeddings computed once, then shuffled batches as the pipeline streams them."""
     keras.utils.set_random_seed(params.seed)
@@ -111,7 +111,7 @@ def compatibility_report(model, projection, reference, test_x, test_y):
 
 def run_method(params, train_x, train_y, reference, test_x, test_y, old_pred):
     started = time.monotonic()
-    model, projection = train(params, train_x, train_y, reference)
+    model, projection = train_model(params, train_x, train_y, reference)
     seconds = time.monotonic() - started
     new_pred = predict(model, test_x).argmax(1)
     summary = flips.summarize(test_y, old_pred, new_pred)
@@ -192,10 +192,10 @@ def main():
 
     # Warm-up: the first training in a process pays TensorFlow's one-time start-up costs; keep them
     # out of the timed runs so the time ratios compare methods, not start-up.
-    train(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256])
+    train_model(TrainingParams(architecture="cnn", max_steps=2), old_x[:256], old_y[:256])
     # The old model as in the issue's reference runs (last weights), so results stay comparable.
     old_params = TrainingParams(architecture="small", epochs=args.epochs, seed=0, **RAW_WEIGHTS)
-    old_model, _ = train(old_params, old_x, old_y)
+    old_model, _ = train_model(old_params, old_x, old_y)
     old_pred = predict(old_model, test_x).argmax(1)
     old_error = float(np.mean(old_pred != test_y))
     print(f"old model (small MLP on {len(old_y)}): error {100 * old_error:.2f}%", flush=True)
