@@ -1,5 +1,7 @@
 """GracefulTrainer in the real pipeline: run 2 trains against run 1's blessed model, found in MLMD."""
 
+import json
+
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
@@ -40,6 +42,10 @@ def test_second_run_distils_from_the_first_runs_model_with_bct(tiny_config):
     assert params == {
         "temperature": 2.0, "alpha": 0.0, "beta": 1.0, "lam": 0.3, "lambda_bct": 0.5}
     assert history.property_value(execution, "architecture") == "cnn"
+    # The contracts the run read predictions by are recorded with it.
+    recorded = json.loads(history.property_value(execution, "model_contract"))
+    assert recorded["embedding_layer"] == config.model.embedding_layer == "embedding"
+    assert json.loads(history.property_value(execution, "data_contract"))["label_key"] == "label"
     # The BCT compatibility criterion, computed on the eval split, is recorded on the model.
     new_old = model.custom_properties["compat_new_old_top1"].double_value
     old_old = model.custom_properties["compat_old_old_top1"].double_value
