@@ -40,12 +40,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import apache_beam as beam  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras as keras  # noqa: E402
 
 from beam_ceiling import seconds_in_beam  # noqa: E402
 from graceful.components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
 from graceful import data  # noqa: E402
-from graceful.models import training  # noqa: E402
-from graceful.models.params import TrainingParams  # noqa: E402
+from graceful.models import architectures, training  # noqa: E402
 from graceful.pipeline.configs import fashion_mnist_data, fashion_mnist_model  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -54,14 +54,19 @@ MODEL = fashion_mnist_model()  # what the demo models export and the FlipEvaluat
 
 
 def make_models(workdir: Path) -> tuple[str, str]:
+    """(new, old) SavedModels as the pipeline exports the demo's: probabilities under serving_default.
+    Trained one plain epoch each (Keras fit): only their forward passes are timed here."""
     train = data.load("train").take(0, 20000)
-    inputs = train.images.astype(np.float32) / 255.0
+    feature_spec = {architectures.PIXELS_KEY: tf.io.FixedLenFeature([architectures.IMAGE_PIXELS],
+                                                                    tf.int64)}
     paths = []
     for name, architecture in (("old", "small"), ("new", "cnn")):
-        model, _, _ = training.train(TrainingParams(architecture=architecture, epochs=1, loss="plain"),
-                                     inputs, train.labels, log=lambda _: None)
+        model = architectures.build(architecture, probabilities=True)
+        model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+        model.fit({architectures.PIXELS_KEY: train.images.astype(np.int64)}, train.labels,
+                  batch_size=128, epochs=1, verbose=0)
         path = str(workdir / name)
-        training.export(model, path)
+        training.export(model, path, feature_spec, MODEL)
         paths.append(path)
     return paths[1], paths[0]
 

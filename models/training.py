@@ -11,8 +11,8 @@ What a run does:
      {output_key: class scores} as the model contract declares, and writes `training_summary.json`
      (optional for any run_fn: GracefulTrainer records it on the model only when present).
 
-The exported model also has a `graceful_outputs` signature ({"logits": class logits}); nothing in
-graceful requires it.
+The export has only the serving signature: graceful gates any model through it, so a model trained
+here and one trained by a team's own code are read the same way.
 
 `fn_args.custom_config` as GracefulTrainer fills it (also what your own run_fn receives):
   {"training": TrainingParams fields, "data_contract": DataContract fields,
@@ -39,7 +39,6 @@ from graceful.models.params import TrainingParams
 from graceful.models.user_module import ModelContext, check_model, load_build_model
 
 SERVING_SIGNATURE = "serving_default"
-OUTPUTS_SIGNATURE = "graceful_outputs"
 SUMMARY_FILE = "training_summary.json"
 DEFAULT_OUTPUT_KEY = "scores"   # the serving output's name when the contract names none
 SHUFFLE_BUFFER = 10_000         # examples; bounds memory whatever the window's size
@@ -230,8 +229,8 @@ def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss
 
 def export(model: keras.Model, directory: str, feature_spec: dict,
            contract: ModelContract) -> None:
-    """Saves `model` with signatures that parse serialized tf.Examples themselves:
-    `serving_default` -> {output_key: class scores}, `graceful_outputs` -> {"logits"}."""
+    """Saves `model` with the contract's signature (serving_default), which parses serialized
+    tf.Examples itself and returns {output_key: class scores}."""
     spec = {name: feature_spec[name] for name in model.input_names}
     output_key = contract.output_key or DEFAULT_OUTPUT_KEY
     signature = [tf.TensorSpec([None], tf.string, name="examples")]
@@ -240,17 +239,12 @@ def export(model: keras.Model, directory: str, feature_spec: dict,
     def serve(examples):
         return {output_key: model(tf.io.parse_example(examples, spec), training=False)}
 
-    @tf.function(input_signature=signature)
-    def outputs(examples):
-        scores = model(tf.io.parse_example(examples, spec), training=False)
-        return {"logits": distillation.class_logits(scores, contract)}
-
     # Keras' SavedModel export raises absl's logger to WARNING as a side effect, which would silence
     # TFX's own per-component log lines for the rest of the run; keep the level we were given.
     absl_logger = logging.getLogger("absl")
     level = absl_logger.level
     model.save(directory, save_format="tf",
-               signatures={contract.signature: serve, OUTPUTS_SIGNATURE: outputs})
+               signatures={contract.signature: serve})
     absl_logger.setLevel(level)
 
 
