@@ -146,7 +146,7 @@ def config_from_args(args: argparse.Namespace, config: PipelineConfig) -> Pipeli
 
     training = TrainingParams(**{f.name: getattr(args, f.name)
                                  for f in dataclasses.fields(TrainingParams)})
-    check_params(training)
+    check_params(training, builtin_model=not config.module_file)
     slices = config.data.slice_features
     if args.slice_features is not None:
         slices = tuple(args.slice_features)

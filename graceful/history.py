@@ -38,6 +38,7 @@ class RunRecord:
     span: int | None = None
     training_spans: list[int] = dataclasses.field(default_factory=list)
     params: dict = dataclasses.field(default_factory=dict)
+    model_name: str | None = None       # the user module trained, else the built-in architecture
     model_id: int | None = None
     loss: str | None = None             # the loss actually used (plain when there was no reference)
     reference_model_id: int | None = None
@@ -210,10 +211,23 @@ def _fill_training(record: RunRecord, step: Step) -> None:
     spans = (property_value(a, "span") for a in step.consumed(EXAMPLES))
     record.training_spans = sorted(s for s in spans if s is not None)
     record.params = training_parameters(step.execution)
+    record.model_name = _model_name(step.execution, record.params)
     for model in step.produced(MODEL):
         record.model_id = model.id
         record.loss = property_value(model, "loss")
         record.reference_model_id = property_value(model, "reference_model_id")
+
+
+def _model_name(execution, params: dict) -> str | None:
+    """What was trained, for the table: the team's module (TFX records `module_file`, or the
+    packaged `module_path` "module@wheel") over graceful's built-in architecture parameter."""
+    module = property_value(execution, "module_file") or ""
+    packaged = property_value(execution, "module_path") or ""
+    if module:
+        return os.path.basename(module)
+    if packaged:
+        return packaged.split("@", 1)[0] + ".py"
+    return params.get("architecture")
 
 
 def _baselines(record: RunRecord, step: Step) -> list:
@@ -351,7 +365,7 @@ def format_table(records: list[RunRecord]) -> str:
     for number, r in enumerate(records, 1):
         rows.append((str(number), _fmt(r.span, "d"),
                      ",".join(map(str, r.training_spans)) or "-",
-                     r.params.get("architecture") or "-", r.loss or "-", _fmt(r.model_id, "d"),
+                     r.model_name or "-", r.loss or "-", _fmt(r.model_id, "d"),
                      _fmt(r.accuracy),
                      _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy), _fmt(r.nfr),
                      signed_off_by(r),

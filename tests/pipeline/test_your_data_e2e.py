@@ -121,6 +121,9 @@ def test_a_teams_csv_data_and_model_are_gated_end_to_end(table, binary, tmp_path
     assert all(isinstance(flip["id"], int) for flip in report["flips"])
 
     capsys.readouterr()
+    assert cli.main(["history"]) == 0
+    rows = capsys.readouterr().out.splitlines()[-2:]
+    assert all(" model.py " in row for row in rows), rows  # the team's module, not an architecture
     assert cli.main(["report"]) == 0
     text = capsys.readouterr().out
     assert f"examples {expected['examples']}:" in text and class_names[0] in text, text
