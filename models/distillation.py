@@ -167,7 +167,8 @@ class WeightAverage:
 class KerasReference:
     """The served model loaded with Keras, split at `embedding_layer` for BCT (see the module
     docstring for the requirement): `embedder` (features -> old embedding) and `head` (embedding ->
-    class scores, frozen)."""
+    class scores, frozen). `transform`: the TFT layer a model exported with a TFX Transform carries
+    (`tft_layer`): its inputs are that layer's outputs on raw features; None = raw features."""
 
     def __init__(self, path: str, embedding_layer: str):
         try:
@@ -177,6 +178,7 @@ class KerasReference:
                              f"model.save), but Keras cannot load it: {error}") from error
         model.trainable = False
         self.model = model
+        self.transform = getattr(model, "tft_layer", None)
         self.embedder = split_embedding(model, embedding_layer, f"reference model {path}")
         try:
             self.head = keras.Model(self.embedder.output, model.output)

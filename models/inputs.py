@@ -9,7 +9,9 @@ Public helpers (also for your own run_fn):
   * `class_names(data, schema)`: the label vocabulary (the data contract's, else the schema's);
   * `serialized_examples(file_patterns)`: the serialized tf.Examples of TFX Examples files
     (gzipped TFRecords, as ExampleGen writes them), in a fixed order;
-  * `ExampleParser`: serialized batch -> (features the model reads, int64 class ids).
+  * `ExampleParser`: serialized batch -> (features the model reads, int64 class ids), the features
+    parsed raw or, with a TFT transform graph (TFX Transform), transformed by it;
+  * `transform_input_spec(spec, data)`: the raw features a transform graph is given.
 """
 from __future__ import annotations
 
@@ -74,16 +76,32 @@ def serialized_examples(file_patterns) -> tf.data.Dataset:
     return tf.data.TFRecordDataset(files, compression_type="GZIP" if compressed else "")
 
 
+def transform_input_spec(spec: dict, data: DataContract) -> dict:
+    """The raw features a transform graph is applied to: all the schema's but the label and the id.
+
+    Why: a served model gets no label, and the id names an example, it is no input; TFT prunes the
+    preprocessing_fn's outputs that need either (so a preprocessing_fn may pass them through)."""
+    return {name: value for name, value in spec.items()
+            if name not in (data.label_key, data.id_key)}
+
+
 class ExampleParser:
     """serialized tf.Examples [B] -> ({name: tensor} for `input_names}, class ids int64 [B]).
 
-    Labels are integer class ids (checked to be in 0..K-1) or strings of the vocabulary (looked
-    up); a label outside them stops training with a message naming it.
+    The features are parsed raw with the schema's spec or, given a `transform` (a TFT layer:
+    `TFTransformOutput.transform_features_layer()`, or the `tft_layer` a model exported with one
+    carries), parsed raw and transformed by it; the model reads the transformed features. The label
+    is always read raw. Labels are integer class ids (checked to be in 0..K-1) or strings of the
+    vocabulary (looked up); a label outside them stops training with a message naming it.
     """
 
-    def __init__(self, spec: dict, input_names, data: DataContract, names: tuple[str, ...]):
-        self._check(spec, input_names, data.label_key)
-        self.spec = {name: spec[name] for name in input_names}
+    def __init__(self, spec: dict, input_names, data: DataContract, names: tuple[str, ...],
+                 transform=None):
+        self._check(spec, input_names if transform is None else [], data.label_key)
+        self.input_names = list(input_names)
+        self.transform = transform
+        self.spec = (transform_input_spec(spec, data) if transform is not None
+                     else {name: spec[name] for name in input_names})
         self.label_key = data.label_key
         self.label_spec = spec[data.label_key]
         self.num_classes = len(names)
@@ -113,7 +131,23 @@ class ExampleParser:
     def __call__(self, serialized: tf.Tensor):
         parsed = tf.io.parse_example(serialized, {**self.spec, self.label_key: self.label_spec})
         labels = tf.reshape(parsed.pop(self.label_key), [-1])
-        return parsed, self.class_ids(labels)
+        return self.model_features(parsed), self.class_ids(labels)
+
+    def features(self, serialized: tf.Tensor) -> dict:
+        """The features the model reads, without the label (what a serving signature computes)."""
+        return self.model_features(tf.io.parse_example(serialized, self.spec))
+
+    def model_features(self, parsed: dict) -> dict:
+        if self.transform is None:
+            return parsed
+        transformed = self.transform(parsed)
+        missing = [name for name in self.input_names if name not in transformed]
+        if missing:
+            raise DataContractError(
+                f"the model reads features {missing}, which the transform graph does not produce "
+                f"from the raw features without the label and id (it produces "
+                f"{sorted(transformed)}); read the preprocessing_fn's outputs")
+        return {name: transformed[name] for name in self.input_names}
 
     def class_ids(self, labels: tf.Tensor) -> tf.Tensor:
         ids = self._table.lookup(labels) if self._table is not None else tf.cast(labels, tf.int64)

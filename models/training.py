@@ -14,6 +14,25 @@ What a run does:
 The export has only the serving signature: graceful gates any model through it, so a model trained
 here and one trained by a team's own code are read the same way.
 
+With a TFX Transform (PipelineConfig.transform_module; GracefulTrainer(transform_graph=...)), the
+run_fn gets the transform graph as `fn_args.transform_graph_path` and
+  * builds the model on the TRANSFORMED features: `ModelContext.feature_spec` is the transform
+    graph's transformed feature spec, without the label and the id;
+  * feeds it raw examples parsed and transformed in the tf.data pipeline by the graph's Keras layer
+    (`tft.TFTransformOutput(...).transform_features_layer()`); Transform's materialized examples
+    are not read, as the served model must score the same raw examples;
+  * reads the label raw, never transformed: the transform graph gets every raw feature but the
+    label and the id (a served model gets no label), so outputs of the preprocessing_fn that need
+    either are pruned; it may pass them through or ignore them, the model cannot read them;
+  * exports `serving_default` as raw serialized tf.Examples -> transform layer -> model, with the
+    layer tracked by the model (`model.tft_layer`): the SavedModel carries the transform graph, so
+    the one artifact takes raw examples, and the FlipEvaluator, the Evaluator and the next run's
+    reference read it like any other model;
+  * for BCT, reads the served model's embedding through the transform layer that model carries
+    (the transform of its own run, whose statistics may differ from this run's).
+The reference's outputs come from the served model's serving signature on the raw examples, as
+without Transform.
+
 `fn_args.custom_config` as GracefulTrainer fills it (also what your own run_fn receives):
   {"training": TrainingParams fields, "data_contract": DataContract fields,
    "model_contract": ModelContract fields, "module_file": str, "module_path": str}
@@ -26,9 +45,11 @@ import logging
 import math
 import tempfile
 import time
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
+import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
@@ -62,28 +83,40 @@ class TrainingSetup:
     class_names: tuple
     module_file: str = ""
     module_path: str = ""
+    transform: Any = None         # the TFT layer (raw features -> transformed), None = no Transform
+    transformed_spec: dict | None = None  # the transform graph's output feature spec
 
     @classmethod
     def from_fn_args(cls, fn_args) -> "TrainingSetup":
         config = dict(fn_args.custom_config or {})
         data = contract_from_dict(DataContract, config.get("data_contract"))
         schema = inputs.load_schema(fn_args.schema_path)
+        transform, transformed_spec = None, None
+        if fn_args.transform_graph_path:
+            graph = tft.TFTransformOutput(fn_args.transform_graph_path)
+            transform = graph.transform_features_layer()
+            transformed_spec = dict(graph.transformed_feature_spec())
         return cls(params=TrainingParams.from_custom_config(config.get("training")), data=data,
                    model=contract_from_dict(ModelContract, config.get("model_contract")),
                    feature_spec=inputs.feature_spec(schema),
                    class_names=inputs.class_names(data, schema),
                    module_file=config.get("module_file") or "",
-                   module_path=config.get("module_path") or "")
+                   module_path=config.get("module_path") or "",
+                   transform=transform, transformed_spec=transformed_spec)
 
     def context(self) -> ModelContext:
         hidden = {self.data.label_key, self.data.id_key}
-        spec = {name: value for name, value in self.feature_spec.items() if name not in hidden}
+        model_spec = self.feature_spec if self.transform is None else self.transformed_spec
+        spec = {name: value for name, value in model_spec.items() if name not in hidden}
         return ModelContext(feature_spec=spec, label_key=self.data.label_key,
                             num_classes=len(self.class_names), class_names=self.class_names,
                             model=self.model, params=self.params)
 
-    def parser(self, input_names) -> inputs.ExampleParser:
-        return inputs.ExampleParser(self.feature_spec, input_names, self.data, self.class_names)
+    def parser(self, input_names, transform=None) -> inputs.ExampleParser:
+        """Reads the features `input_names` of a model whose inputs are raw features (transform
+        None) or the outputs of `transform` (this run's `self.transform`, or a reference's)."""
+        return inputs.ExampleParser(self.feature_spec, input_names, self.data, self.class_names,
+                                    transform)
 
 
 def contract_from_dict(kind, fields: dict | None):
@@ -228,16 +261,27 @@ def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss
 
 
 def export(model: keras.Model, directory: str, feature_spec: dict,
-           contract: ModelContract) -> None:
+           contract: ModelContract, transform=None) -> None:
     """Saves `model` with the contract's signature (serving_default), which parses serialized
-    tf.Examples itself and returns {output_key: class scores}."""
-    spec = {name: feature_spec[name] for name in model.input_names}
+    tf.Examples itself and returns {output_key: class scores}.
+
+    With a `transform` (a TFT layer), `feature_spec` holds the raw features it is given
+    (inputs.transform_input_spec) and the signature is raw examples -> transform -> model; the model
+    tracks the layer as `tft_layer`, so the SavedModel carries the transform graph (one artifact)."""
+    if transform is not None:
+        model.tft_layer = transform
+    spec = feature_spec if transform is not None else {
+        name: feature_spec[name] for name in model.input_names}
     output_key = contract.output_key or DEFAULT_OUTPUT_KEY
     signature = [tf.TensorSpec([None], tf.string, name="examples")]
 
     @tf.function(input_signature=signature)
     def serve(examples):
-        return {output_key: model(tf.io.parse_example(examples, spec), training=False)}
+        features = tf.io.parse_example(examples, spec)
+        if transform is not None:
+            features = model.tft_layer(features)
+        return {output_key: model({name: features[name] for name in model.input_names},
+                                  training=False)}
 
     # Keras' SavedModel export raises absl's logger to WARNING as a side effect, which would silence
     # TFX's own per-component log lines for the rest of the run; keep the level we were given.
@@ -261,7 +305,7 @@ def reference_functions(setup: TrainingSetup, reference_dir: str, loss: str, exa
     if loss.startswith("bct"):
         bct = distillation.KerasReference(reference_dir, setup.model.embedding_layer)
         if setup.params.lambda_align:
-            parse = setup.parser(bct.model.input_names)
+            parse = setup.parser(bct.model.input_names, bct.transform)
             functions[OLD_EMBEDDING] = lambda serialized: bct.embedder(parse(serialized)[0],
                                                                        training=False)
     return functions, reference, bct
@@ -275,7 +319,8 @@ def compatibility_report(model: keras.Model, projection, bct: distillation.Keras
                   inputs.serialized_examples(eval_files).take(COMPATIBILITY_EXAMPLES)]
     _, first = np.unique(np.array(serialized, dtype=object).astype(bytes), return_index=True)
     batch = tf.constant([serialized[index] for index in sorted(first)])
-    new_parse, old_parse = setup.parser(model.input_names), setup.parser(bct.model.input_names)
+    new_parse = setup.parser(model.input_names, setup.transform)
+    old_parse = setup.parser(bct.model.input_names, bct.transform)
     embedder = distillation.split_embedding(model, setup.model.embedding_layer, "the new model")
     new_embedding, old_embedding, labels = [], [], []
     for chunk in tf.data.Dataset.from_tensor_slices(batch).batch(distillation.REFERENCE_BATCH):
@@ -319,11 +364,14 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         schedule = Schedule(count, setup.params)
         started = time.monotonic()
         projection = train(model, training_batches(cached, schedule,
-                                                   setup.parser(model.input_names)),
+                                                   setup.parser(model.input_names,
+                                                                setup.transform)),
                            schedule, loss, setup.model, bct, log)
         seconds = time.monotonic() - started
     log(f"[train] done in {seconds:.1f}s")
-    export(model, fn_args.serving_model_dir, setup.feature_spec, setup.model)
+    export_spec = (setup.feature_spec if setup.transform is None
+                   else inputs.transform_input_spec(setup.feature_spec, setup.data))
+    export(model, fn_args.serving_model_dir, export_spec, setup.model, setup.transform)
     summary = {"requested_loss": setup.params.loss, "effective_loss": loss,
                "reference_model": fn_args.base_model or None, "train_seconds": seconds,
                "train_examples": count,

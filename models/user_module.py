@@ -9,7 +9,10 @@ returning an uncompiled Keras (tf_keras) model that
   * takes a dict of features by name: graceful feeds it exactly the features in
     `model.input_names`, parsed with the schema's feature spec (`context.feature_spec`; every one
     needs a fixed shape in the schema; `context.keras_inputs(names)` builds matching keras.Inputs);
-    any preprocessing belongs inside the model, so the exported model takes raw examples;
+    any preprocessing belongs inside the model, or in a TFX Transform `preprocessing_fn`
+    (PipelineConfig.transform_module): then `context.feature_spec` holds the transformed features
+    and graceful attaches the transform graph to the exported model; either way the exported
+    model takes raw examples;
   * outputs class scores as the model contract (`context.model`) declares: [N, K] for K classes,
     or [N, 1] for a binary classifier (P(class 1) or its logit); logits are recommended
     (`scores="logits"`), probabilities work too (a final Keras softmax/sigmoid keeps its logits
@@ -42,7 +45,8 @@ BUILD_MODEL = "build_model"
 class ModelContext:
     """What `build_model` knows about the data and the run.
 
-    feature_spec: feature name -> tf.io parse spec, from the schema, without the label and id.
+    feature_spec: feature name -> tf.io parse spec, from the schema (with a TFX Transform: the
+                  transformed features), without the label and id.
     label_key:    the label feature (never a model input).
     num_classes:  K; a binary classifier has 2 and may output [N, 1].
     class_names:  the label vocabulary in class-id order.
@@ -92,8 +96,9 @@ def check_model(model, context: ModelContext, where: str) -> None:
                         "tf_keras.Model (use `import tf_keras as keras`)")
     missing = [name for name in model.input_names if name not in context.feature_spec]
     if missing:
-        raise ValueError(f"{where}: the model reads features {missing}, which the schema does not "
-                         f"have (or are the label/id); features: {sorted(context.feature_spec)}")
+        raise ValueError(f"{where}: the model reads features {missing}, which it is not given "
+                         "(not in the schema or, with a Transform, not among the preprocessing_fn's"
+                         f" outputs, or the label/id); features: {sorted(context.feature_spec)}")
     shape = tuple(model.output_shape) if not isinstance(model.output_shape, list) else None
     allowed = {context.num_classes} | ({1} if context.binary else set())
     if shape is None or len(shape) != 2 or shape[-1] not in allowed:

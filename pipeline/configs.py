@@ -98,6 +98,13 @@ class PipelineConfig:
     # Or your own training code (a TFX run_fn, e.g. "my_project.train.run_fn"), which may use
     # graceful.models.distillation's helpers; the served model arrives as `fn_args.base_model`.
     run_fn: str = "graceful.models.training.run_fn"
+    # Optional preprocessing: a module file defining TFX's `preprocessing_fn(inputs)`, run by a TFX
+    # Transform on the training window; "" = no Transform. graceful's run_fn builds your model on its
+    # outputs (ModelContext.feature_spec = the transformed features) and exports the model with the
+    # transform graph inside: one artifact that takes raw examples, gated like any other. The label
+    # and the id are never transformed (pass them through or ignore them; the model cannot read
+    # them). With your own run_fn, the graph arrives as fn_args.transform_graph_path.
+    transform_module: str = ""
     # Empty = Beam's DirectRunner in this process with one worker. Any argument makes TFX build a
     # throwaway TFX source package for remote workers before every Beam step (~1.5 s and 42 MB of
     # temp files each); local runs delete those with their scratch directory (local_runner).

@@ -13,7 +13,11 @@
   training window       resolves the newest `window_spans` spans from ML Metadata that DataGate
                         accepted (rejected spans never train; the run says which it skipped)
                         (on Kubeflow v2, which cannot compile it: the span just ingested)
-  GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT)
+  Transform             only with `transform_module`: TFX's Transform runs your preprocessing_fn's
+                        analyzers over the window (the graph only; no transformed copy is written)
+  GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT);
+                        with Transform, on the transformed features, and exports the model with
+                        the transform graph inside, so the served model takes raw examples
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
   HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
@@ -95,6 +99,22 @@ def training_window(data_gate_node, config: PipelineConfig) -> tfx.dsl.Resolver:
     return resolver
 
 
+def transform(config: PipelineConfig, training_examples, schema,
+              data_gate_node) -> tfx.components.Transform | None:
+    """TFX's Transform with the preprocessing_fn of `config.transform_module`, fitted on the
+    training window (its analyzers see every span the Trainer trains on); None without a module.
+
+    materialize=False: the Trainer reads the raw examples (the served model, its reference, must
+    score the same ones) and applies the graph itself, so transformed copies would go unread.
+    """
+    if not config.transform_module:
+        return None
+    node = tfx.components.Transform(examples=training_examples, schema=schema,
+                                    module_file=config.transform_module, materialize=False)
+    node.add_upstream_node(data_gate_node)  # never fitted on a span DataGate rejects
+    return node
+
+
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
     examples_gen = example_gen(config)
@@ -124,6 +144,8 @@ def create_pipeline(config: PipelineConfig,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("baseline_model")
+    transformer = transform(config, training_examples, schema_importer.outputs["schema"],
+                            data_gate)
     baseline_guard = BaselineGuard(baseline_model=baseline_model.outputs["model"],
                                    serving_dir=config.serving_dir,
                                    unknown_serving_reason=config.accept_unknown_serving)
@@ -134,7 +156,9 @@ def create_pipeline(config: PipelineConfig,
         schema=schema_importer.outputs["schema"],
         reference_model=baseline_model.outputs["model"],
         params=config.training, data=config.data, model=config.model,
-        module_file=config.module_file or None, run_fn=config.run_fn).with_id("Trainer")
+        module_file=config.module_file or None, run_fn=config.run_fn,
+        transform_graph=transformer.outputs["transform_graph"] if transformer else None,
+    ).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
 
     flip_evaluator = FlipEvaluator(
@@ -170,8 +194,8 @@ def create_pipeline(config: PipelineConfig,
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
-                    *window_nodes, baseline_model, baseline_guard, trainer, flip_evaluator, sign_off, evaluator,
-                    pusher],
+                    *window_nodes, *([transformer] if transformer else []), baseline_model,
+                    baseline_guard, trainer, flip_evaluator, sign_off, evaluator, pusher],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

@@ -10,7 +10,9 @@ It is a Trainer (same inputs, outputs and executor logic) with
     trained by graceful's run_fn; without one, graceful's built-in Fashion-MNIST models;
   * `run_fn`: or your own training function (it gets everything in fn_args.custom_config, see
     graceful.models.training, and may use graceful.models.distillation);
-  * the `base_model` input used as the frozen reference (focal distillation, BCT), not for warm start.
+  * the `base_model` input used as the frozen reference (focal distillation, BCT), not for warm start;
+  * an optional `transform_graph` (a TFX Transform's output), as TFX's Trainer takes it: graceful's
+    run_fn trains on the transformed features and attaches the graph to the exported model.
 """
 import dataclasses
 import json
@@ -49,11 +51,13 @@ class GracefulTrainer(trainer_component.Trainer):
     def __init__(self, examples: types.BaseChannel, schema: types.BaseChannel,
                  reference_model: types.BaseChannel, params: TrainingParams,
                  data: DataContract, model: ModelContract, module_file: str | None = None,
-                 run_fn: str = DEFAULT_RUN_FN):
+                 run_fn: str = DEFAULT_RUN_FN, transform_graph: types.BaseChannel | None = None):
         """`module_file`: your module with build_model(context), trained by `run_fn` (graceful's by
-        default); `run_fn`: a dotted path to your own training function instead."""
+        default); `run_fn`: a dotted path to your own training function instead; `transform_graph`:
+        a Transform's graph, which the run_fn gets as fn_args.transform_graph_path."""
         spec = GracefulTrainerSpec(
             examples=examples, schema=schema, base_model=reference_model,
+            transform_graph=transform_graph,
             train_args=trainer_pb2.TrainArgs(), eval_args=trainer_pb2.EvalArgs(), run_fn=run_fn,
             module_file=module_file or None,
             model=types.Channel(type=standard_artifacts.Model),
