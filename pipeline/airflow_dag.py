@@ -6,7 +6,9 @@ each scheduled run ingests the newest span under <home>/data, trains against the
 the same ML Metadata store the local runner uses (<home>/metadata.sqlite), and pushes only what passes
 the flip gate and the human sign-off.
 
-Environment: GRACEFUL_HOME (the pipeline home), GRACEFUL_SCHEDULE (cron or preset, default @daily).
+Environment: GRACEFUL_PROJECT (a project's graceful_project.py, or its folder; without it the built-in
+Fashion-MNIST demo config), GRACEFUL_HOME (the demo's pipeline home), GRACEFUL_SCHEDULE (cron or
+preset, default @daily).
 
 One Airflow-specific piece: TFX's Airflow runner predates `tfx.dsl.Cond` and runs conditional steps
 unconditionally, which would evaluate and push a model a person rejected. So the DAG gets the same
@@ -26,11 +28,11 @@ from tfx.orchestration import metadata
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
 from graceful.components.human_signoff.component import SignOff
-from graceful import recovery
+from graceful import project, recovery
 from graceful.pipeline.configs import PipelineConfig
 from graceful.pipeline.pipeline import create_pipeline
 
-SCHEDULE_ENV = "GRACEFUL_SCHEDULE"
+SCHEDULE_ENV, PROJECT_ENV = "GRACEFUL_SCHEDULE", "GRACEFUL_PROJECT"
 SIGN_OFF_TASK, GUARD_TASK, GUARDED_TASK = "HumanSignOff", "sign_off_approved", "Evaluator"
 RECONCILE_TASK = "reconcile"
 
@@ -81,4 +83,11 @@ def build_dag(config: PipelineConfig, schedule: str = "@daily"):
     return dag
 
 
-DAG = build_dag(PipelineConfig(), os.environ.get(SCHEDULE_ENV, "@daily"))
+def project_config() -> PipelineConfig:
+    """The project $GRACEFUL_PROJECT names (Airflow's working directory is not the project's), else
+    the built-in demo config."""
+    named = os.environ.get(PROJECT_ENV)
+    return project.load_file(project.find_project_file(named)) if named else PipelineConfig()
+
+
+DAG = build_dag(project_config(), os.environ.get(SCHEDULE_ENV, "@daily"))

@@ -43,6 +43,22 @@ def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypa
     assert [t.task_id for t in dag.roots] == ["reconcile"], "repairs come before any resolution"
 
 
+def test_dag_of_a_project_named_by_graceful_project(tmp_path, monkeypatch):
+    """A team's project (CSV spans) becomes its own DAG: its name, its ExampleGen, its home."""
+    from airflow.models import DagBag
+
+    (tmp_path / "graceful_project.py").write_text(
+        "from graceful.pipeline.configs import DataContract, PipelineConfig\n"
+        "CONFIG = PipelineConfig(pipeline_name='wine', home='home', demo_data=False,\n"
+        "    data=DataContract(root='data', format='csv', label_key='target'))\n")
+    monkeypatch.setenv("GRACEFUL_PROJECT", str(tmp_path))
+    bag = DagBag(dag_folder=str(DAG_FILE), include_examples=False)
+    assert bag.import_errors == {}
+    dag = bag.get_dag("wine")
+    assert "CsvExampleGen" in {t.task_id for t in dag.tasks}
+    assert [t.task_id for t in dag.roots] == ["reconcile"]
+
+
 def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
     from graceful.cli import prepare_data
     from graceful.pipeline.airflow_dag import build_dag
