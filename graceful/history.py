@@ -25,6 +25,7 @@ TRAINING_PARAMETERS = [f.name for f in dataclasses.fields(TrainingParams)]
 EXAMPLES, SCHEMA, STATISTICS, ANOMALIES = "Examples", "Schema", "ExampleStatistics", "ExampleAnomalies"
 MODEL, EVALUATION, MODEL_BLESSING, PUSHED_MODEL = ("Model", "ModelEvaluation", "ModelBlessing",
                                                    "PushedModel")
+RESOLVER = "Resolver"  # class name of TFX's resolver nodes (tfx.dsl.components.common.resolver)
 FLIP_REPORT, FLIP_BLESSING, SIGN_OFF = "graceful.FlipReport", "graceful.FlipBlessing", "graceful.SignOff"
 FLIP_METRICS = {"negative_flip_rate": "nfr", "relative_negative_flip_rate": "relative_nfr",
                 "high_confidence_flips": "high_confidence_flips"}
@@ -181,9 +182,12 @@ def _node(execution, nodes: dict, type_names: dict) -> str:
 
 def steps(store, executions, nodes: dict | None = None) -> list[Step]:
     """The executions as Steps, oldest first. Only INPUT and OUTPUT events count: a Resolver's
-    INTERNAL_OUTPUT of an earlier Model produces nothing."""
+    INTERNAL_OUTPUT of an earlier Model produces nothing. Resolvers are no steps: TFX's Airflow
+    runner records what they resolved (earlier spans, the baseline) as their OUTPUTs, which would
+    pass them off as an ingestion or a trainer."""
     nodes = node_ids(store) if nodes is None else nodes
     execution_types = {t.id: t.name for t in store.get_execution_types()}
+    executions = [x for x in executions if not _is_resolver(execution_types[x.type_id])]
     artifact_types = {t.id: t.name for t in store.get_artifact_types()}
     events = store.get_events_by_execution_ids([e.id for e in executions])
     artifacts = {a.id: a for a in store.get_artifacts_by_id({e.artifact_id for e in events})}
@@ -195,6 +199,10 @@ def steps(store, executions, nodes: dict | None = None) -> list[Step]:
             side.setdefault(artifact_types[artifact.type_id], []).append(artifact)
     return [Step(x, _node(x, nodes, execution_types), *linked[x.id])
             for x in sorted(executions, key=lambda x: (x.create_time_since_epoch, x.id))]
+
+
+def _is_resolver(execution_type: str) -> bool:
+    return execution_type.rsplit(".", 1)[-1] == RESOLVER
 
 
 def training_parameters(execution) -> dict:
