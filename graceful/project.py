@@ -144,6 +144,13 @@ class Classes:
     names: tuple
     integer: bool       # integer class ids (else string labels looked up in `names`)
     missing: tuple = ()  # classes the first span's training split does not hold
+    examples: int = 0   # rows in the first span's training split
+
+
+# Training for a scaffolded project: small tabular spans train in a few optimizer steps per epoch,
+# so the epochs are set for about TARGET_STEPS steps on the first span (TrainingParams' defaults,
+# tuned for 20k-image spans, would stop a 200-row span after 10 steps: a majority-class model).
+TABULAR_BATCH_SIZE, TABULAR_LEARNING_RATE, TARGET_STEPS, MAX_EPOCHS = 32, 0.01, 300, 100
 
 
 def init(directory: str, csv_dir: str, label: str, id_key: str = "",
@@ -232,7 +239,8 @@ def _label_values(root: str, data: DataContract, span: int) -> list[str]:
 def _classes(root: str, data: DataContract, span: int, names: tuple) -> Classes:
     """Classes from the first span's labels: integer ids 0..K-1, or strings (sorted, unless
     --class-names gives their order)."""
-    values = set(_label_values(root, data, span))
+    rows = _label_values(root, data, span)
+    values = set(rows)
     integer = all(re.fullmatch(r"-?\d+", value) for value in values)
     if integer:
         ids = sorted(int(value) for value in values)
@@ -255,7 +263,7 @@ def _classes(root: str, data: DataContract, span: int, names: tuple) -> Classes:
     if len(names) < 2:
         raise ProjectError(f"label {data.label_key!r} holds one class ({names[0]!r}) in span "
                            f"{span}; a classifier needs two or more (--class-names lists them)")
-    return Classes(tuple(names), integer, missing)
+    return Classes(tuple(names), integer, missing, len(rows))
 
 
 def bootstrap_schema(config: PipelineConfig, force: bool = True, log=print):
@@ -349,8 +357,18 @@ def _project_module(project_dir: Path, data: DataContract, classes: Classes) -> 
         name=name, root=root, train_pattern=data.train_pattern, eval_pattern=data.eval_pattern,
         label=data.label_key, id_key=data.id_key, class_names=tuple(classes.names),
         model_file=MODEL_FILE, schema_dir=SCHEMA_DIR, home=HOME_DIR,
+        **_training(classes.examples),
         scores=("binary [N, 1]: the logit of class 1, "
                 f"{classes.names[1]!r}" if binary else f"[N, {len(classes.names)}] logits"))
+
+
+def _training(examples: int) -> dict:
+    """Template values: epochs for about TARGET_STEPS steps at TABULAR_BATCH_SIZE (5..MAX_EPOCHS)."""
+    steps_per_epoch = max(1, -(-examples // TABULAR_BATCH_SIZE))
+    epochs = min(MAX_EPOCHS, max(5, -(-TARGET_STEPS // steps_per_epoch)))
+    return {"epochs": epochs, "batch_size": TABULAR_BATCH_SIZE,
+            "learning_rate": TABULAR_LEARNING_RATE, "target_steps": TARGET_STEPS,
+            "examples": examples}
 
 
 def _print_next_steps(project_dir: Path, classes: Classes, log) -> None:
@@ -401,7 +419,9 @@ CONFIG = PipelineConfig(
     # Your model: build_model(context) in {model_file}; it returns {scores}.
     module_file={model_file!r},
     model=ModelContract(scores="logits", threshold=0.5, embedding_layer="embedding"),
-    training=TrainingParams(),
+    # Set for about {target_steps} optimizer steps on the first span ({examples} rows); more data,
+    # fewer epochs. --epochs etc. override these for one run.
+    training=TrainingParams(epochs={epochs}, batch_size={batch_size}, learning_rate={learning_rate}),
     # Flip gate: max_nfr, max_accuracy_drop, max_class_nfr, ... (graceful.gate.GateConfig).
     gate=GateConfig(),
     # A person approves each push (Slack or `graceful approve`).

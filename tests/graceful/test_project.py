@@ -5,6 +5,7 @@ import os
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from graceful import cli, project
@@ -222,6 +223,17 @@ def test_init_writes_a_project_that_loads_with_the_data_contract(scaffolds):
     assert config.module_file == str(folder / "model.py")
     assert (config.model.scores, config.model.embedding_layer) == ("logits", "embedding")
     assert cli.spans_on_disk(config) == [1, 2]
+
+
+def test_init_sets_training_for_a_few_hundred_steps_on_small_tabular_spans(scaffolds):
+    """TrainingParams' defaults suit 20k-image spans; on a span of ~60-200 rows they would stop
+    after a handful of steps. The scaffold sets the epochs from the first span's row count."""
+    for made in scaffolds.values():
+        config = project.load(str(made["base"] / "project")).config
+        rows = len(pd.read_csv(made["base"] / "data" / "span-1" / "train" / "data.csv"))
+        steps = config.training.epochs * -(-rows // config.training.batch_size)
+        assert config.training.batch_size == 32 and config.training.learning_rate == 0.01
+        assert 200 <= steps <= 400 or config.training.epochs == project.MAX_EPOCHS, (rows, steps)
 
 
 def test_the_schema_makes_the_label_categorical_with_its_classes(scaffolds):
