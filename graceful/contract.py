@@ -11,8 +11,9 @@ image feature for the report's gallery.
 
 Model (`ModelContract`): a SavedModel whose `signature` takes serialized tf.Examples (`examples`)
 and returns class scores under `output_key`:
-  * multiclass [N, K], K >= 2: probabilities (rows sum to 1) or logits; predicted class = argmax;
-  * binary [N, 1]: P(class 1) or its logit; predicted class = 1 when P(class 1) > `threshold`.
+  * multiclass [N, K], K > 2: probabilities (rows sum to 1) or logits; predicted class = argmax;
+  * binary [N, 1] (P(class 1) or its logit) or [N, 2]: predicted class = 1 when P(class 1) >
+    `threshold` (at the default 0.5, the argmax with ties to class 0).
 Every form is turned into class probabilities [N, K>=2] (binary: [1 - p, p]) and predicted class ids
 here, and every form is verified: scores declared as probabilities that are not, or logits that are
 probabilities, fail loudly instead of producing plausible wrong numbers.
@@ -27,8 +28,6 @@ import numpy as np
 FORMATS = ("tfrecord", "csv")
 SCORE_KINDS = ("probabilities", "logits")
 _PROBABILITY_TOLERANCE = 1e-3
-# Fewest binary logits that may all lie in [0, 1] before they are taken for probabilities.
-_MIN_SUSPICIOUS_LOGITS = 32
 
 
 class ModelOutputError(ValueError):
@@ -82,15 +81,14 @@ class DataContract:
                     f"label {self.label_key!r} holds strings (e.g. {_text(labels[0])!r}) but the "
                     "data contract has no class_names to map them to class ids; set class_names "
                     "to the label vocabulary, in class-id order")
-            ids = np.empty(len(labels), np.int64)
-            for position, value in enumerate(labels):
-                text = _text(value)
-                if text not in vocabulary:
-                    raise DataContractError(
-                        f"label {self.label_key!r} has value {text!r}, which is not in class_names "
-                        f"{list(self.class_names)}; add it there or fix the data")
-                ids[position] = vocabulary[text]
-            return ids
+            values, inverse = np.unique(labels, return_inverse=True)  # each distinct label once
+            texts = [_text(value) for value in values]
+            unknown = [text for text in texts if text not in vocabulary]
+            if unknown:
+                raise DataContractError(
+                    f"label {self.label_key!r} has value {unknown[0]!r}, which is not in "
+                    f"class_names {list(self.class_names)}; add it there or fix the data")
+            return np.array([vocabulary[text] for text in texts], np.int64)[inverse.reshape(-1)]
         if labels.dtype.kind not in "iu":
             raise DataContractError(f"label {self.label_key!r} has dtype {labels.dtype}; expected "
                                     "integer class ids or strings")
@@ -197,20 +195,24 @@ class ModelContract:
                     f"{sums.max():.4g}, not 1; set scores='logits' if these are logits")
 
     def _check_logits(self, scores: np.ndarray, where: str) -> None:
+        """Multiclass logits that are every one a probability row were surely mislabelled. Binary
+        logits are not second-guessed: a weak model's logits may all lie in [0, 1] (a majority-class
+        model near logit 0.5), and a check that depends on how examples fall into batches would
+        make the two gates disagree."""
         in_unit = scores.size and scores.min() >= 0 and scores.max() <= 1
         if scores.shape[1] > 1 and in_unit and np.abs(scores.sum(axis=1) - 1).max() < 1e-4:
             raise ModelOutputError(f"{where}: declared logits, but every row is a probability "
                                    "distribution; set the model contract's scores='probabilities'")
-        if scores.shape[1] == 1 and in_unit and len(scores) >= _MIN_SUSPICIOUS_LOGITS:
-            raise ModelOutputError(
-                f"{where}: declared binary logits, but all {len(scores)} scores lie in [0, 1], as "
-                "probabilities do (a logit threshold of 0 would call every example class 1); set "
-                "the model contract's scores='probabilities'")
 
 
 def from_dict(kind: type, values: dict):
     """A DataContract or ModelContract from its dataclasses.asdict() form, as stored in JSON
-    (execution properties, TFMA metric configs): JSON turns the tuples into lists."""
+    (execution properties, TFMA metric configs): JSON turns the tuples into lists. Unknown fields
+    (a contract written by another graceful version) are refused, naming them."""
+    known = {field.name for field in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {kind.__name__} fields {unknown}; known: {sorted(known)}")
     return kind(**{key: tuple(value) if isinstance(value, list) else value
                    for key, value in values.items()})
 

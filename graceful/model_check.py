@@ -141,7 +141,9 @@ def _slice_feature(present, name: str, where: str) -> tf.io.FixedLenFeature:
 def text_values(values: np.ndarray) -> np.ndarray:
     """Parsed [N, 1] feature values as a flat array: integers as they are, bytes as str."""
     flat = values.reshape(-1)
-    return np.array([v.decode() for v in flat]) if flat.dtype.kind in "SO" else flat
+    # "replace": a stray non-UTF-8 byte in an id or slice value must not stop the evaluation.
+    return (np.array([v.decode("utf-8", "replace") for v in flat]) if flat.dtype.kind in "SO"
+            else flat)
 
 
 def check_model(model_dir: str, model: ModelContract, examples: str | None = None,

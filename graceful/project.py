@@ -34,7 +34,7 @@ from pathlib import Path
 
 from graceful import spans
 from graceful.contract import DataContract
-from graceful.pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import PipelineConfig, fashion_mnist_data
 
 __all__ = ["CSV_LAYOUTS", "PROJECT_FILE", "MODEL_FILE", "Project", "ProjectError",
            "bootstrap_schema", "find_project_file", "init", "load", "load_file"]
@@ -111,10 +111,10 @@ def load_file(path: Path) -> PipelineConfig:
     if not isinstance(config, PipelineConfig):
         raise ProjectError(f"{path}: CONFIG is of type {type(config).__name__}, not a "
                            "graceful.pipeline.configs.PipelineConfig")
-    if config.demo_data and config.data.root:
+    if config.demo_data and config.data != fashion_mnist_data():
         raise ProjectError(f"{path}: demo_data=True writes Fashion-MNIST spans into the home, "
-                           f"but data.root is {config.data.root!r}; a project with its own data "
-                           "sets demo_data=False (its data folder is only read)")
+                           "but CONFIG.data is not the demo's data contract; a project with its "
+                           "own data sets demo_data=False (its data folder is only read)")
     return resolve_paths(config, path.parent)
 
 

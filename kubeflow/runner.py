@@ -19,7 +19,7 @@ import re
 import time
 from pathlib import Path
 
-from graceful.pipeline.configs import PipelineConfig
+from graceful.pipeline.configs import SCHEMA_DIR, PipelineConfig
 
 IMAGE_WORKDIR = "/pipeline"
 DEFAULT_IMAGE = "graceful-tfx:0.1.0"
@@ -27,12 +27,16 @@ NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
 
 
 def kubeflow_config(config: PipelineConfig) -> PipelineConfig:
-    """`config` adapted to run inside the image on a cluster (see the module docstring)."""
+    """`config` adapted to run inside the image on a cluster (see the module docstring). The demo's
+    schema is read from the image's copy; a project's schema_dir is kept as given (a location the
+    pods can read)."""
     if not NAME_PATTERN.match(config.pipeline_name):
         raise ValueError(f"Kubeflow pipeline names must match [a-z0-9-] (lowercase letters, digits, "
                          f"inner dashes); '{config.pipeline_name}' does not. Pass --name.")
-    return dataclasses.replace(config, cross_run_window=False,
-                               schema_dir=f"{IMAGE_WORKDIR}/schemas")
+    schema_dir = config.schema_dir
+    if schema_dir == str(SCHEMA_DIR):
+        schema_dir = f"{IMAGE_WORKDIR}/schemas"
+    return dataclasses.replace(config, cross_run_window=False, schema_dir=schema_dir)
 
 
 def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_IMAGE) -> dict:

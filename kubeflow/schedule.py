@@ -4,7 +4,8 @@
     .venv/bin/python kubeflow/schedule.py --host https://KFP_HOST --package graceful.yaml \\
         --cron "0 0 3 * * *"            # KFP cron has seconds: every day at 03:00
 
-Each scheduled run ingests the newest span under <home>/data (ImportExampleGen's {SPAN} pattern),
+Each scheduled run ingests the newest span of the data contract (the demo's: under <home>/data;
+a project's: its root and patterns, through CsvExampleGen or ImportExampleGen),
 trains against the last blessed model and goes through the flip gate and the human sign-off.
 """
 from __future__ import annotations

@@ -133,10 +133,6 @@ class ExampleParser:
         labels = tf.reshape(parsed.pop(self.label_key), [-1])
         return self.model_features(parsed), self.class_ids(labels)
 
-    def features(self, serialized: tf.Tensor) -> dict:
-        """The features the model reads, without the label (what a serving signature computes)."""
-        return self.model_features(tf.io.parse_example(serialized, self.spec))
-
     def model_features(self, parsed: dict) -> dict:
         if self.transform is None:
             return parsed

@@ -54,12 +54,11 @@ import tf_keras as keras
 from tfx import v1 as tfx
 
 from graceful import compatibility, losses
-from graceful.contract import DataContract, ModelContract
+from graceful.contract import DataContract, ModelContract, from_dict
 from graceful.models import distillation, inputs
 from graceful.models.params import TrainingParams
 from graceful.models.user_module import ModelContext, check_model, load_build_model
 
-SERVING_SIGNATURE = "serving_default"
 SUMMARY_FILE = "training_summary.json"
 DEFAULT_OUTPUT_KEY = "scores"   # the serving output's name when the contract names none
 SHUFFLE_BUFFER = 10_000         # examples; bounds memory whatever the window's size
@@ -89,7 +88,7 @@ class TrainingSetup:
     @classmethod
     def from_fn_args(cls, fn_args) -> "TrainingSetup":
         config = dict(fn_args.custom_config or {})
-        data = contract_from_dict(DataContract, config.get("data_contract"))
+        data = from_dict(DataContract, config.get("data_contract") or {})
         schema = inputs.load_schema(fn_args.schema_path)
         transform, transformed_spec = None, None
         if fn_args.transform_graph_path:
@@ -97,7 +96,7 @@ class TrainingSetup:
             transform = graph.transform_features_layer()
             transformed_spec = dict(graph.transformed_feature_spec())
         return cls(params=TrainingParams.from_custom_config(config.get("training")), data=data,
-                   model=contract_from_dict(ModelContract, config.get("model_contract")),
+                   model=from_dict(ModelContract, config.get("model_contract") or {}),
                    feature_spec=inputs.feature_spec(schema),
                    class_names=inputs.class_names(data, schema),
                    module_file=config.get("module_file") or "",
@@ -117,17 +116,6 @@ class TrainingSetup:
         None) or the outputs of `transform` (this run's `self.transform`, or a reference's)."""
         return inputs.ExampleParser(self.feature_spec, input_names, self.data, self.class_names,
                                     transform)
-
-
-def contract_from_dict(kind, fields: dict | None):
-    """A DataContract / ModelContract from its JSON fields (lists become the tuples it holds)."""
-    known = {field.name for field in dataclasses.fields(kind)}
-    given = dict(fields or {})
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise ValueError(f"unknown {kind.__name__} fields {unknown}; known: {sorted(known)}")
-    return kind(**{key: tuple(value) if isinstance(value, list) else value
-                   for key, value in given.items()})
 
 
 def check_params(params: TrainingParams, builtin_model: bool = True) -> losses.DistillationParams:
@@ -153,6 +141,12 @@ def effective_loss(params: TrainingParams, contract: ModelContract, has_referenc
     run (no reference yet), so a configuration that cannot work fails at once."""
     if params.loss.startswith("bct") and not contract.embedding_layer:
         raise ValueError(BCT_NEEDS_EMBEDDING.format(loss=params.loss))
+    if params.loss != "plain" and contract.threshold != 0.5:
+        raise ValueError(
+            f"loss {params.loss!r} weighs examples by whether the old model was right, read as "
+            f"the argmax of its class scores (a binary threshold of 0.5), but the model contract's "
+            f"threshold is {contract.threshold}, so the gates would count other examples as right; "
+            "train with loss 'plain' (the gates still apply the threshold) or threshold 0.5")
     return params.loss if has_reference else "plain"
 
 

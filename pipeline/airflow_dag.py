@@ -2,7 +2,8 @@
 
 Airflow imports this file from its dags folder (copy or symlink it there; the graceful package must be
 installed in Airflow's environment). TFX's AirflowDagRunner turns every component into an Airflow task;
-each scheduled run ingests the newest span under <home>/data, trains against the last blessed model in
+each scheduled run ingests the newest span of the data contract (the demo's: under <home>/data; a
+project's: its data root and patterns), trains against the last blessed model in
 the same ML Metadata store the local runner uses (<home>/metadata.sqlite), and pushes only what passes
 the flip gate and the human sign-off.
 
@@ -87,7 +88,7 @@ def project_config() -> PipelineConfig:
     """The project $GRACEFUL_PROJECT names (Airflow's working directory is not the project's), else
     the built-in demo config."""
     named = os.environ.get(PROJECT_ENV)
-    return project.load_file(project.find_project_file(named)) if named else PipelineConfig()
+    return project.load(named).config if named else PipelineConfig()
 
 
 DAG = build_dag(project_config(), os.environ.get(SCHEDULE_ENV, "@daily"))

@@ -76,7 +76,12 @@ def test_a_uri_data_root_is_kept(tmp_path):
      "TypeError: DataContract.__init__() got an unexpected keyword argument 'lable_key'"),
     ("from graceful.pipeline.configs import DataContract, PipelineConfig\n"
      "CONFIG = PipelineConfig(data=DataContract(root='mine'))\n",
-     "demo_data=True writes Fashion-MNIST spans into the home, but data.root is 'mine'"),
+     "demo_data=True writes Fashion-MNIST spans into the home, but CONFIG.data is not the demo's"),
+    # Its own data in the home's data/ folder, demo_data left at its default: graceful would have
+    # written Fashion-MNIST spans among the team's.
+    ("from graceful.pipeline.configs import DataContract, PipelineConfig\n"
+     "CONFIG = PipelineConfig(data=DataContract(format='csv', label_key='y'))\n",
+     "demo_data=True writes Fashion-MNIST spans into the home, but CONFIG.data is not the demo's"),
 ])
 def test_a_broken_project_is_a_one_line_usage_error(tmp_path, capsys, text, message):
     path = write_project(tmp_path, text)

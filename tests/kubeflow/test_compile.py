@@ -99,3 +99,12 @@ def test_names_kubeflow_rejects_are_refused_with_the_rule(capsys, tmp_path):
     assert cli.main(["compile", "kubeflow", "--name", "Graceful_v2",
                      "--output", str(tmp_path / "x.json")]) == 2
     assert "[a-z0-9-]" in capsys.readouterr().err
+
+
+def test_a_projects_schema_is_kept_and_the_demos_is_read_from_the_image():
+    from graceful.kubeflow.runner import IMAGE_WORKDIR, kubeflow_config
+    from graceful.pipeline.configs import PipelineConfig
+
+    assert kubeflow_config(PipelineConfig()).schema_dir == f"{IMAGE_WORKDIR}/schemas"
+    project = PipelineConfig(schema_dir="gs://team-bucket/wine/schema", demo_data=False)
+    assert kubeflow_config(project).schema_dir == "gs://team-bucket/wine/schema"

@@ -166,3 +166,17 @@ def test_weight_average_with_warm_up_is_what_gets_exported():
 def test_momentum_outside_zero_to_one_is_refused(momentum):
     with pytest.raises(ValueError, match="ema_momentum must be in"):
         training.check_params(TrainingParams(ema_momentum=momentum))
+
+
+def test_distillation_with_a_binary_threshold_other_than_half_is_refused():
+    """The losses read "the old model was right" by argmax (threshold 0.5); the gates by the
+    contract's threshold. Training with another threshold would weigh other examples than the gates
+    count, so it stops at once, saying what to do; plain training is fine."""
+    from graceful.contract import ModelContract
+    from graceful.models.params import TrainingParams
+    from graceful.models.training import effective_loss
+
+    contract = ModelContract(scores="logits", threshold=0.3)
+    with pytest.raises(ValueError, match="threshold is 0.3.*loss 'plain'"):
+        effective_loss(TrainingParams(loss="fd_kl"), contract, has_reference=True)
+    assert effective_loss(TrainingParams(loss="plain"), contract, has_reference=True) == "plain"
