@@ -74,7 +74,8 @@ def _judging_steps(store, trainer, model) -> list:
     run_types = {t.id for t in store.get_context_types() if t.name in history.RUN_CONTEXT_TYPES}
     executions = [x for run in store.get_contexts_by_execution(trainer.id)
                   if run.type_id in run_types for x in store.get_executions_by_context(run.id)]
-    return [step for step in history.steps(store, executions)
+    # nodes={}: lineage never shows node ids, so the store's node contexts are not walked.
+    return [step for step in history.steps(store, executions, nodes={})
             if any(m.id == model.id for m in step.consumed(history.MODEL))]
 
 

@@ -35,7 +35,7 @@ import time
 import tensorflow as tf
 import tf_keras as keras
 
-from graceful import losses
+from graceful import losses, model_check
 from graceful.contract import ModelContract, ModelOutputError
 
 EXAMPLES = "examples"      # key of the serialized tf.Examples in `reference_outputs` elements
@@ -75,33 +75,19 @@ class ReferenceModel:
     def __init__(self, path: str, contract: ModelContract):
         self.path = path
         self.contract = contract
-        loaded = tf.saved_model.load(path)
-        self._loaded = loaded  # keeps the signature's variables alive
-        signatures = dict(loaded.signatures)
-        if contract.signature not in signatures:
-            raise ModelOutputError(f"reference model {path}: no signature {contract.signature!r} "
-                                   f"(it has {sorted(signatures)}); set the model contract's "
-                                   "signature")
-        self._signature = signatures[contract.signature]
-        where = f"reference model {path}, signature {contract.signature!r}"
-        inputs = self._signature.structured_input_signature[1]
-        if len(inputs) != 1 or next(iter(inputs.values())).dtype != tf.string:
-            raise ModelOutputError(f"{where}: takes {sorted(inputs)}; the model contract expects "
-                                   "one input of serialized tf.Examples")
-        self._input = next(iter(inputs))
-        self._output = contract.pick_output(self._signature.structured_outputs, where)
-        contract.check_shape(self._signature.structured_outputs[self._output].shape, where)
-        self._where = f"{where}, output {self._output!r}"
+        self._loaded = tf.saved_model.load(path)  # keeps the signature's variables alive
+        self._signature = model_check.contract_signature(self._loaded, f"reference model {path}",
+                                                         contract)
         self.examples_scored = tf.Variable(0, dtype=tf.int64, trainable=False)
 
     def scores(self, serialized: tf.Tensor) -> tf.Tensor:
-        return self._signature(**{self._input: serialized})[self._output]
+        return self._signature.scores(serialized)
 
     def verify(self, examples: tf.data.Dataset) -> None:
         """Checks the scores of the first batch of `examples` against the contract (declared
         probabilities sum to 1, ...), so a wrong contract stops before any training."""
         first = next(iter(examples.batch(REFERENCE_BATCH)))
-        self.contract.probabilities(self.scores(first).numpy(), self._where)
+        self.contract.probabilities(self.scores(first).numpy(), self._signature.where)
 
     def class_logits(self, serialized: tf.Tensor) -> tf.Tensor:
         """Counts the examples it scores in `examples_scored` (how a test proves "once")."""

@@ -172,8 +172,9 @@ class _EvaluateFile(beam.DoFn):
             raise DataContractError(f"{path}: {error}") from error
         new_scores, old_scores = (t.numpy() for t in self._predictor.predict(serialized))
         new_where, old_where = self._predictor.where
-        old_pred, _ = model.predict(old_scores, old_where)
         new_pred, new_prob = model.predict(new_scores, new_where)
+        first_run = self._dirs[0] == self._dirs[1]  # the candidate stands in for the baseline
+        old_pred = new_pred if first_run else model.predict(old_scores, old_where)[0]
         model_check.check_classes(data, new_prob.shape[1], new_where)
         if labels.max() >= new_prob.shape[1]:
             raise DataContractError(f"{path}: label {data.label_key!r} has class id "
