@@ -1,7 +1,9 @@
 """Every knob of the graceful pipeline, in one place.
 
 A `PipelineConfig` is all a runner needs: the local runner, the CLI, the tests, Kubeflow and Airflow
-build the same pipeline from it. Paths default to one home directory (`./graceful_home`).
+build the same pipeline from it. Paths default to one home directory (`./graceful_home`), which may
+be a URI (`gs://bucket/graceful`): locations below it are joined as strings, never with pathlib,
+which would turn `gs://b/x` into `gs:/b/x`.
 """
 from __future__ import annotations
 
@@ -116,23 +118,23 @@ class PipelineConfig:
 
     @property
     def data_root(self) -> str:
-        return self.data.root or str(Path(self.home) / "data")
+        return self.data.root or os.path.join(self.home, "data")
 
     @property
     def pipeline_root(self) -> str:
-        return str(Path(self.home) / "pipeline_root")
+        return os.path.join(self.home, "pipeline_root")
 
     @property
     def metadata_path(self) -> str:
-        return str(Path(self.home) / "metadata.sqlite")
+        return os.path.join(self.home, "metadata.sqlite")
 
     @property
     def sign_off_store(self) -> str:
         """The decision store shared by the pipeline, `graceful approve|reject` and slack-gate."""
-        return str(Path(self.home) / "sign_off.sqlite")
+        return os.path.join(self.home, "sign_off.sqlite")
 
     @property
     def serving_dir(self) -> str:
-        return str(Path(self.home) / "serving")
+        return os.path.join(self.home, "serving")
 
 

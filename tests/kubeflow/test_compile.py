@@ -108,3 +108,27 @@ def test_a_projects_schema_is_kept_and_the_demos_is_read_from_the_image():
     assert kubeflow_config(PipelineConfig()).schema_dir == f"{IMAGE_WORKDIR}/schemas"
     project = PipelineConfig(schema_dir="gs://team-bucket/wine/schema", demo_data=False)
     assert kubeflow_config(project).schema_dir == "gs://team-bucket/wine/schema"
+
+
+def _strings(node):
+    """Every string in a JSON document."""
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from _strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _strings(value)
+
+
+def test_every_location_in_the_spec_is_under_the_gs_home(compiled):
+    """A gs:// home stays a URI in every path of the compiled spec (pathlib would have made it
+    gs:/bucket/...), for the pipeline root, the data root and the serving directory alike."""
+    text = compiled.read_text()
+    locations = [s for s in _strings(json.loads(text)) if "gs:" in s]
+    assert locations, "the compiled spec names no gs:// location"
+    assert not [s for s in locations if "gs:/" in s.replace("gs://", "")], locations
+    for where in ("gs://bucket/graceful/pipeline_root", "gs://bucket/graceful/data",
+                  "gs://bucket/graceful/serving"):
+        assert where in text, where
