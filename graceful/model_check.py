@@ -193,6 +193,12 @@ def _form(classes: int | None) -> str:
     return "multiclass" if classes > 2 else "binary"
 
 
+def tfrecord_compression(path: str) -> str:
+    """TFRecordDataset's compression_type for an example file, by its extension as ExampleGen
+    names them: ".gz" is GZIP, anything else plain."""
+    return "GZIP" if path.endswith(".gz") else ""
+
+
 def read_records(pattern: str, limit: int) -> list[bytes]:
     """Up to `limit` serialized records from the TFRecord files matching `pattern`, in order."""
     paths = sorted(tf.io.gfile.glob(pattern))
@@ -200,7 +206,7 @@ def read_records(pattern: str, limit: int) -> list[bytes]:
         raise DataContractError(f"no files match {pattern}: pass TFRecord files of tf.Examples")
     records = []
     for path in paths:
-        dataset = tf.data.TFRecordDataset(path, "GZIP" if path.endswith(".gz") else "")
+        dataset = tf.data.TFRecordDataset(path, tfrecord_compression(path))
         records += [record.numpy() for record in dataset.take(limit - len(records))]
         if len(records) >= limit:
             break

@@ -20,6 +20,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_transform.tf_metadata import schema_utils
 from tfx.utils import io_utils
 
+from graceful import model_check
 from graceful.contract import DataContract, DataContractError
 
 
@@ -70,10 +71,10 @@ def serialized_examples(file_patterns) -> tf.data.Dataset:
     """Serialized tf.Examples of every file matching `file_patterns`, file by file in sorted order
     (deterministic, so a pass over them is reproducible). Files ending in .gz are GZIP TFRecords."""
     files = data_files(file_patterns)
-    compressed = [path for path in files if path.endswith(".gz")]
-    if compressed and len(compressed) != len(files):
+    compression = {model_check.tfrecord_compression(path) for path in files}
+    if len(compression) > 1:
         raise ValueError(f"{file_patterns} mix gzipped and plain TFRecord files")
-    return tf.data.TFRecordDataset(files, compression_type="GZIP" if compressed else "")
+    return tf.data.TFRecordDataset(files, compression_type=compression.pop())
 
 
 def transform_input_spec(spec: dict, data: DataContract) -> dict:
