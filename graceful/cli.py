@@ -210,8 +210,8 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
     # A project's spans are checked before its home is touched (the demo's are written below).
     span = None if config.demo_data else chosen_span(config)
     with home_lock(config.home):
-        if os.path.exists(config.metadata_path):
-            mlmd_store.check_sqlite(config.metadata_path)
+        if os.path.exists(config.metadata_uri):
+            mlmd_store.check_sqlite(config.metadata_uri)
         if prepare:
             prepare_data(config)
         span = span or chosen_span(config)
@@ -225,7 +225,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         except Exception as error:  # the pipeline failed: report why, the table shows what happened
             failure = error
         print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
-        records = history.runs(config.metadata_path) if os.path.exists(config.metadata_path) else []
+        records = history.runs(config.metadata_uri) if os.path.exists(config.metadata_uri) else []
     if records:
         print(history.format_table(records))
     status = exit_status(failure, records[-1] if records else None)
@@ -256,15 +256,15 @@ def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
     """
     from graceful import history
 
-    if os.path.exists(config.metadata_path):
+    if os.path.exists(config.metadata_uri):
         from graceful import mlmd_store
 
-        mlmd_store.check_sqlite(config.metadata_path)  # a damaged store, named, before anything else
+        mlmd_store.check_sqlite(config.metadata_uri)  # a damaged store, named, before anything else
     on_disk = spans_on_disk(config)
     wanted = dataclasses.asdict(config.training)
     trained = set()
-    if os.path.exists(config.metadata_path):
-        trained = {r.span for r in history.runs(config.metadata_path)
+    if os.path.exists(config.metadata_uri):
+        trained = {r.span for r in history.runs(config.metadata_uri)
                    if r.model_id is not None and r.params == wanted}
     todo = [span for span in on_disk if span not in trained]
     return (max(todo) if todo else None), todo
@@ -294,7 +294,7 @@ def cmd_history(args) -> int:
     from graceful import serving
 
     config = _home_config(args)
-    records = history.runs(config.metadata_path)
+    records = history.runs(config.metadata_uri)
     print(history.format_table(records))
     served = serving.versions(config.serving_dir)
     if served and not any(r.pushed for r in records):
@@ -311,7 +311,7 @@ def cmd_report(args) -> int:
     from graceful import history
 
     config = _home_config(args)
-    runs = history.runs(config.metadata_path)
+    runs = history.runs(config.metadata_uri)
     if args.run is not None and not 1 <= args.run <= len(runs):
         raise ValueError(f"There is no run {args.run}; `graceful history` lists runs 1..{len(runs)}.")
     chosen = [runs[args.run - 1]] if args.run else [r for r in runs if r.flip_report][-1:]
@@ -368,7 +368,7 @@ def cmd_decide(args) -> int:
     approver = os.environ.get(signoff.APPROVER_ENV) or os.environ.get("USER") or ""
     if not approver:
         raise signoff.SignOffError(f"Who is deciding? Set {signoff.APPROVER_ENV} to your name.")
-    request_id = _sign_off_request(store, args.run, config.metadata_path)
+    request_id = _sign_off_request(store, args.run, config.metadata_uri)
     decision = store.decide(request_id, args.decision, approver, approver, args.reason, "cli",
                             signoff.allow_list())
     slack.show_decision(store, decision)
@@ -416,11 +416,11 @@ def cmd_lineage(args) -> int:
     config = _home_config(args)
     model_id = args.model
     if args.run is not None:
-        runs = history.runs(config.metadata_path)
+        runs = history.runs(config.metadata_uri)
         if not 1 <= args.run <= len(runs) or runs[args.run - 1].model_id is None:
             raise ValueError(f"Run {args.run} has no trained model; `graceful history` lists runs.")
         model_id = runs[args.run - 1].model_id
-    print(lineage.format_lineage(lineage.lineage(config.metadata_path, model_id)))
+    print(lineage.format_lineage(lineage.lineage(config.metadata_uri, model_id)))
     return 0
 
 
@@ -431,7 +431,7 @@ def cmd_reconcile(args) -> int:
 
     config = _home_config(args)
     with home_lock(config.home):
-        abandoned = recovery.reconcile(config.metadata_path, config.serving_dir)
+        abandoned = recovery.reconcile(config.metadata_uri, config.serving_dir)
     print(f"[graceful] {len(abandoned) or 'no'} unfinished push(es) found"
           + (f": blessings {abandoned} taken out of baseline resolution" if abandoned else ""))
     return EXIT_PUSHED
@@ -517,7 +517,7 @@ def cmd_demo(args) -> int:
         config = dataclasses.replace(base, span=span, training=dataclasses.replace(
             base.training, epochs=args.epochs, **changes))
         run_once(config)
-    runs = history.runs(base.metadata_path)
+    runs = history.runs(base.metadata_uri)
     print("\n=== summary ===")
     for number, (title, *_), run in zip(range(1, 4), steps, runs):
         print(f"{title}: accuracy {run.accuracy:.4f}, NFR vs baseline "

@@ -55,7 +55,7 @@ def _guard_push_with_sign_off(dag, config: PipelineConfig) -> None:
 
     guard = ShortCircuitOperator(
         task_id=GUARD_TASK, dag=dag, python_callable=sign_off_approved,
-        op_kwargs={"metadata_path": config.metadata_path, "pipeline_name": config.pipeline_name},
+        op_kwargs={"metadata_path": config.metadata_uri, "pipeline_name": config.pipeline_name},
         ignore_downstream_trigger_rules=True)  # skips the Evaluator and everything after it
     dag.get_task(SIGN_OFF_TASK) >> guard >> dag.get_task(GUARDED_TASK)
 
@@ -66,7 +66,7 @@ def _reconcile_first(dag, config: PipelineConfig) -> None:
 
     roots = [task for task in dag.tasks if not task.upstream_task_ids]
     reconcile = PythonOperator(task_id=RECONCILE_TASK, dag=dag, python_callable=recovery.reconcile,
-                               op_kwargs={"metadata_path": config.metadata_path,
+                               op_kwargs={"metadata_path": config.metadata_uri,
                                           "serving_dir": config.serving_dir})
     reconcile >> roots
 
@@ -77,7 +77,7 @@ def build_dag(config: PipelineConfig, schedule: str = "@daily"):
                   "catchup": False,     # a missed day is not worth several retrainings
                   "max_active_runs": 1}  # runs compare with the last blessed model: never overlap
     pipeline = create_pipeline(
-        config, metadata.sqlite_metadata_connection_config(config.metadata_path))
+        config, metadata.sqlite_metadata_connection_config(config.metadata_uri))
     dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
     _guard_push_with_sign_off(dag, config)
     _reconcile_first(dag, config)

@@ -125,7 +125,7 @@ class PipelineConfig:
         return os.path.join(self.home, "pipeline_root")
 
     @property
-    def metadata_path(self) -> str:
+    def metadata_uri(self) -> str:
         return os.path.join(self.home, "metadata.sqlite")
 
     @property

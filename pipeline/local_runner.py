@@ -61,7 +61,7 @@ def progress_lines(log=print):
 def metadata_config(config: PipelineConfig):
     from tfx import v1 as tfx
 
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
+    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_uri)
 
 
 def run(config: PipelineConfig, log=print) -> None:
@@ -78,9 +78,9 @@ def run(config: PipelineConfig, log=print) -> None:
     from graceful.pipeline.pipeline import create_pipeline
 
     with home_lock(config.home):
-        recovery.check_store_not_lost(config.metadata_path, config.pipeline_root,
+        recovery.check_store_not_lost(config.metadata_uri, config.pipeline_root,
                                       config.accept_unknown_serving, log=log)
-        recovery.reconcile(config.metadata_path, config.serving_dir, log=log)
+        recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
         graceful_pipeline = create_pipeline(config, metadata_config(config))
         with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):
             tfx.orchestration.LocalDagRunner().run(graceful_pipeline)

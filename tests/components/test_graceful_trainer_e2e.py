@@ -24,8 +24,8 @@ def test_second_run_distils_from_the_first_runs_model_with_bct(tiny_config):
                            lam=0.3, lambda_bct=0.5)
     run_span(config, span=1)
     run_span(with_training(config, architecture="cnn"), span=2)
-    first, second = history.runs(config.metadata_path)
-    store = history.open_store(config.metadata_path)
+    first, second = history.runs(config.metadata_uri)
+    store = history.open_store(config.metadata_uri)
 
     execution, model = _trainer_execution_and_model(store, first.model_id)
     assert first.loss == "plain", "no blessed model yet: the first run trains plainly"

@@ -48,7 +48,7 @@ def _when_waiting(store_path, action, timeout=180):
 
 
 def _sign_off_artifacts(config):
-    store = history.open_store(config.metadata_path)
+    store = history.open_store(config.metadata_uri)
     return store.get_artifacts_by_type("graceful.SignOff")
 
 
@@ -83,7 +83,7 @@ def test_slack_approval_pushes_and_records_who_after_refusing_forged_clicks(conf
     assert "not on the approver allow-list" in unlisted and approved.startswith("approved by u_alice")
     assert "already approved by u_alice" in late
 
-    [run] = history.runs(config.metadata_path)
+    [run] = history.runs(config.metadata_uri)
     assert run.pushed and len(_pushed(config)) == 1
     assert run.sign_off["approver_id"] == "U_ALICE" and run.sign_off["decision"] == "approve"
     assert run.sign_off["source"] == "slack" and run.sign_off["request_id"] == run.run_id
@@ -100,7 +100,7 @@ def test_slack_approval_pushes_and_records_who_after_refusing_forged_clicks(conf
     # judgement and sign-off.
     from graceful import lineage
 
-    info = lineage.lineage(config.metadata_path)
+    info = lineage.lineage(config.metadata_uri)
     assert info["model"]["id"] == run.model_id and info["pushed"]
     assert [d["span"] for d in info["data"]] == [1] and info["data"][0]["anomalies"]
     assert info["training"]["epochs"] == 2 and info["baseline_model"] == []
@@ -132,9 +132,9 @@ def test_cli_reject_timeout_and_slack_failures_never_push(config, monkeypatch, c
     api.close()
     run_span(config, span=1)  # the stand-in is closed: connection refused
 
-    rejected, timed_out, slack_error, slack_down = history.runs(config.metadata_path)
+    rejected, timed_out, slack_error, slack_down = history.runs(config.metadata_uri)
     assert _pushed(config) == []
-    assert all(not r.pushed and r.blocked_by == "sign-off" for r in history.runs(config.metadata_path))
+    assert all(not r.pushed and r.blocked_by == "sign-off" for r in history.runs(config.metadata_uri))
     assert (rejected.sign_off["decision"], rejected.sign_off["approver_name"],
             rejected.sign_off["source"], rejected.sign_off["reason"]) == (
         "reject", "bob", "cli", "shirts regress")
@@ -145,7 +145,7 @@ def test_cli_reject_timeout_and_slack_failures_never_push(config, monkeypatch, c
     assert "Slack API error" in slack_down.sign_off["reason"]
     assert all(history.property_value(a, "blessed") == 0 and
                "current_model_id" not in a.custom_properties for a in _sign_off_artifacts(config))
-    store = history.open_store(config.metadata_path)
+    store = history.open_store(config.metadata_uri)
     assert store.get_artifacts_by_type("ModelBlessing") == [], "no gate-passing model, no blessing"
 
     # A decision after the fact is refused, and `graceful history` shows who decided.

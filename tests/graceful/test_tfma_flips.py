@@ -34,8 +34,8 @@ def test_evaluator_nfr_matches_numpy_and_gates_the_push(tiny_config, capsys, tmp
     config = tiny_config
     run_span(config, 1)
     run_span(with_training(config, architecture="mlp", epochs=2, seed=3), 2)
-    first, second = history.runs(config.metadata_path)
-    store = history.open_store(config.metadata_path)
+    first, second = history.runs(config.metadata_uri)
+    store = history.open_store(config.metadata_uri)
     models = {a.id: a.uri for a in store.get_artifacts_by_type("Model")}
 
     test = data.load("test").take(0, config.eval_size)

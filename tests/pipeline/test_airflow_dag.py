@@ -72,7 +72,7 @@ def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
         rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1))
         build_dag(rejected).test()  # span 2 lands; nobody signs off
 
-    first, second = history.runs(config.metadata_path)
+    first, second = history.runs(config.metadata_uri)
     assert first.span == 1 and first.pushed and first.sign_off["source"] == "auto"
     assert second.span == 2 and second.training_spans == [1, 2]
     assert second.baseline_model_id == first.model_id
@@ -82,5 +82,5 @@ def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
 
     # The local runner continues from the same store: Airflow's blessed model is its baseline.
     run_span(config, span=2)
-    third = history.runs(config.metadata_path)[2]
+    third = history.runs(config.metadata_uri)[2]
     assert third.baseline_model_id == first.model_id and third.pushed

@@ -25,7 +25,7 @@ def _run(config, span):
 
 
 def _assert_nothing_trained(config, pushed_before):
-    last = history.runs(config.metadata_path)[-1]
+    last = history.runs(config.metadata_uri)[-1]
     assert last.model_id is None and not last.pushed
     assert _pushed_versions(config) == pushed_before
 
@@ -46,7 +46,7 @@ def test_rejected_span_never_trains_in_a_later_run(tiny_config):
     _assert_nothing_trained(tiny_config, pushed)
 
     run_span(tiny_config, span=3)
-    third = history.runs(tiny_config.metadata_path)[2]
+    third = history.runs(tiny_config.metadata_uri)[2]
     assert third.span == 3 and third.training_spans == [1, 3]
     assert third.pushed and len(_pushed_versions(tiny_config)) == 2
 
@@ -65,7 +65,7 @@ def test_unreadable_span_files_are_named(tiny_config):
             _run(tiny_config, span)
         message = str(error.value)
         assert str(path) in message and problem in message and "remove the span folder" in message
-        assert history.runs(tiny_config.metadata_path)[-1].failed_step == "ImportExampleGen"
+        assert history.runs(tiny_config.metadata_uri)[-1].failed_step == "ImportExampleGen"
         _assert_nothing_trained(tiny_config, pushed)
 
 
@@ -86,5 +86,5 @@ def test_small_empty_and_one_class_spans_are_stopped(tiny_config):
         _write(tiny_config, span, train, evaluation)
         with pytest.raises(DataChecksError, match=re.escape(expected)):
             _run(tiny_config, span)
-        assert history.runs(tiny_config.metadata_path)[-1].failed_step == "DataGate"
+        assert history.runs(tiny_config.metadata_uri)[-1].failed_step == "DataGate"
         _assert_nothing_trained(tiny_config, pushed)

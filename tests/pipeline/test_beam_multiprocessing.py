@@ -23,7 +23,7 @@ def test_pipeline_runs_its_beam_steps_on_two_worker_processes(tiny_config):
     leftovers = set(Path(tempfile.gettempdir()).iterdir()) - temp_before
     assert [p for p in leftovers if (p / "build" / "tfx").exists()] == []
     assert not (Path(config.home) / "scratch").exists()
-    [run] = history.runs(config.metadata_path)
+    [run] = history.runs(config.metadata_uri)
     assert run.pushed and run.failed_step is None
     with open(run.flip_report) as handle:
         report = json.load(handle)

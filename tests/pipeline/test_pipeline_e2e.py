@@ -21,14 +21,14 @@ def _pushed_versions(config):
 
 def test_second_run_is_judged_against_the_first_runs_blessed_model(tiny_config):
     run_span(tiny_config, span=1)
-    first, = history.runs(tiny_config.metadata_path)
+    first, = history.runs(tiny_config.metadata_uri)
     assert first.blessed and first.pushed and first.baseline_model_id is None
     assert first.training_spans == [1]
     assert len(_pushed_versions(tiny_config)) == 1
 
     # A deliberately worse model: one optimizer step on spans 1+2.
     run_span(with_training(tiny_config, max_steps=1), span=2)
-    first, second = history.runs(tiny_config.metadata_path)
+    first, second = history.runs(tiny_config.metadata_uri)
     assert second.span == 2 and second.training_spans == [1, 2]
     assert second.baseline_model_id == first.model_id
     assert second.baseline_accuracy == pytest.approx(first.accuracy)
@@ -39,7 +39,7 @@ def test_second_run_is_judged_against_the_first_runs_blessed_model(tiny_config):
 
     # A good model on the same span: span 2 is re-ingested, yet trained on once.
     run_span(with_training(tiny_config, architecture="mlp"), span=2)
-    third = history.runs(tiny_config.metadata_path)[2]
+    third = history.runs(tiny_config.metadata_uri)[2]
     assert third.training_spans == [1, 2]
     assert third.baseline_model_id == first.model_id, "the rejected run-2 model is not a baseline"
     assert third.blessed and third.pushed
@@ -53,7 +53,7 @@ def test_corrupt_span_stops_before_training(tiny_config):
                     drop_feature="pixels")
     with pytest.raises(DataAnomaliesError, match="feature 'pixels'"):
         local_runner.run(dataclasses.replace(tiny_config, span=2), log=lambda _: None)
-    first, second = history.runs(tiny_config.metadata_path)
+    first, second = history.runs(tiny_config.metadata_uri)
     assert second.failed_step == "DataGate"
     assert second.model_id is None and second.pushed is None
     assert len(_pushed_versions(tiny_config)) == 1
@@ -68,8 +68,8 @@ def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monke
     from tests.planted_flips import PLANTED_IDS_ENV
 
     run_span(tiny_config, span=1)
-    first, = history.runs(tiny_config.metadata_path)
-    store = history.open_store(tiny_config.metadata_path)
+    first, = history.runs(tiny_config.metadata_uri)
+    store = history.open_store(tiny_config.metadata_uri)
     [old_model] = [m for m in store.get_artifacts_by_type("Model") if m.id == first.model_id]
     test = data.load("test").take(0, tiny_config.eval_size)
     old = tf.saved_model.load(os.path.join(old_model.uri, "Format-Serving"))
@@ -84,7 +84,7 @@ def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monke
                                                           max_high_confidence_flips=5,
                                                           max_accuracy_drop=1.0))
     run_span(strict, span=2)
-    _, second = history.runs(tiny_config.metadata_path)
+    _, second = history.runs(tiny_config.metadata_uri)
     assert second.blessed is False and not second.pushed and second.blocked_by == "flip gate"
     [failure] = second.failures
     assert failure.startswith("high-confidence flips") and failure.endswith("> max_high_confidence_flips 5")
@@ -100,7 +100,7 @@ def test_planted_flips_are_blocked_listed_first_and_explained(tiny_config, monke
     assert all(f'src="flip_{rank}.png" alt="#{i}:' in html for rank, i in enumerate(sorted(planted), 1))
 
     # No ModelBlessing anywhere names the blocked model, so no resolver can pick it as a baseline.
-    store = history.open_store(tiny_config.metadata_path)
+    store = history.open_store(tiny_config.metadata_uri)
     blessed_ids = [history.property_value(b, "current_model_id")
                    for b in store.get_artifacts_by_type("ModelBlessing")]
     assert second.model_id not in blessed_ids and first.model_id in blessed_ids

@@ -106,11 +106,11 @@ def test_a_transform_is_fitted_on_the_window_and_served_inside_the_model(tmp_pat
     for span in (1, 2):
         local_runner.run(dataclasses.replace(config, span=span), log=lambda _: None)
 
-    first, second = history.runs(config.metadata_path)
+    first, second = history.runs(config.metadata_uri)
     assert first.pushed and (second.span, second.training_spans) == (2, [1, 2])
     assert second.baseline_model_id == first.model_id == second.reference_model_id
     assert second.loss == "bct+fd"
-    store = history.open_store(config.metadata_path)
+    store = history.open_store(config.metadata_uri)
     records = _eval_records(store, span=2)
 
     # The Transform of run 2 saw both spans of the window: its z-scores are the window's.
