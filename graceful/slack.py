@@ -32,6 +32,7 @@ import time
 import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 
 from graceful import signoff
 
@@ -267,12 +268,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 class SlackGateServer(ThreadingHTTPServer):
     """Serves Slack's interactivity Request URL (POST, any path) and records decisions.
-    `read_timeout` (seconds) bounds how long one client can hold a connection and its thread."""
+    `read_timeout` (seconds) bounds how long one client can hold a connection and its thread.
+
+    `on_decision` is called with each decision this server records (e.g. to start the release of an
+    approved model), in a thread of its own: Slack wants its reply within 3 seconds, so nothing it
+    does may delay the reply, and its exceptions are logged, never raised into the request."""
 
     daemon_threads = True
 
     def __init__(self, address, store: signoff.Store, signing_secret: str, approvers: frozenset,
-                 log=print, read_timeout: float = READ_TIMEOUT_SECONDS):
+                 log=print, read_timeout: float = READ_TIMEOUT_SECONDS,
+                 on_decision: Callable[[signoff.Decision], None] | None = None):
         if not signing_secret:
             raise ValueError(f"{SIGNING_SECRET_ENV} is not set: without it no request can be "
                              "verified, so the gate would refuse every click.")
@@ -282,6 +288,7 @@ class SlackGateServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
         self.store, self.approvers, self.log = store, approvers, log
         self.signing_secret, self.read_timeout = signing_secret, read_timeout
+        self.on_decision = on_decision
 
     def decide_click(self, body: bytes, headers) -> tuple[int, str]:
         """(status, text) for a POSTed body: 401 unless Slack signed it (checked before anything
@@ -308,7 +315,24 @@ class SlackGateServer(ThreadingHTTPServer):
             return 200, str(refused)
         self.log(f"[slack-gate] {click.request_id}: {recorded.describe()}")
         show_decision(self.store, recorded, log=self.log)
+        self._hand_on(recorded)
         return 200, recorded.describe()
+
+    def _hand_on(self, decision: signoff.Decision) -> None:
+        """Runs on_decision(decision) in a background thread; a failure is logged with its
+        traceback (the decision is recorded either way, and the caller owns any retry)."""
+        if self.on_decision is None:
+            return
+
+        def run():
+            try:
+                self.on_decision(decision)
+            except Exception:  # noqa: BLE001 — logged, never raised into the HTTP reply
+                self.log(f"[slack-gate] on_decision failed for {decision.request_id}: "
+                         f"{traceback.format_exc()}")
+
+        threading.Thread(target=run, name=f"on-decision-{decision.request_id}",
+                         daemon=True).start()
 
     def _tell(self, click: _Click, text: str) -> None:
         """An ephemeral note to the person whose click was refused."""
