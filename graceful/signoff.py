@@ -15,6 +15,10 @@ heartbeat on every poll; a pending request whose heartbeat is older than a few p
 and whoever looks at it next closes it with a system rejection ("abandoned"). Without that, a
 person could "approve" a run that no longer exists and believe a model is on its way to serving.
 
+A *deferred* request (opened with a `deadline_at`) has no waiting process: the run ended, and the
+decision later releases the candidate (`claim_release`, once). Nothing heartbeats it, so it is never
+abandoned; past its deadline whoever looks at it next closes it with a system rejection ("timeout").
+
 TFX-free: the component, the CLI and the endpoint import it.
 """
 from __future__ import annotations
@@ -36,7 +40,8 @@ SYSTEM_APPROVER = "graceful"             # the approver of the decisions below
 # Decisions the gate makes itself; they bypass the allow-list, and are never approvals.
 FLIP_GATE_SOURCE = "flip gate"   # the flip gate blocked the model, so nobody was asked
 ABANDONED_SOURCE = "abandoned"   # the waiting run stopped heartbeating (killed, lost)
-SYSTEM_SOURCES = ("timeout", "error", FLIP_GATE_SOURCE, ABANDONED_SOURCE)
+TIMEOUT_SOURCE = "timeout"       # nobody decided in time (a waiting run's timeout, a deadline)
+SYSTEM_SOURCES = (TIMEOUT_SOURCE, "error", FLIP_GATE_SOURCE, ABANDONED_SOURCE)
 DEFAULT_MAX_POLL = 15.0          # a waiter's longest poll interval, s (SignOffConfig's default)
 # A request is abandoned after STALE_POLLS of its waiter's longest poll intervals without a
 # heartbeat, and never sooner than STALE_FLOOR_SECONDS (a slow disk or a busy SQLite lock is not a
@@ -47,13 +52,16 @@ STALE_FLOOR_SECONDS = 60.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
   request_id TEXT PRIMARY KEY, model_id INTEGER, evidence TEXT NOT NULL, created_at REAL NOT NULL,
-  slack_channel TEXT, slack_ts TEXT, heartbeat_at REAL, max_poll REAL);
+  slack_channel TEXT, slack_ts TEXT, heartbeat_at REAL, max_poll REAL, deadline_at REAL,
+  released_at REAL);
 CREATE TABLE IF NOT EXISTS decisions (
   request_id TEXT PRIMARY KEY REFERENCES requests(request_id), decision TEXT NOT NULL,
   approver_id TEXT NOT NULL, approver_name TEXT NOT NULL, reason TEXT NOT NULL,
   decided_at REAL NOT NULL, source TEXT NOT NULL);
 """
-_ADDED_COLUMNS = {"heartbeat_at": "REAL", "max_poll": "REAL"}  # absent in stores made before them
+# absent in stores made before them
+_ADDED_COLUMNS = {"heartbeat_at": "REAL", "max_poll": "REAL", "deadline_at": "REAL",
+                  "released_at": "REAL"}
 
 
 class SignOffError(ValueError):
@@ -70,6 +78,8 @@ class Request:
     slack_ts: str | None = None
     heartbeat_at: float | None = None   # the waiting run's last poll
     max_poll: float | None = None       # its longest poll interval (sets when it is abandoned)
+    deadline_at: float | None = None    # deferred: no waiting run; rejected if undecided by then
+    released_at: float | None = None    # when the decision was claimed for release (once)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,7 +119,7 @@ def _iso(timestamp: float) -> str:
 def _request(row: sqlite3.Row) -> Request:
     return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
                    row["created_at"], row["slack_channel"], row["slack_ts"], row["heartbeat_at"],
-                   row["max_poll"])
+                   row["max_poll"], row["deadline_at"], row["released_at"])
 
 
 def _migrate(db: sqlite3.Connection) -> None:
@@ -161,14 +171,18 @@ class Store:
         return db
 
     def open_request(self, request_id: str, model_id: int | None, evidence: dict,
-                     max_poll: float = DEFAULT_MAX_POLL) -> Request:
+                     max_poll: float = DEFAULT_MAX_POLL,
+                     deadline_at: float | None = None) -> Request:
         """Opens the request for the run that will `wait` for it, polling at most every
-        `max_poll` seconds (which sets how soon it is abandoned if that run dies)."""
+        `max_poll` seconds (which sets how soon it is abandoned if that run dies). With
+        `deadline_at` (a time.time() value) it is deferred instead: nobody waits, it is never
+        abandoned, and it is rejected ("timeout") if nobody decides by then."""
         now = time.time()
         with self._connect() as db:
             db.execute("INSERT OR IGNORE INTO requests (request_id, model_id, evidence, created_at,"
-                       " heartbeat_at, max_poll) VALUES (?, ?, ?, ?, ?, ?)",
-                       (request_id, model_id, json.dumps(evidence), now, now, max_poll))
+                       " heartbeat_at, max_poll, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                       (request_id, model_id, json.dumps(evidence), now,
+                        None if deadline_at is not None else now, max_poll, deadline_at))
         return self.request(request_id)
 
     def set_slack_message(self, request_id: str, channel: str, ts: str) -> None:
@@ -199,26 +213,35 @@ class Store:
         return self.requests(pending_only=True)
 
     def _close_abandoned(self, db: sqlite3.Connection, request_id: str | None = None) -> None:
-        """Rejects pending requests (all, or `request_id`) whose waiting run stopped heartbeating.
-        Each close is one conditional INSERT OR IGNORE: it does nothing if a decision landed first
-        or the heartbeat moved since it was read, so it never overrides a decision or a live run."""
+        """Rejects pending requests (all, or `request_id`) whose waiting run stopped heartbeating
+        ("abandoned"), or, for deferred requests, whose deadline passed ("timeout"). Each close is
+        one conditional INSERT OR IGNORE: it does nothing if a decision landed first or the
+        heartbeat moved since it was read, so it never overrides a decision or a live run."""
         where = "" if request_id is None else " AND request_id = ?"
         rows = db.execute(
-            "SELECT request_id, COALESCE(heartbeat_at, created_at) AS seen, max_poll FROM requests"
-            " WHERE request_id NOT IN (SELECT request_id FROM decisions)" + where,
+            "SELECT request_id, COALESCE(heartbeat_at, created_at) AS seen, max_poll, deadline_at"
+            " FROM requests WHERE request_id NOT IN (SELECT request_id FROM decisions)" + where,
             () if request_id is None else (request_id,)).fetchall()
         now = time.time()
         for row in rows:
-            if now - row["seen"] <= self._stale_after(row["max_poll"]):
-                continue
-            reason = (f"the run waiting for this decision is gone (no heartbeat since "
-                      f"{_iso(row['seen'])}); nothing will be pushed")
+            if row["deadline_at"] is not None:
+                if now <= row["deadline_at"]:
+                    continue
+                source, unchanged, seen = TIMEOUT_SOURCE, "deadline_at", row["deadline_at"]
+                reason = f"no decision by {_iso(row['deadline_at'])}; nothing will be pushed"
+            else:
+                if now - row["seen"] <= self._stale_after(row["max_poll"]):
+                    continue
+                source, unchanged, seen = (ABANDONED_SOURCE, "COALESCE(heartbeat_at, created_at)",
+                                           row["seen"])
+                reason = (f"the run waiting for this decision is gone (no heartbeat since "
+                          f"{_iso(row['seen'])}); nothing will be pushed")
             db.execute(
                 "INSERT OR IGNORE INTO decisions (request_id, decision, approver_id, approver_name,"
                 " reason, decided_at, source) SELECT request_id, ?, ?, ?, ?, ?, ? FROM requests"
-                " WHERE request_id = ? AND COALESCE(heartbeat_at, created_at) = ?",
-                (REJECT, SYSTEM_APPROVER, SYSTEM_APPROVER, reason, now, ABANDONED_SOURCE,
-                 row["request_id"], row["seen"]))
+                f" WHERE request_id = ? AND {unchanged} = ?",
+                (REJECT, SYSTEM_APPROVER, SYSTEM_APPROVER, reason, now, source,
+                 row["request_id"], seen))
 
     def _stale_after(self, max_poll: float | None) -> float:
         return max(self.stale_floor, STALE_POLLS * (max_poll or DEFAULT_MAX_POLL))
@@ -244,14 +267,27 @@ class Store:
                        (request_id, decision, approver_id, approver_name, reason.strip(),
                         time.time(), source))
         winner = self.decision(request_id)
-        if winner.source == ABANDONED_SOURCE:
+        if winner.decision == decision and winner.approver_id == approver_id:
+            return winner  # a repeat
+        if winner.source in (ABANDONED_SOURCE, TIMEOUT_SOURCE):
             raise SignOffError(f"Sign-off {request_id} is closed: {winner.reason}. Your {decision} "
                                "was not recorded; a new run will ask again.")
-        repeat = (winner.decision == decision and winner.approver_id == approver_id)
-        if not repeat:
-            raise SignOffError(f"Sign-off {request_id} was already {winner.describe()}; "
-                               "the first decision stands.")
-        return winner
+        raise SignOffError(f"Sign-off {request_id} was already {winner.describe()}; "
+                           "the first decision stands.")
+
+    def claim_release(self, request_id: str) -> bool:
+        """Marks a decided request as released: True for the first caller, False for every later
+        one, so the decision's consequence (evaluate and push, or record the rejection) happens
+        once however many processes see the decision. Refuses an undecided request."""
+        self.request(request_id)  # must exist; closed first if its deadline passed
+        if self.decision(request_id) is None:
+            raise SignOffError(f"Sign-off {request_id} is not decided yet; nothing can be released "
+                               "before `graceful approve|reject` (or its deadline).")
+        with self._connect() as db:
+            claimed = db.execute(
+                "UPDATE requests SET released_at = ? WHERE request_id = ? AND released_at IS NULL",
+                (time.time(), request_id))
+            return claimed.rowcount == 1
 
     def wait(self, request_id: str, timeout_seconds: float, first_poll: float = 0.5,
              max_poll: float = DEFAULT_MAX_POLL, log=print) -> Decision | None:

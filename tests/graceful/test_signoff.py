@@ -162,6 +162,59 @@ def test_a_decision_made_before_the_run_died_stands(tmp_path):
     assert store.decision("run-1") == approved
 
 
+# --- deferred requests (no waiting run) and releasing a decision once ---------------------------
+
+
+def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(tmp_path):
+    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.1)
+    deadline = time.time() + 0.8
+    opened = store.open_request("run-1", 7, EVIDENCE, max_poll=0.01, deadline_at=deadline)
+    assert opened.deadline_at == deadline and opened.heartbeat_at is None
+    time.sleep(0.4)  # far past the abandonment limit of a waited-for request
+    assert [r.request_id for r in store.pending()] == ["run-1"] and store.decision("run-1") is None
+    time.sleep(deadline - time.time() + 0.05)
+    assert store.pending() == []
+    closed = store.decision("run-1")
+    assert (closed.decision, closed.source, closed.approver_id) == ("reject", "timeout", "graceful")
+    assert closed.reason == f"no decision by {signoff._iso(deadline)}; nothing will be pushed"
+    assert not closed.approved
+    with pytest.raises(signoff.SignOffError, match="closed: no decision by .*nothing will be pushed"):
+        store.decide("run-1", "approve", "bob", "bob", "lgtm", "cli", APPROVERS)
+    assert store.decision("run-1") == closed
+
+
+@pytest.mark.parametrize("look", [
+    lambda store: store.request("run-1"), lambda store: store.requests(),
+    lambda store: store.pending(), lambda store: store.claim_release("run-1")])
+def test_whoever_looks_at_a_deferred_request_after_its_deadline_closes_it(tmp_path, look):
+    store = signoff.Store(tmp_path / "sign_off.sqlite")
+    store.open_request("run-1", 7, EVIDENCE, deadline_at=time.time() - 1)
+    look(store)
+    assert store.decision("run-1").source == "timeout"
+
+
+def test_a_decision_before_the_deadline_stands(tmp_path):
+    store = signoff.Store(tmp_path / "sign_off.sqlite")
+    store.open_request("run-1", 7, EVIDENCE, deadline_at=time.time() + 0.3)
+    approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
+    time.sleep(0.4)
+    assert store.pending() == [] and store.decision("run-1") == approved
+
+
+def test_a_decision_is_released_once(store):
+    with pytest.raises(signoff.SignOffError, match="run-1 is not decided yet"):
+        store.claim_release("run-1")
+    assert store.request("run-1").released_at is None
+    store.decide("run-1", "reject", "bob", "bob", "too many flips", "cli", APPROVERS)
+    assert store.claim_release("run-1") is True
+    released = store.request("run-1").released_at
+    assert released is not None
+    assert [store.claim_release("run-1") for _ in range(3)] == [False] * 3
+    assert store.request("run-1").released_at == released
+    with pytest.raises(signoff.SignOffError, match="No sign-off request 'run-9'"):
+        store.claim_release("run-9")
+
+
 def test_a_store_made_before_the_heartbeat_is_migrated(tmp_path):
     """The schema of the previous version: no heartbeat_at or max_poll column. Its requests are
     judged by created_at."""
@@ -181,6 +234,9 @@ def test_a_store_made_before_the_heartbeat_is_migrated(tmp_path):
     assert store.decision("old-run").source == "abandoned"
     assert store.wait("new-run", 0.1, first_poll=0.05, log=lambda _: None) is None
     assert store.request("new-run").heartbeat_at is not None
+    assert store.request("new-run").deadline_at is None
+    store.decide("new-run", "approve", "bob", "bob", "fine", "cli", APPROVERS)
+    assert store.claim_release("new-run") and not store.claim_release("new-run")
 
 
 # --- the Slack endpoint ---------------------------------------------------------------------
