@@ -32,6 +32,7 @@ setup(
         "ml-metadata==1.16.0",
         "apache-beam==2.59.0",
         "slack_sdk",
+        "pymysql",  # sign-off decisions and store checks on a MySQL/MariaDB metadata server
         "matplotlib",
         "setuptools<81",
     ],

@@ -1,10 +1,13 @@
 """Human sign-off decisions: one durable record that the waiting pipeline step, the CLI and the Slack
 endpoint all agree on.
 
-Why SQLite: three processes (the pipeline's HumanSignOff step, `graceful approve|reject`, the
+Why a database: three processes (the pipeline's HumanSignOff step, `graceful approve|reject`, the
 `graceful slack-gate` server) must see the same decisions, and the first valid one must win even if
-two arrive at once. A primary key on the request id and `INSERT OR IGNORE` make that atomic; nothing
-else needs a server. The outcome is then recorded in ML Metadata by the pipeline step.
+two arrive at once. A primary key on the request id and an insert that ignores a duplicate make that
+atomic. The store follows the metadata: a SQLite file in the home beside metadata.sqlite, or, when ML
+Metadata is on a MySQL/MariaDB server, two tables in that same database, so processes on different
+machines (pipeline pods, the Slack gate, a laptop's CLI) share them without a shared volume. The
+outcome is then recorded in ML Metadata by the pipeline step.
 
 Who may decide is an allow-list of immutable ids (Slack user ids; for the CLI the name it runs as),
 never of display names or usernames, which their owners can change. A person's decision needs a
@@ -19,10 +22,12 @@ A *deferred* request (opened with a `deadline_at`) has no waiting process: the r
 decision later releases the candidate (`claim_release`, once). Nothing heartbeats it, so it is never
 abandoned; past its deadline whoever looks at it next closes it with a system rejection ("timeout").
 
-TFX-free: the component, the CLI and the endpoint import it.
+TFX-free (the MySQL driver is loaded only for a MySQL store): the component, the CLI and the
+endpoint import it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -30,6 +35,8 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+
+from graceful import mlmd_store
 
 APPROVE, REJECT = "approve", "reject"
 # Comma-separated allow-list of approver ids: Slack user ids (U...) and CLI names. Matched against
@@ -49,7 +56,7 @@ DEFAULT_MAX_POLL = 15.0          # a waiter's longest poll interval, s (SignOffC
 STALE_POLLS = 4
 STALE_FLOOR_SECONDS = 60.0
 
-_SCHEMA = """
+_SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
   request_id TEXT PRIMARY KEY, model_id INTEGER, evidence TEXT NOT NULL, created_at REAL NOT NULL,
   slack_channel TEXT, slack_ts TEXT, heartbeat_at REAL, max_poll REAL, deadline_at REAL,
@@ -59,9 +66,23 @@ CREATE TABLE IF NOT EXISTS decisions (
   approver_id TEXT NOT NULL, approver_name TEXT NOT NULL, reason TEXT NOT NULL,
   decided_at REAL NOT NULL, source TEXT NOT NULL);
 """
-# absent in stores made before them
+# absent in SQLite stores made before them
 _ADDED_COLUMNS = {"heartbeat_at": "REAL", "max_poll": "REAL", "deadline_at": "REAL",
                   "released_at": "REAL"}
+# The same tables in ml-metadata's MySQL database, prefixed so that they can never collide with
+# its tables (Artifact, Execution, ...). Request ids compare exactly (binary collation).
+_MYSQL_SCHEMA = ("""
+CREATE TABLE IF NOT EXISTS graceful_signoff_requests (
+  request_id VARCHAR(255) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, model_id BIGINT,
+  evidence MEDIUMTEXT NOT NULL, created_at DOUBLE NOT NULL, slack_channel TEXT, slack_ts TEXT,
+  heartbeat_at DOUBLE, max_poll DOUBLE, deadline_at DOUBLE, released_at DOUBLE
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""", """
+CREATE TABLE IF NOT EXISTS graceful_signoff_decisions (
+  request_id VARCHAR(255) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, decision VARCHAR(16) NOT NULL,
+  approver_id TEXT NOT NULL, approver_name TEXT NOT NULL, reason TEXT NOT NULL,
+  decided_at DOUBLE NOT NULL, source VARCHAR(64) NOT NULL,
+  FOREIGN KEY (request_id) REFERENCES graceful_signoff_requests (request_id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""")
 
 
 class SignOffError(ValueError):
@@ -116,25 +137,74 @@ def _iso(timestamp: float) -> str:
         timespec="seconds")
 
 
-def _request(row: sqlite3.Row) -> Request:
+def _request(row: dict) -> Request:
     return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
                    row["created_at"], row["slack_channel"], row["slack_ts"], row["heartbeat_at"],
                    row["max_poll"], row["deadline_at"], row["released_at"])
 
 
-def _migrate(db: sqlite3.Connection) -> None:
-    """Adds the columns older stores lack, under a write lock so that two processes opening the
-    same old store at once do not both add them."""
-    if _missing_columns(db):
-        db.execute("BEGIN IMMEDIATE")
-        for column in _missing_columns(db):
-            db.execute(f"ALTER TABLE requests ADD COLUMN {column} {_ADDED_COLUMNS[column]}")
-        db.execute("COMMIT")
+class _SQLite:
+    """The embedded store: a file beside the metadata (`<home>/sign_off.sqlite`), created on first
+    use. SQL is written once, for both dialects: `{requests}`, `{decisions}`, `{insert_ignore}` and
+    `?` placeholders are what differs."""
+
+    requests, decisions, insert_ignore = "requests", "decisions", "INSERT OR IGNORE"
+
+    def __init__(self, path: str):
+        self.path = path
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+    def connect(self):
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.row_factory = lambda cursor, row: {c[0]: v for c, v in zip(cursor.description, row)}
+        return db
+
+    @staticmethod
+    def placeholders(sql: str) -> str:
+        return sql
+
+    def create(self, db) -> None:
+        db.executescript(_SQLITE_SCHEMA)
+        self._migrate(db)
+
+    def _migrate(self, db) -> None:
+        """Adds the columns older stores lack, under a write lock so that two processes opening
+        the same old store at once do not both add them."""
+        if self._missing_columns(db):
+            db.execute("BEGIN IMMEDIATE")
+            for column in self._missing_columns(db):
+                db.execute(f"ALTER TABLE requests ADD COLUMN {column} {_ADDED_COLUMNS[column]}")
+            db.execute("COMMIT")
+
+    @staticmethod
+    def _missing_columns(db) -> list[str]:
+        present = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
+        return [column for column in _ADDED_COLUMNS if column not in present]
 
 
-def _missing_columns(db: sqlite3.Connection) -> list[str]:
-    present = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
-    return [column for column in _ADDED_COLUMNS if column not in present]
+class _MySQL:
+    """The tables in ml-metadata's own MySQL/MariaDB database (the location's mysql:// URL), so
+    pipeline pods, the Slack gate and the CLI share decisions without a shared volume, and one
+    backup of that database holds both. `INSERT IGNORE` on the primary key keeps the first
+    decision, as INSERT OR IGNORE does in SQLite, under InnoDB's row locks."""
+
+    requests, decisions = "graceful_signoff_requests", "graceful_signoff_decisions"
+    insert_ignore = "INSERT IGNORE"
+
+    def __init__(self, server: mlmd_store.MySQLServer):
+        self.server = server
+
+    def connect(self):
+        return self.server.connect()
+
+    @staticmethod
+    def placeholders(sql: str) -> str:
+        return sql.replace("?", "%s")  # PyMySQL's paramstyle; our SQL has no literal ? or %
+
+    def create(self, db) -> None:
+        with db.cursor() as cursor:
+            for statement in _MYSQL_SCHEMA:
+                cursor.execute(statement)
 
 
 def _check_person(approver_id: str, approver_name: str, reason: str,
@@ -153,22 +223,36 @@ def _check_person(approver_id: str, approver_name: str, reason: str,
 
 
 class Store:
-    """The shared decision record (a SQLite file, created on first use).
+    """The shared decision record at `location`: a SQLite file path (created on first use) or the
+    mysql://user@host:port/database of a metadata server (graceful.mlmd_store; the database must
+    exist, as it does once ml-metadata created it; the tables are created on first use).
 
     `stale_floor` is the least time without a heartbeat after which a pending request counts as
     abandoned (STALE_FLOOR_SECONDS; tests pass less)."""
 
-    def __init__(self, path: str | os.PathLike, stale_floor: float = STALE_FLOOR_SECONDS):
-        self.path, self.stale_floor = str(path), stale_floor
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-            _migrate(db)
+    def __init__(self, location: str | os.PathLike, stale_floor: float = STALE_FLOOR_SECONDS):
+        self.path, self.stale_floor = str(location), stale_floor
+        server = mlmd_store.mysql_server(self.path)
+        self._dialect = _SQLite(self.path) if server is None else _MySQL(server)
+        with self._db() as db:
+            self._dialect.create(db)
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.row_factory = sqlite3.Row
-        return db
+    @contextlib.contextmanager
+    def _db(self):
+        db = self._dialect.connect()
+        try:
+            yield db
+        finally:
+            db.close()
+
+    def _execute(self, db, sql: str, params: tuple = ()):
+        """Runs one statement written for both dialects (see _SQLite); returns its cursor."""
+        dialect = self._dialect
+        cursor = db.cursor()
+        cursor.execute(dialect.placeholders(sql.format(
+            requests=dialect.requests, decisions=dialect.decisions,
+            insert_ignore=dialect.insert_ignore)), params)
+        return cursor
 
     def open_request(self, request_id: str, model_id: int | None, evidence: dict,
                      max_poll: float = DEFAULT_MAX_POLL,
@@ -178,49 +262,53 @@ class Store:
         `deadline_at` (a time.time() value) it is deferred instead: nobody waits, it is never
         abandoned, and it is rejected ("timeout") if nobody decides by then."""
         now = time.time()
-        with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO requests (request_id, model_id, evidence, created_at,"
-                       " heartbeat_at, max_poll, deadline_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, model_id, json.dumps(evidence), now,
-                        None if deadline_at is not None else now, max_poll, deadline_at))
+        with self._db() as db:
+            self._execute(db, "{insert_ignore} INTO {requests} (request_id, model_id, evidence,"
+                          " created_at, heartbeat_at, max_poll, deadline_at)"
+                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (request_id, model_id, json.dumps(evidence), now,
+                           None if deadline_at is not None else now, max_poll, deadline_at))
         return self.request(request_id)
 
     def set_slack_message(self, request_id: str, channel: str, ts: str) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE requests SET slack_channel = ?, slack_ts = ? WHERE request_id = ?",
-                       (channel, ts, request_id))
+        with self._db() as db:
+            self._execute(db, "UPDATE {requests} SET slack_channel = ?, slack_ts = ?"
+                          " WHERE request_id = ?", (channel, ts, request_id))
 
     def request(self, request_id: str) -> Request:
-        with self._connect() as db:
-            self._close_abandoned(db, request_id)
-            row = db.execute("SELECT * FROM requests WHERE request_id = ?", (request_id,)).fetchone()
+        with self._db() as db:
+            self._close_expired(db, request_id)
+            row = self._execute(db, "SELECT * FROM {requests} WHERE request_id = ?",
+                                (request_id,)).fetchone()
         if row is None:
             raise SignOffError(f"No sign-off request '{request_id}'. `graceful approve` with no "
                                "argument picks the one waiting; `graceful history` lists runs.")
         return _request(row)
 
     def requests(self, pending_only: bool = False) -> list[Request]:
-        """Requests oldest first; with `pending_only`, those nobody has decided yet (abandoned ones
-        are closed first, so they are not offered for a decision)."""
-        where = (" WHERE request_id NOT IN (SELECT request_id FROM decisions)"
+        """Requests oldest first; with `pending_only`, those nobody has decided yet (abandoned and
+        expired ones are closed first, so they are not offered for a decision)."""
+        where = (" WHERE request_id NOT IN (SELECT request_id FROM {decisions})"
                  if pending_only else "")
-        with self._connect() as db:
-            self._close_abandoned(db)
-            return [_request(row) for row in db.execute(
-                f"SELECT * FROM requests{where} ORDER BY created_at")]
+        with self._db() as db:
+            self._close_expired(db)
+            return [_request(row) for row in self._execute(
+                db, "SELECT * FROM {requests}" + where + " ORDER BY created_at").fetchall()]
 
     def pending(self) -> list[Request]:
         return self.requests(pending_only=True)
 
-    def _close_abandoned(self, db: sqlite3.Connection, request_id: str | None = None) -> None:
+    def _close_expired(self, db, request_id: str | None = None) -> None:
         """Rejects pending requests (all, or `request_id`) whose waiting run stopped heartbeating
         ("abandoned"), or, for deferred requests, whose deadline passed ("timeout"). Each close is
-        one conditional INSERT OR IGNORE: it does nothing if a decision landed first or the
-        heartbeat moved since it was read, so it never overrides a decision or a live run."""
+        one conditional insert that ignores an existing decision: it does nothing if a decision
+        landed first or the heartbeat moved since it was read, so it never overrides a decision or
+        a live run."""
         where = "" if request_id is None else " AND request_id = ?"
-        rows = db.execute(
-            "SELECT request_id, COALESCE(heartbeat_at, created_at) AS seen, max_poll, deadline_at"
-            " FROM requests WHERE request_id NOT IN (SELECT request_id FROM decisions)" + where,
+        rows = self._execute(
+            db, "SELECT request_id, COALESCE(heartbeat_at, created_at) AS seen, max_poll,"
+            " deadline_at FROM {requests}"
+            " WHERE request_id NOT IN (SELECT request_id FROM {decisions})" + where,
             () if request_id is None else (request_id,)).fetchall()
         now = time.time()
         for row in rows:
@@ -236,10 +324,10 @@ class Store:
                                            row["seen"])
                 reason = (f"the run waiting for this decision is gone (no heartbeat since "
                           f"{_iso(row['seen'])}); nothing will be pushed")
-            db.execute(
-                "INSERT OR IGNORE INTO decisions (request_id, decision, approver_id, approver_name,"
-                " reason, decided_at, source) SELECT request_id, ?, ?, ?, ?, ?, ? FROM requests"
-                f" WHERE request_id = ? AND {unchanged} = ?",
+            self._execute(
+                db, "{insert_ignore} INTO {decisions} (request_id, decision, approver_id,"
+                " approver_name, reason, decided_at, source) SELECT request_id, ?, ?, ?, ?, ?, ?"
+                " FROM {requests} WHERE request_id = ? AND " + unchanged + " = ?",
                 (REJECT, SYSTEM_APPROVER, SYSTEM_APPROVER, reason, now, source,
                  row["request_id"], seen))
 
@@ -247,25 +335,27 @@ class Store:
         return max(self.stale_floor, STALE_POLLS * (max_poll or DEFAULT_MAX_POLL))
 
     def decision(self, request_id: str) -> Decision | None:
-        with self._connect() as db:
-            row = db.execute("SELECT * FROM decisions WHERE request_id = ?",
-                             (request_id,)).fetchone()
-        return None if row is None else Decision(**dict(row))
+        with self._db() as db:
+            row = self._execute(db, "SELECT * FROM {decisions} WHERE request_id = ?",
+                                (request_id,)).fetchone()
+        return None if row is None else Decision(**row)
 
     def decide(self, request_id: str, decision: str, approver_id: str, approver_name: str,
                reason: str, source: str, approvers: frozenset | None = None) -> Decision:
         """Records a decision; the first one wins. A repeat of the winning decision by the same
         person returns it unchanged; anything else after it is refused with a SignOffError, and so
-        is a person's decision on a request whose run is gone (closed as abandoned)."""
+        is a person's decision on a request closed by the system (its run is gone, or its
+        deadline passed)."""
         if decision not in (APPROVE, REJECT):
             raise SignOffError(f"decision must be '{APPROVE}' or '{REJECT}', not '{decision}'")
         if source not in SYSTEM_SOURCES:
             _check_person(approver_id, approver_name, reason, approvers)
         self.request(request_id)  # must exist; closes it first if its run is gone
-        with self._connect() as db:
-            db.execute("INSERT OR IGNORE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (request_id, decision, approver_id, approver_name, reason.strip(),
-                        time.time(), source))
+        with self._db() as db:
+            self._execute(db, "{insert_ignore} INTO {decisions} (request_id, decision, approver_id,"
+                          " approver_name, reason, decided_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          (request_id, decision, approver_id, approver_name, reason.strip(),
+                           time.time(), source))
         winner = self.decision(request_id)
         if winner.decision == decision and winner.approver_id == approver_id:
             return winner  # a repeat
@@ -283,11 +373,9 @@ class Store:
         if self.decision(request_id) is None:
             raise SignOffError(f"Sign-off {request_id} is not decided yet; nothing can be released "
                                "before `graceful approve|reject` (or its deadline).")
-        with self._connect() as db:
-            claimed = db.execute(
-                "UPDATE requests SET released_at = ? WHERE request_id = ? AND released_at IS NULL",
-                (time.time(), request_id))
-            return claimed.rowcount == 1
+        with self._db() as db:
+            return self._execute(db, "UPDATE {requests} SET released_at = ? WHERE request_id = ?"
+                                 " AND released_at IS NULL", (time.time(), request_id)).rowcount == 1
 
     def wait(self, request_id: str, timeout_seconds: float, first_poll: float = 0.5,
              max_poll: float = DEFAULT_MAX_POLL, log=print) -> Decision | None:
@@ -312,6 +400,6 @@ class Store:
             delay = min(delay * 1.5, max_poll)
 
     def _heartbeat(self, request_id: str, max_poll: float) -> None:
-        with self._connect() as db:
-            db.execute("UPDATE requests SET heartbeat_at = ?, max_poll = ? WHERE request_id = ?",
-                       (time.time(), max_poll, request_id))
+        with self._db() as db:
+            self._execute(db, "UPDATE {requests} SET heartbeat_at = ?, max_poll = ?"
+                          " WHERE request_id = ?", (time.time(), max_poll, request_id))

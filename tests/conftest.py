@@ -8,6 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from graceful.models.params import TrainingParams  # noqa: E402
 from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig  # noqa: E402
+from tests.mariadb import mariadb, mariadb_server  # noqa: E402,F401  (fixtures: a real MariaDB)
 
 TINY_SPAN = 600
 TINY_EVAL = 300
