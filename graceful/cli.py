@@ -505,7 +505,9 @@ def cmd_demo(args) -> int:
     fresh_demo_home(home)
     base = PipelineConfig(home=str(home), span_size=args.span_size, eval_size=args.eval_size,
                           fashion_mnist_dir=args.data_dir,
-                          sign_off=SignOffConfig(auto_approve=not args.ask))
+                          # --ask: each run waits for its decision, since the next run's
+                          # baseline is what the previous decision pushed
+                          sign_off=SignOffConfig(auto_approve=not args.ask, wait=True))
     naive = dict(architecture="cnn", loss="plain", ema_momentum=0.0)
     steps = [("run 1: span 1, small MLP (no baseline yet)", 1, dict(architecture="small")),
              ("run 2: spans 1-2, CNN, plain retraining (no distillation, no weight averaging), "

@@ -33,12 +33,20 @@ class SignOffConfig:
     Slack is used when SLACK_BOT_TOKEN and a channel (here or $GRACEFUL_SLACK_CHANNEL) are set;
     otherwise decisions come from `graceful approve|reject`. No decision within `timeout_seconds`
     rejects. `auto_approve` approves without asking — for local demos and tests only.
+
+    `wait` chooses how the run waits for the person. False (the default): it does not — the run
+    opens the request with a deadline (now + `timeout_seconds`), ends "awaiting sign-off" and holds
+    no process, worker slot or pod; the decision then releases the candidate through the release
+    pipeline (pipeline/release.py: evaluation against the baseline it was judged on, then the push).
+    True: the sign-off step polls for the decision (every `max_poll_seconds` at most) and the run
+    evaluates and pushes itself — simple, but it holds its process for up to `timeout_seconds`.
     """
 
     auto_approve: bool = False
     timeout_seconds: int = 3600
     slack_channel: str = ""
     max_poll_seconds: int = 15
+    wait: bool = False
 
 
 @dataclasses.dataclass

@@ -21,7 +21,10 @@
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
   HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
-                        `graceful approve|reject`); otherwise it records that nobody was asked
+                        `graceful approve|reject`); otherwise it records that nobody was asked.
+                        By default the run does not wait: it ends awaiting sign-off, and the
+                        decision releases the candidate through the release pipeline
+                        (pipeline/release.py: the same Evaluator and Pusher, run then)
   -- only if a person approved: --
   Evaluator (TFMA)      judges the candidate vs the baseline: accuracy, and negative flips
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
@@ -120,6 +123,37 @@ def transform(config: PipelineConfig, training_examples, schema,
     return node
 
 
+def baseline_resolver() -> tfx.dsl.Resolver:
+    """The last blessed model in ML Metadata (LatestBlessedModelStrategy): the baseline a candidate
+    is trained, judged and evaluated against. The release pipeline (pipeline/release.py) resolves
+    it the same way, so a release sees the baseline of now, not of when the candidate was judged."""
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("baseline_model")
+
+
+def evaluate_and_push(config: PipelineConfig, sign_off, examples, model, baseline_model):
+    """(Evaluator, Pusher), both run only when `sign_off` (a SignOff channel) is blessed: the
+    Evaluator judges `model` against `baseline_model` on the eval split of `examples`, and the
+    AtomicPusher pushes it only on the Evaluator's blessing. Shared by this pipeline and the release
+    pipeline, so a released candidate passes exactly the gates a waited-for one does."""
+    approved = sign_off.future()[0].custom_property("blessed") == 1
+    with tfx.dsl.Cond(approved):
+        evaluator = tfx.components.Evaluator(
+            examples=examples, model=model, baseline_model=baseline_model,
+            eval_config=eval_config(config.gate, config.data, config.model),
+            example_splits=["eval"])
+        pusher = AtomicPusher(
+            model=model,
+            model_blessing=evaluator.outputs["blessing"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(
+                    base_directory=config.serving_dir))).with_id("Pusher")
+    return evaluator, pusher
+
+
 def create_pipeline(config: PipelineConfig,
                     metadata_connection_config=None) -> tfx.dsl.Pipeline:
     examples_gen = example_gen(config)
@@ -146,11 +180,7 @@ def create_pipeline(config: PipelineConfig,
         training_examples, window_nodes = examples_gen.outputs["examples"], []
     transformer = transform(config, training_examples, schema_importer.outputs["schema"],
                             data_gate)
-    baseline_model = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id("baseline_model")
+    baseline_model = baseline_resolver()
     baseline_guard = BaselineGuard(baseline_model=baseline_model.outputs["model"],
                                    serving_dir=config.serving_dir,
                                    unknown_serving_reason=config.accept_unknown_serving)
@@ -176,24 +206,13 @@ def create_pipeline(config: PipelineConfig,
         model=trainer.outputs["model"],
         flip_report=flip_evaluator.outputs["flip_report"],
         flip_blessing=flip_evaluator.outputs["blessing"],
+        examples=examples_gen.outputs["examples"],
         store_path=config.sign_off_store,
         **dataclasses.asdict(config.sign_off))
 
-    approved = sign_off.outputs["sign_off"].future()[0].custom_property("blessed") == 1
-    with tfx.dsl.Cond(approved):
-        evaluator = tfx.components.Evaluator(
-            examples=examples_gen.outputs["examples"],
-            model=trainer.outputs["model"],
-            baseline_model=baseline_model.outputs["model"],
-            eval_config=eval_config(config.gate, config.data, config.model),
-            example_splits=["eval"])
-
-        pusher = AtomicPusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(
-                    base_directory=config.serving_dir))).with_id("Pusher")
+    evaluator, pusher = evaluate_and_push(
+        config, sign_off.outputs["sign_off"], examples=examples_gen.outputs["examples"],
+        model=trainer.outputs["model"], baseline_model=baseline_model.outputs["model"])
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -1,10 +1,15 @@
-"""HumanSignOff's executor: open the request, ask (Slack or CLI), wait, record the decision.
+"""HumanSignOff's executor: open the request, ask (Slack or CLI), then either record that the run
+awaits the decision (deferred, the default) or wait for it and record it (`wait`).
 
-While it waits it heartbeats its request (graceful.signoff.Store.wait): if this process is killed,
+Deferred: the request gets a deadline and the evidence the release pipeline needs
+(ReleaseEvidence), and the run ends at once with a "pending" SignOff, so nothing waits.
+Waiting: the step heartbeats its request (graceful.signoff.Store.wait): if this process is killed,
 the request is closed as abandoned the next time anyone looks at it, so nobody can approve a run
 that no longer exists."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import os
 import time
@@ -14,6 +19,33 @@ from tfx.types import artifact_utils
 
 from graceful import signoff, slack
 from graceful.report_html import INDEX, REPORT_FILE
+
+PENDING = "pending"              # a SignOff's decision while a deferred request awaits a person
+DEFERRED_SOURCE = "deferred"     # ... and its source
+RELEASE_EVIDENCE = "release"     # the evidence key holding ReleaseEvidence
+
+
+@dataclasses.dataclass(frozen=True)
+class ReleaseEvidence:
+    """What the release of a deferred request needs, stored in its evidence by HumanSignOff:
+    the candidate (imported again by URI, so ML Metadata reuses the Trainer's very artifact), the
+    examples it was judged on (the Evaluator's input) and the baseline it was judged against (the
+    release refuses to push when the served model changed since)."""
+
+    candidate_model_id: int
+    candidate_model_uri: str
+    eval_examples_uri: str
+    baseline_model_id: int | None
+
+    @classmethod
+    def of(cls, request: signoff.Request) -> "ReleaseEvidence":
+        found = request.evidence.get(RELEASE_EVIDENCE)
+        if not found:
+            raise signoff.SignOffError(
+                f"Sign-off {request.request_id} was not opened for a release (its run waited for "
+                "the decision itself, or predates deferred sign-off); there is nothing to release. "
+                "`graceful history` shows what became of it.")
+        return cls(**found)
 
 
 def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_id) -> dict:
@@ -36,6 +68,12 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
     return result
 
 
+def utc_iso(timestamp: float) -> str:
+    """A time.time() value as the store's decisions show theirs (ISO 8601, UTC, seconds)."""
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
+        timespec="seconds")
+
+
 def _absolute(path: str) -> str:
     """An absolute local path (an approver opens it from elsewhere); URLs (gs://...) unchanged."""
     return path if "://" in path else os.path.abspath(path)
@@ -54,7 +92,7 @@ class Executor(base_executor.BaseExecutor):
             raise ValueError("the flip verdict is not about this model; refusing to ask for sign-off")
         if flip_blessing.get_int_custom_property("blessed") != 1:
             print("[sign-off] the flip gate blocked this model: nobody is asked", flush=True)
-            _record(sign_off, model, "", signoff.Decision(
+            record(sign_off, model, "", signoff.Decision(
                 "", signoff.REJECT, "graceful", "graceful",
                 "not asked: " + "; ".join(report["gate"]["failures"]), time.time(),
                 signoff.FLIP_GATE_SOURCE), None)
@@ -63,13 +101,36 @@ class Executor(base_executor.BaseExecutor):
         store = signoff.Store(exec_properties["store_path"])
         request_id = self._context.pipeline_run_id or f"model-{model.id}"
         pipeline_info = self._context.pipeline_info  # a PipelineInfo proto in TFX's IR runners
-        request = store.open_request(request_id, model.id, evidence(
-            report, report_artifact.uri, getattr(pipeline_info, "id", None) or "graceful",
-            report_artifact.get_int_custom_property("span") or None,
-            report_artifact.get_int_custom_property("baseline_model_id") or None),
-            max_poll=exec_properties["max_poll_seconds"])
-        decision = self._ask_and_wait(store, request, exec_properties)
-        _record(sign_off, model, request_id, decision, store.request(request_id))
+        baseline_model_id = report_artifact.get_int_custom_property("baseline_model_id") or None
+        shown = evidence(report, report_artifact.uri,
+                         getattr(pipeline_info, "id", None) or "graceful",
+                         report_artifact.get_int_custom_property("span") or None, baseline_model_id)
+        deferred = not (exec_properties["wait"] or exec_properties["auto_approve"])
+        if not deferred:
+            request = store.open_request(request_id, model.id, shown,
+                                         max_poll=exec_properties["max_poll_seconds"])
+            decision = self._ask_and_wait(store, request, exec_properties)
+            record(sign_off, model, request_id, decision, store.request(request_id))
+            return
+        examples = artifact_utils.get_single_instance(input_dict["examples"])  # HumanSignOff checks
+        shown[RELEASE_EVIDENCE] = dataclasses.asdict(ReleaseEvidence(
+            model.id, model.uri, examples.uri, baseline_model_id))
+        deadline = time.time() + exec_properties["timeout_seconds"]
+        until = utc_iso(deadline)
+        request = store.open_request(request_id, model.id, shown, deadline_at=deadline)
+        failed = _ask(store, request, exec_properties)
+        if failed is not None:  # Slack failed: rejected now, so there is nothing left to release
+            store.claim_release(request_id)
+            record(sign_off, model, request_id, failed, store.request(request_id))
+            return
+        print(f"[sign-off] {request_id} awaits a decision until {until}; this run "
+              "ends now and holds nothing. The decision releases the candidate (evaluation "
+              f"against baseline {baseline_model_id or '(none)'}, then the push): graceful "
+              f"approve {request_id} --reason '...' (or graceful reject ...)", flush=True)
+        record(sign_off, model, request_id, signoff.Decision(
+            request_id, PENDING, "", "", f"awaiting a decision until {until}", time.time(),
+            DEFERRED_SOURCE), store.request(request_id))
+        sign_off.set_string_custom_property("deadline_at", until)
 
     def _ask_and_wait(self, store, request, exec_properties) -> signoff.Decision:
         request_id = request.request_id
@@ -79,22 +140,9 @@ class Executor(base_executor.BaseExecutor):
             return store.decide(request_id, signoff.APPROVE, "auto_approve", "auto_approve",
                                 "auto_approve is set in the pipeline config", "auto",
                                 approvers=frozenset({"auto_approve"}))
-        channel = exec_properties["slack_channel"] or os.environ.get(slack.CHANNEL_ENV, "")
-        if os.environ.get(slack.TOKEN_ENV) and channel:
-            from slack_sdk.errors import SlackApiError
-
-            try:
-                ts = slack.post_request(request, channel)
-            except (SlackApiError, OSError) as error:
-                reason = f"Slack API error, message not sent: {_slack_error(error)}"
-                print(f"[sign-off] {reason}; not approving", flush=True)
-                return store.decide(request_id, signoff.REJECT, "graceful", "graceful", reason,
-                                    "error")
-            store.set_slack_message(request_id, channel, ts)
-            print(f"[sign-off] posted to Slack channel {channel} (ts {ts}); waiting for a decision",
-                  flush=True)
-        else:
-            print(f"[sign-off] {slack.SETUP_HINT}", flush=True)
+        failed = _ask(store, request, exec_properties)
+        if failed is not None:
+            return failed
         print(f"[sign-off] decide from a shell: graceful approve {request_id} --reason '...' "
               f"(or graceful reject ...); store {store.path}", flush=True)
         decision = store.wait(request_id, exec_properties["timeout_seconds"],
@@ -103,7 +151,7 @@ class Executor(base_executor.BaseExecutor):
         if decision is None:
             try:
                 decision = store.decide(request_id, signoff.REJECT, "graceful", "graceful",
-                                        "timeout", "timeout")
+                                        "timeout", signoff.TIMEOUT_SOURCE)
             except signoff.SignOffError:  # a decision landed at the last moment: it wins
                 decision = store.decision(request_id)
         if decision.source in signoff.SYSTEM_SOURCES:
@@ -114,6 +162,27 @@ class Executor(base_executor.BaseExecutor):
         return decision
 
 
+def _ask(store, request, exec_properties) -> signoff.Decision | None:
+    """Posts the request to Slack when it is configured (else says how to set it up); a Slack
+    failure rejects the request at once (fail closed) and that rejection is returned."""
+    channel = exec_properties["slack_channel"] or os.environ.get(slack.CHANNEL_ENV, "")
+    if not (os.environ.get(slack.TOKEN_ENV) and channel):
+        print(f"[sign-off] {slack.SETUP_HINT}", flush=True)
+        return None
+    from slack_sdk.errors import SlackApiError
+
+    try:
+        ts = slack.post_request(request, channel)
+    except (SlackApiError, OSError) as error:
+        reason = f"Slack API error, message not sent: {_slack_error(error)}"
+        print(f"[sign-off] {reason}; not approving", flush=True)
+        return store.decide(request.request_id, signoff.REJECT, "graceful", "graceful", reason,
+                            "error")
+    store.set_slack_message(request.request_id, channel, ts)
+    print(f"[sign-off] posted to Slack channel {channel} (ts {ts})", flush=True)
+    return None
+
+
 def _slack_error(error) -> str:
     response = getattr(error, "response", None)
     if response is not None and hasattr(response, "get"):
@@ -121,9 +190,10 @@ def _slack_error(error) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-def _record(sign_off, model, request_id: str, decision: signoff.Decision,
-            request: signoff.Request | None) -> None:
-    """The decision as MLMD custom properties (the audit trail); blessed only when approved."""
+def record(sign_off, model, request_id: str, decision: signoff.Decision,
+           request: signoff.Request | None) -> None:
+    """The decision as MLMD custom properties (the audit trail); blessed only when approved.
+    Shared with the release (components/sign_off_release), so both record it alike."""
     sign_off.set_string_custom_property("request_id", request_id)
     sign_off.set_string_custom_property("decision", decision.decision)
     sign_off.set_string_custom_property("approver_id", decision.approver_id)

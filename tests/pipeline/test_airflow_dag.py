@@ -69,8 +69,9 @@ def test_scheduled_runs_record_into_the_local_runners_mlmd(tiny_config):
     with own_argv():  # the Beam executors would parse pytest's flags (-v ...) as absl flags
         build_dag(config).test()  # span 1, auto-approved
         prepare_data(dataclasses.replace(config, num_spans=2))
-        rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1))
-        build_dag(rejected).test()  # span 2 lands; nobody signs off
+        rejected = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=1,
+                                                                      wait=True))
+        build_dag(rejected).test()  # span 2 lands; nobody signs off while the task waits
 
     first, second = history.runs(config.metadata_uri)
     assert first.span == 1 and first.pushed and first.sign_off["source"] == "auto"

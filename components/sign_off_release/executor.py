@@ -1,0 +1,56 @@
+"""SignOffRelease's executor: check the request and the candidate, claim the release once, and record
+the outcome as a SignOff artifact (see component.py for the rules and why)."""
+from __future__ import annotations
+
+import time
+
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+
+from graceful import signoff
+from graceful.components.human_signoff.executor import ReleaseEvidence, record, utc_iso
+
+MODEL_KEY, BASELINE_MODEL_KEY, SIGN_OFF_KEY = "model", "baseline_model", "sign_off"
+STORE_KEY, REQUEST_ID_KEY = "store_path", "request_id"
+# On the SignOff this step writes: 1 = the outcome of a release (graceful.history folds the release
+# run into the run that trained the candidate by the request id).
+RELEASE_PROPERTY = "release"
+BASELINE_CHANGED_SOURCE = "baseline changed"
+
+
+class Executor(base_executor.BaseExecutor):
+
+    def Do(self, input_dict, output_dict, exec_properties):
+        model = artifact_utils.get_single_instance(input_dict[MODEL_KEY])
+        baselines = input_dict.get(BASELINE_MODEL_KEY) or []
+        sign_off = artifact_utils.get_single_instance(output_dict[SIGN_OFF_KEY])
+        request_id = exec_properties[REQUEST_ID_KEY]
+        store = signoff.Store(exec_properties[STORE_KEY])
+        request = store.request(request_id)  # closes it as "timeout" if its deadline passed
+        release = ReleaseEvidence.of(request)
+        if model.id != release.candidate_model_id:
+            raise ValueError(
+                f"The release of {request_id} imported model artifact {model.id} from {model.uri}, "
+                f"but the request judged model {release.candidate_model_id} "
+                f"({release.candidate_model_uri}). Release it with the request's own values "
+                f"(`graceful release {request_id}` fills them in); nothing was released.")
+        if not store.claim_release(request_id):  # refuses an undecided request itself
+            raise signoff.SignOffError(
+                f"Sign-off {request_id} was already released (at "
+                f"{utc_iso(store.request(request_id).released_at)}): a decision releases its "
+                "candidate once. `graceful history` shows the outcome; nothing was done now.")
+        decision = store.decision(request_id)
+        baseline_now = baselines[0].id if baselines else None
+        if decision.approved and baseline_now != release.baseline_model_id:
+            decision = signoff.Decision(
+                request_id, signoff.REJECT, signoff.SYSTEM_APPROVER, signoff.SYSTEM_APPROVER,
+                f"{decision.describe()}; but the served model changed since this candidate was "
+                f"judged (judged against model {release.baseline_model_id or '(none)'}, the "
+                f"baseline now is model {baseline_now or '(none)'}); run again",
+                time.time(), BASELINE_CHANGED_SOURCE)
+        print(f"[release] {request_id}: "
+              f"{'releasing' if decision.approved else 'not releasing'} model {model.id}: "
+              f"{decision.describe()}", flush=True)
+        record(sign_off, model, request_id, decision, request)
+        sign_off.set_int_custom_property(RELEASE_PROPERTY, 1)
+

@@ -1,0 +1,140 @@
+"""The release pipeline: what a sign-off decision starts after a run ended "awaiting sign-off".
+
+By default the pipeline does not wait for a person (SignOffConfig.wait=False): HumanSignOff opens a
+request with a deadline, stores in its evidence what a release needs, records a "pending" SignOff
+and the run ends; its Evaluator and Pusher are skipped, and no process, worker slot or pod is held
+while the person decides. The decision (`graceful approve|reject`, a Slack click through
+`graceful slack-gate`, or the deadline passing) then releases the candidate with this small TFX
+pipeline:
+
+  candidate_model   Importer(reimport=False) of the candidate's URI: ML Metadata hands back the
+                    Trainer's very Model artifact, so the evaluation and the push are recorded
+                    against it, with lineage back to the run that trained it
+  eval_examples     Importer(reimport=False) of the eval examples the flip gate judged on
+  baseline_model    the last blessed model now, resolved as the main pipeline does
+                    (pipeline.baseline_resolver)
+  SignOffRelease    reads the decision from the sign-off store, claims the release once, checks that
+                    the baseline is still the one the candidate was judged against, and records a
+                    SignOff: blessed=1 only for an approval (components/sign_off_release)
+  -- only if blessed: --
+  Evaluator, Pusher the main pipeline's own nodes (pipeline.evaluate_and_push): TFMA against that
+                    baseline, then the staged push
+
+A rejection and a timeout end the same way: a SignOff with blessed=0 and the reason, nothing pushed.
+
+It runs under the same pipeline name, pipeline root and ML Metadata store as the runs: TFX resolves
+the baseline within the pipeline's context, so the release must see the runs' blessings, and the
+next run must see the release's. The request's values (id, candidate URI, examples URI) are plain
+strings on the local runner and TFX RuntimeParameters on Airflow (`dag_run.conf`, see
+pipeline/airflow_dag.py) and Kubeflow (pipeline parameters, see kubeflow/release.py).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Union
+
+from tfx import v1 as tfx
+from tfx.dsl.components.common import importer
+
+from graceful import signoff
+from graceful.components.human_signoff.executor import ReleaseEvidence
+from graceful.components.sign_off_release.component import SignOffRelease
+from graceful.pipeline.configs import PipelineConfig
+from graceful.pipeline.pipeline import baseline_resolver, evaluate_and_push
+
+REQUEST_ID, CANDIDATE_MODEL_URI, EVAL_EXAMPLES_URI = (
+    "request_id", "candidate_model_uri", "eval_examples_uri")
+PARAMETERS = (REQUEST_ID, CANDIDATE_MODEL_URI, EVAL_EXAMPLES_URI)
+SIGN_OFF_NODE = "SignOffRelease"
+Value = Union[str, tfx.dsl.experimental.RuntimeParameter]
+
+
+def values(request: signoff.Request) -> dict[str, str]:
+    """The release's parameters for `request`, from the evidence HumanSignOff stored in it
+    (SignOffError if it was not opened for a release)."""
+    evidence = ReleaseEvidence.of(request)
+    return {REQUEST_ID: request.request_id,
+            CANDIDATE_MODEL_URI: evidence.candidate_model_uri,
+            EVAL_EXAMPLES_URI: evidence.eval_examples_uri}
+
+
+def runtime_parameters() -> dict[str, tfx.dsl.experimental.RuntimeParameter]:
+    """The parameters as TFX RuntimeParameters, for runners that compile the pipeline once and take
+    the values when a run starts. Strings (the only type TFX's Airflow runner takes), default ""
+    (it needs one): a release started without them finds no request and releases nothing."""
+    return {name: tfx.dsl.experimental.RuntimeParameter(
+        name=name, ptype=str, default="",
+        description=f"the sign-off request's {name.replace('_', ' ')}") for name in PARAMETERS}
+
+
+class _Importer(importer.Importer):
+    """TFX's Importer, keeping its execution properties in one dict.
+
+    Why: TFX's Airflow runner fills a RuntimeParameter in by writing the `dag_run.conf` template
+    into `component.exec_properties` (AirflowDagRunner._replace_runtime_params) and the rendered
+    value into it again at run time (airflow_component). The stock Importer builds that dict afresh
+    on every access, so both writes are lost and the import would get the RuntimeParameter object
+    as its URI. Everything else is the stock Importer: the same node type (IR runners dispatch on
+    it), driver and Kubeflow importer spec."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self._kept_exec_properties = dict(super().exec_properties)
+
+    @classmethod
+    def get_class_type(cls) -> str:
+        return importer.Importer.get_class_type()
+
+    @property
+    def exec_properties(self):
+        return self._kept_exec_properties
+
+
+def create_release_pipeline(config: PipelineConfig, parameters: Mapping[str, Value],
+                            metadata_connection_config=None) -> tfx.dsl.Pipeline:
+    """The release pipeline of `config`'s pipeline for one request: `parameters` maps each name
+    in PARAMETERS to its value (`values(request)`) or to a RuntimeParameter
+    (`runtime_parameters()`)."""
+    missing = [name for name in PARAMETERS if not parameters.get(name)]
+    if missing:
+        raise ValueError(f"The release pipeline needs {', '.join(missing)} (the request's values: "
+                         "pipeline.release.values(request), or runtime_parameters()).")
+    candidate = _Importer(source_uri=parameters[CANDIDATE_MODEL_URI],
+                          artifact_type=tfx.types.standard_artifacts.Model,
+                          reimport=False).with_id("candidate_model")
+    examples = _Importer(source_uri=parameters[EVAL_EXAMPLES_URI],
+                         artifact_type=tfx.types.standard_artifacts.Examples,
+                         reimport=False).with_id("eval_examples")
+    baseline_model = baseline_resolver()
+    sign_off = SignOffRelease(model=candidate.outputs["result"],
+                              baseline_model=baseline_model.outputs["model"],
+                              store_path=config.sign_off_store,
+                              request_id=parameters[REQUEST_ID]).with_id(SIGN_OFF_NODE)
+    evaluator, pusher = evaluate_and_push(
+        config, sign_off.outputs["sign_off"], examples=examples.outputs["result"],
+        model=candidate.outputs["result"], baseline_model=baseline_model.outputs["model"])
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=config.pipeline_root,
+        components=[candidate, examples, baseline_model, sign_off, evaluator, pusher],
+        enable_cache=False,  # a release is one decision acted on once, never a cached result
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=config.beam_pipeline_args)
+
+
+def run(config: PipelineConfig, request_id: str, log=print) -> None:
+    """Releases `request_id` with TFX's LocalDagRunner into the runs' ML Metadata store (raises on
+    failure). Like a run, it holds the home's run lock and first repairs what a run that died
+    mid-push left (graceful.recovery)."""
+    from graceful import recovery
+    from graceful.home_lock import home_lock
+    from graceful.pipeline import local_runner
+
+    request = signoff.Store(config.sign_off_store).request(request_id)
+    release = create_release_pipeline(config, values(request),
+                                      local_runner.metadata_config(config))
+    with home_lock(config.home):
+        recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
+        with local_runner.progress_lines(log), local_runner.own_argv(), \
+                local_runner.scratch_tempdir(Path(config.home) / "scratch"):
+            tfx.orchestration.LocalDagRunner().run(release)
