@@ -21,11 +21,10 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.dsl.io import fileio
 from tfx.utils import path_utils
 
-from graceful import serving
+from graceful import mlmd_store, serving
 from graceful.history import (ABANDONED_REASON, MODEL_BLESSING, PUSHED_MODEL, RUN_CONTEXT_TYPES,
                               property_value)
 from graceful.lineage import Graph
-from graceful.mlmd_store import open_store
 
 _DONE = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
 
@@ -84,9 +83,9 @@ def reconcile(metadata_path: str, serving_dir: str, log=print) -> list[int]:
     for staging in serving.leftover_staging(serving_dir):
         fileio.rmtree(staging)
         log(f"[recover] removed {staging}, the partial copy of a push that never finished")
-    if not os.path.exists(metadata_path):
+    if not mlmd_store.exists(metadata_path):
         return []
-    store = open_store(metadata_path, readonly=False)
+    store = mlmd_store.open_store(metadata_path, readonly=False)
     graph, abandoned = Graph(store), []
     for blessing in unfinished_pushes(store):
         model_id = property_value(blessing, "current_model_id")
@@ -118,7 +117,7 @@ def check_store_not_lost(metadata_path: str, pipeline_root: str, override_reason
     """
     if not fileio.isdir(pipeline_root) or not fileio.listdir(pipeline_root):
         return
-    if open_store(metadata_path, readonly=False).get_executions():
+    if mlmd_store.open_store(metadata_path, readonly=False).get_executions():
         return
     if not override_reason.strip():
         raise LostStoreError(

@@ -4,8 +4,9 @@ Airflow imports this file from its dags folder (copy or symlink it there; the gr
 installed in Airflow's environment). TFX's AirflowDagRunner turns every component into an Airflow task;
 each scheduled run ingests the newest span of the data contract (the demo's: under <home>/data; a
 project's: its data root and patterns), trains against the last blessed model in
-the same ML Metadata store the local runner uses (<home>/metadata.sqlite), and pushes only what passes
-the flip gate and the human sign-off.
+the same ML Metadata store the local runner uses (PipelineConfig.metadata: <home>/metadata.sqlite, or a
+MySQL/MariaDB database whose password the Airflow workers have in $GRACEFUL_METADATA_PASSWORD), and
+pushes only what passes the flip gate and the human sign-off.
 
 Environment: GRACEFUL_PROJECT (a project's graceful_project.py, or its folder; without it the built-in
 Fashion-MNIST demo config), GRACEFUL_HOME (the demo's pipeline home), GRACEFUL_SCHEDULE (cron or
@@ -24,12 +25,10 @@ from __future__ import annotations
 import datetime
 import os
 
-from ml_metadata import metadata_store
-from tfx.orchestration import metadata
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
 from graceful.components.human_signoff.component import SignOff
-from graceful import project, recovery
+from graceful import mlmd_store, project, recovery
 from graceful.pipeline.configs import PipelineConfig
 from graceful.pipeline.pipeline import create_pipeline
 
@@ -39,8 +38,10 @@ RECONCILE_TASK = "reconcile"
 
 
 def sign_off_approved(metadata_path: str, pipeline_name: str, run_id: str, **_) -> bool:
-    """True if this DAG run's SignOff artifact in MLMD has blessed == 1 (the pipeline's Cond)."""
-    store = metadata_store.MetadataStore(metadata.sqlite_metadata_connection_config(metadata_path))
+    """True if this DAG run's SignOff artifact in MLMD has blessed == 1 (the pipeline's Cond).
+    `metadata_path` is the store's location, never a password (task arguments are shown in
+    Airflow's UI): the task reads that from its environment when it connects."""
+    store = mlmd_store.open_store(metadata_path)
     context = store.get_context_by_type_and_name("run", f"{pipeline_name}.{run_id}")
     if context is None:
         return False
@@ -76,8 +77,7 @@ def build_dag(config: PipelineConfig, schedule: str = "@daily"):
     dag_config = {"schedule": schedule, "start_date": datetime.datetime(2026, 1, 1),
                   "catchup": False,     # a missed day is not worth several retrainings
                   "max_active_runs": 1}  # runs compare with the last blessed model: never overlap
-    pipeline = create_pipeline(
-        config, metadata.sqlite_metadata_connection_config(config.metadata_uri))
+    pipeline = create_pipeline(config, mlmd_store.connection_config(config.metadata_uri))
     dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
     _guard_push_with_sign_off(dag, config)
     _reconcile_first(dag, config)

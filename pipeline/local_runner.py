@@ -59,9 +59,10 @@ def progress_lines(log=print):
 
 
 def metadata_config(config: PipelineConfig):
-    from tfx import v1 as tfx
+    """The ML Metadata connection of `config` (SQLite in the home, or its MySQL server)."""
+    from graceful import mlmd_store
 
-    return tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_uri)
+    return mlmd_store.connection_config(config.metadata_uri)
 
 
 def run(config: PipelineConfig, log=print) -> None:
