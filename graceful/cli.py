@@ -81,6 +81,17 @@ def _add_home(parser: argparse.ArgumentParser, chosen: project.Project) -> None:
                         help="pipeline home: artifacts, MLMD store, serving dir (default: the "
                              "project's, %(default)s; the demo's: $GRACEFUL_HOME or "
                              "./graceful_home)")
+    _add_metadata(parser, chosen.config.metadata)
+
+
+def _add_metadata(parser: argparse.ArgumentParser, default: str) -> None:
+    """--metadata: where ML Metadata (and, unless the project says otherwise, the sign-off
+    decisions) live, for every command that reads or writes the store."""
+    from graceful.mlmd_store import LOCATION_HELP
+
+    parser.add_argument("--metadata", default=default, metavar="URL",
+                        help=f"ML Metadata store: {LOCATION_HELP}, which then also holds the "
+                             "sign-off decisions (default: the project's, %(default)r)")
 
 
 def _add_run_options(parser: argparse.ArgumentParser, chosen: project.Project) -> None:
@@ -151,7 +162,8 @@ def config_from_args(args: argparse.Namespace, config: PipelineConfig) -> Pipeli
     if args.slice_features is not None:
         slices = tuple(args.slice_features)
     config = dataclasses.replace(
-        config, home=checked_home(args.home), span=args.span, window_spans=args.window,
+        config, home=checked_home(args.home), metadata=args.metadata, span=args.span,
+        window_spans=args.window,
         training=training, data=dataclasses.replace(config.data, slice_features=slices),
         gate=GateConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(GateConfig)}),
         sign_off=dataclasses.replace(config.sign_off, auto_approve=args.auto_approve,
@@ -210,8 +222,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
     # A project's spans are checked before its home is touched (the demo's are written below).
     span = None if config.demo_data else chosen_span(config)
     with home_lock(config.home):
-        if os.path.exists(config.metadata_uri):
-            mlmd_store.check_sqlite(config.metadata_uri)
+        mlmd_store.exists(config.metadata_uri)  # a damaged or unreachable store, named, first
         if prepare:
             prepare_data(config)
         span = span or chosen_span(config)
@@ -225,7 +236,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         except Exception as error:  # the pipeline failed: report why, the table shows what happened
             failure = error
         print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
-        records = history.runs(config.metadata_uri) if os.path.exists(config.metadata_uri) else []
+        records = history.runs(config.metadata_uri) if mlmd_store.exists(config.metadata_uri) else []
     if records:
         print(history.format_table(records))
     status = exit_status(failure, records[-1] if records else None)
@@ -254,16 +265,14 @@ def untrained_span(config: PipelineConfig) -> tuple[int | None, list[int]]:
     same training parameters, whatever the gates then decided: retrying the same data with the same
     settings would only repeat that verdict.
     """
-    from graceful import history
+    from graceful import history, mlmd_store
 
-    if os.path.exists(config.metadata_uri):
-        from graceful import mlmd_store
-
-        mlmd_store.check_sqlite(config.metadata_uri)  # a damaged store, named, before anything else
+    # a damaged or unreachable store, named, before anything else
+    stored = mlmd_store.exists(config.metadata_uri)
     on_disk = spans_on_disk(config)
     wanted = dataclasses.asdict(config.training)
     trained = set()
-    if os.path.exists(config.metadata_uri):
+    if stored:
         trained = {r.span for r in history.runs(config.metadata_uri)
                    if r.model_id is not None and r.params == wanted}
     todo = [span for span in on_disk if span not in trained]
@@ -299,7 +308,8 @@ def cmd_history(args) -> int:
     served = serving.versions(config.serving_dir)
     if served and not any(r.pushed for r in records):
         print(f"[graceful] warning: {config.serving_dir} serves {len(served)} model version(s) "
-              "that this metadata store never pushed: was metadata.sqlite emptied or replaced? "
+              f"that this metadata store ({config.metadata_uri}) never pushed: was it emptied or "
+              "replaced? "
               "Runs will refuse to train until it is restored.", file=sys.stderr)
     return 0
 
@@ -328,14 +338,16 @@ def cmd_report(args) -> int:
 
 
 def _home_config(args) -> PipelineConfig:
-    """The project's configuration with --home applied (commands that only read the home)."""
-    return dataclasses.replace(args.project_config, home=checked_home(args.home))
+    """The project's configuration with --home and --metadata applied (commands that only read
+    the home)."""
+    return dataclasses.replace(args.project_config, home=checked_home(args.home),
+                               metadata=args.metadata)
 
 
 def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
     """The request id for RUN: a run number as in `graceful history`, a request id, or (None)
     the one request still waiting."""
-    from graceful import history, signoff
+    from graceful import history, mlmd_store, signoff
 
     if run is None:
         waiting = store.pending()
@@ -350,7 +362,7 @@ def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
             raise signoff.SignOffError(f"{len(waiting)} sign-off requests are waiting ({listed}); "
                                        "name one: graceful approve RUN")
         return waiting[0].request_id
-    if run.isdigit() and os.path.exists(metadata_path):
+    if run.isdigit() and mlmd_store.exists(metadata_path):
         runs = history.runs(metadata_path)
         if not 1 <= int(run) <= len(runs):
             raise signoff.SignOffError(f"There is no run {run}; `graceful history` lists runs "
@@ -499,11 +511,16 @@ def cmd_demo(args) -> int:
     more accurate but breaks examples run 1 got right, so the flip gate blocks it; run 3 (same data,
     the pipeline's defaults: trained against run 1's model, weights averaged) passes with fewer
     flips."""
-    from graceful import history
+    from graceful import history, mlmd_store
 
     home = Path(checked_home(args.home or DEMO_HOME))
+    if args.metadata and mlmd_store.exists(args.metadata):
+        raise UsageError(f"The demo starts a new history, but {args.metadata} already holds ML "
+                         "Metadata; pass an empty database (or none: SQLite in the demo home). "
+                         "Nothing was changed.")
     fresh_demo_home(home)
-    base = PipelineConfig(home=str(home), span_size=args.span_size, eval_size=args.eval_size,
+    base = PipelineConfig(home=str(home), metadata=args.metadata, span_size=args.span_size,
+                          eval_size=args.eval_size,
                           fashion_mnist_dir=args.data_dir,
                           # --ask: each run waits for its decision, since the next run's
                           # baseline is what the previous decision pushed
@@ -603,6 +620,7 @@ def _add_demo(commands) -> None:
     demo.add_argument("--data-dir", default=None)
     demo.add_argument("--ask", action="store_true",
                       help="ask for sign-off (Slack or `graceful approve`) instead of auto-approving")
+    _add_metadata(demo, "")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -656,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)  # google-* deprecation notices
     logging.getLogger("tensorflow").setLevel(logging.ERROR)  # TFMA readers' deprecation notices
     from graceful.home_lock import HomeBusyError
-    from graceful.mlmd_store import StoreDamagedError
+    from graceful.mlmd_store import StoreDamagedError, StoreUnreachableError
 
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -670,7 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     except HomeBusyError as error:
         print(f"graceful: {error}", file=sys.stderr)
         return EXIT_BUSY
-    except StoreDamagedError as error:
+    except (StoreDamagedError, StoreUnreachableError) as error:
         print(f"graceful: {error}", file=sys.stderr)
         return EXIT_FAILED
     except (data.DatasetNotFoundError, FileNotFoundError, FileExistsError, ValueError) as error:

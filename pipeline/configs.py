@@ -12,6 +12,7 @@ import importlib.resources
 import os
 from pathlib import Path
 
+from graceful import mlmd_store
 from graceful.contract import DataContract, ModelContract
 from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
@@ -46,6 +47,9 @@ class SignOffConfig:
     timeout_seconds: int = 3600
     slack_channel: str = ""
     max_poll_seconds: int = 15
+    # Where decisions are kept: "" = beside the metadata (PipelineConfig.sign_off_store), else a
+    # SQLite path or a mysql://user@host:port/database (password: $GRACEFUL_METADATA_PASSWORD).
+    store: str = ""
     wait: bool = False
 
 
@@ -123,6 +127,16 @@ class PipelineConfig:
     # Non-empty = run even though serving/ holds a model that ML Metadata does not know or that is not
     # the resolved baseline (BaselineGuard); the reason is recorded in ML Metadata. Leave empty.
     accept_unknown_serving: str = ""
+    # Where ML Metadata lives: "" = the embedded SQLite store <home>/metadata.sqlite; or a
+    # MySQL/MariaDB database, mysql://user@host:port/database, whose password is read from
+    # $GRACEFUL_METADATA_PASSWORD (never part of the location: graceful refuses one that has it).
+    metadata: str = ""
+
+    def __post_init__(self):
+        # A location graceful cannot use, above all one carrying a password, is refused when the
+        # config is made, before a log line or a compiled pipeline could carry it.
+        for location in (self.metadata, self.sign_off.store):
+            mlmd_store.mysql_server(location)
 
     @property
     def data_root(self) -> str:
@@ -134,11 +148,18 @@ class PipelineConfig:
 
     @property
     def metadata_uri(self) -> str:
-        return os.path.join(self.home, "metadata.sqlite")
+        """The ML Metadata store's location (graceful.mlmd_store): a SQLite path or a mysql:// URL."""
+        return self.metadata or os.path.join(self.home, "metadata.sqlite")
 
     @property
     def sign_off_store(self) -> str:
-        """The decision store shared by the pipeline, `graceful approve|reject` and slack-gate."""
+        """The decision store shared by the pipeline, `graceful approve|reject` and slack-gate:
+        SignOffConfig.store if set, else the metadata's MySQL database when it has one (one server
+        that pods, the Slack gate and the CLI all reach), else <home>/sign_off.sqlite."""
+        if self.sign_off.store:
+            return self.sign_off.store
+        if mlmd_store.mysql_server(self.metadata_uri) is not None:
+            return self.metadata_uri
         return os.path.join(self.home, "sign_off.sqlite")
 
     @property
