@@ -47,10 +47,10 @@ class SignOffConfig:
     timeout_seconds: int = 3600
     slack_channel: str = ""
     max_poll_seconds: int = 15
+    wait: bool = False
     # Where decisions are kept: "" = beside the metadata (PipelineConfig.sign_off_store), else a
     # SQLite path or a mysql://user@host:port/database (password: $GRACEFUL_METADATA_PASSWORD).
     store: str = ""
-    wait: bool = False
 
 
 @dataclasses.dataclass
