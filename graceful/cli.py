@@ -238,7 +238,8 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         print(f"[graceful] run finished in {time.monotonic() - started:.0f}s")
         records = history.runs(config.metadata_uri) if mlmd_store.exists(config.metadata_uri) else []
     if records:
-        print(history.format_table(records))
+        print(history.format_table(records, history.rollbacks(history.open_store(
+            config.metadata_uri))))
     status = exit_status(failure, records[-1] if records else None)
     if failure is not None:
         print(f"\n[graceful] the run failed, nothing was pushed:\n{type(failure).__name__}: "
@@ -304,7 +305,8 @@ def cmd_history(args) -> int:
 
     config = _home_config(args)
     records = history.runs(config.metadata_uri)
-    print(history.format_table(records))
+    print(history.format_table(records, history.rollbacks(history.open_store(
+        config.metadata_uri))))
     served = serving.versions(config.serving_dir)
     if served and not any(r.pushed for r in records):
         print(f"[graceful] warning: {config.serving_dir} serves {len(served)} model version(s) "
@@ -371,15 +373,24 @@ def _sign_off_request(store, run: str | None, metadata_path: str) -> str:
     return run
 
 
+def cli_approver() -> str:
+    """Who runs an approver's command (approve, reject, rollback): their id, $GRACEFUL_APPROVER,
+    else the name they are logged in as ($USER)."""
+    from graceful import signoff
+
+    approver = os.environ.get(signoff.APPROVER_ENV) or os.environ.get("USER") or ""
+    if not approver:
+        raise signoff.SignOffError(f"Who is deciding? Set {signoff.APPROVER_ENV} to your name.")
+    return approver
+
+
 def cmd_decide(args) -> int:
     """`graceful approve|reject [RUN] --reason ...`: the CLI path of the human sign-off."""
     from graceful import signoff, slack
 
     config = _home_config(args)
     store = signoff.Store(config.sign_off_store)
-    approver = os.environ.get(signoff.APPROVER_ENV) or os.environ.get("USER") or ""
-    if not approver:
-        raise signoff.SignOffError(f"Who is deciding? Set {signoff.APPROVER_ENV} to your name.")
+    approver = cli_approver()
     request_id = _sign_off_request(store, args.run, config.metadata_uri)
     decision = store.decide(request_id, args.decision, approver, approver, args.reason, "cli",
                             signoff.allow_list())
@@ -446,6 +457,18 @@ def cmd_reconcile(args) -> int:
         abandoned = recovery.reconcile(config.metadata_uri, config.serving_dir)
     print(f"[graceful] {len(abandoned) or 'no'} unfinished push(es) found"
           + (f": blessings {abandoned} taken out of baseline resolution" if abandoned else ""))
+    return EXIT_PUSHED
+
+
+def cmd_rollback(args) -> int:
+    """`graceful rollback [--to MODEL] --reason ...`: an earlier pushed model served again, and the
+    baseline of later runs (graceful.rollback)."""
+    from graceful import rollback, signoff
+
+    config = _home_config(args)
+    rollback.rollback(config.home, config.metadata_uri, config.serving_dir, config.pipeline_root,
+                      reason=args.reason, approver=cli_approver(), approvers=signoff.allow_list(),
+                      to=args.to)
     return EXIT_PUSHED
 
 
@@ -602,6 +625,15 @@ def build_parser(chosen: project.Project | None = None) -> argparse.ArgumentPars
                                     "behind (`graceful run` does this itself first)")
     _add_home(reconcile, chosen)
     reconcile.set_defaults(func=cmd_reconcile)
+    rollback = commands.add_parser("rollback", help="serve an earlier pushed model again; later "
+                                   "runs are judged and distilled against it (approvers only: "
+                                   "$GRACEFUL_APPROVER or $USER on $GRACEFUL_APPROVERS)")
+    rollback.add_argument("--to", type=int, default=None, metavar="MODEL",
+                          help="the pushed model's id, as in `graceful history`/`graceful "
+                               "lineage` (default: the one pushed before the served one)")
+    rollback.add_argument("--reason", required=True, help="why (recorded in ML Metadata)")
+    _add_home(rollback, chosen)
+    rollback.set_defaults(func=cmd_rollback)
     gate = commands.add_parser("slack-gate", help="serve Slack's interactivity Request URL "
                                "(SLACK_SIGNING_SECRET, GRACEFUL_APPROVERS)")
     gate.add_argument("--host", default="127.0.0.1")

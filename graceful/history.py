@@ -30,6 +30,8 @@ FLIP_REPORT, FLIP_BLESSING, SIGN_OFF = "graceful.FlipReport", "graceful.FlipBles
 FLIP_METRICS = {"negative_flip_rate": "nfr", "relative_negative_flip_rate": "relative_nfr",
                 "high_confidence_flips": "high_confidence_flips"}
 ABANDONED_REASON = "graceful_abandoned_reason"  # set by graceful.recovery on unfinished pushes
+# graceful.rollback: the execution type it records, and why it took a blessing out of resolution.
+ROLLBACK, WITHDRAWN_REASON = "graceful.Rollback", "graceful_withdrawn_reason"
 
 
 @dataclasses.dataclass
@@ -57,13 +59,14 @@ class RunRecord:
     pushed: bool | None = None
     failed_step: str | None = None
     abandoned: str | None = None        # why its blessing left baseline resolution (graceful.recovery)
+    withdrawn: str | None = None        # why a rollback took its model out (graceful.rollback)
 
     @property
     def status(self) -> str:
         if self.failed_step:
             return f"failed at {self.failed_step}"
         if self.pushed:
-            return "pushed"
+            return "pushed, rolled back" if self.withdrawn else "pushed"
         if self.blessed is False:
             shown = "; ".join(self.failures[:2])
             more = f" (+{len(self.failures) - 2} more)" if len(self.failures) > 2 else ""
@@ -300,6 +303,7 @@ def _fill_evaluation(record: RunRecord, step: Step) -> None:
     for blessing in step.produced(MODEL_BLESSING):
         if blessing.state == metadata_store_pb2.Artifact.ABANDONED:
             record.abandoned = property_value(blessing, ABANDONED_REASON)
+            record.withdrawn = property_value(blessing, WITHDRAWN_REASON)
         blessed = property_value(blessing, "blessed")
         if blessed == 0:
             _refused(record, "evaluator", failures)
@@ -350,6 +354,47 @@ def runs(metadata_path: str) -> list[RunRecord]:
     return [run_record(store, context, nodes) for context in run_contexts(store)]
 
 
+@dataclasses.dataclass
+class RollbackRecord:
+    """One `graceful rollback` read back from its `graceful.Rollback` execution."""
+    execution_id: int
+    started: float                      # seconds since the epoch
+    model_id: int                       # the model served again
+    withdrawn_model_ids: list[int]      # the newer models taken out of baseline resolution
+    approver: str
+    reason: str
+    rolled_back_at: str
+    state: str                          # COMPLETE; RUNNING or FAILED if it did not finish
+    destination: str | None = None      # the version folder it pushed
+
+    def describe(self) -> str:
+        ids = self.withdrawn_model_ids
+        withdrawn = (f"withdrawn: model{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}"
+                     if ids else "nothing withdrawn")
+        unfinished = "" if self.state == "COMPLETE" else f" [{self.state}: did not complete]"
+        return (f"rollback to model {self.model_id} by {self.approver}: {self.reason} "
+                f"({self.rolled_back_at}; {withdrawn}){unfinished}")
+
+
+def rollbacks(store) -> list[RollbackRecord]:
+    """Every rollback in the store, oldest first."""
+    found = []
+    for execution in sorted(store.get_executions_by_type(ROLLBACK), key=lambda x: x.id):
+        pushed = store.get_artifacts_by_id([
+            e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+            if e.type == metadata_store_pb2.Event.OUTPUT])
+        found.append(RollbackRecord(
+            execution_id=execution.id, started=execution.create_time_since_epoch / 1000,
+            model_id=property_value(execution, "model_id"),
+            withdrawn_model_ids=json.loads(property_value(execution, "withdrawn_model_ids")),
+            approver=property_value(execution, "approver"),
+            reason=property_value(execution, "reason"),
+            rolled_back_at=property_value(execution, "rolled_back_at"),
+            state=metadata_store_pb2.Execution.State.Name(execution.last_known_state),
+            destination=property_value(pushed[0], "pushed_destination") if pushed else None))
+    return found
+
+
 def _fmt(value, spec=".4f") -> str:
     return "-" if value is None else format(value, spec)
 
@@ -365,8 +410,9 @@ def signed_off_by(record: RunRecord) -> str:
     return who if sign_off["decision"] == "approve" else f"rejected: {who}"
 
 
-def format_table(records: list[RunRecord]) -> str:
-    """Runs as a fixed-width text table (what `graceful run` and `graceful history` print)."""
+def format_table(records: list[RunRecord], rolled_back: list[RollbackRecord] = ()) -> str:
+    """Runs as a fixed-width text table (what `graceful run` and `graceful history` print), with
+    a line for each rollback after the runs before it."""
     header = ("run", "span", "trained on", "model", "loss", "model id", "accuracy", "baseline id",
               "baseline acc", "NFR", "signed off by", "blessed", "status")
     rows = [header]
@@ -382,6 +428,9 @@ def format_table(records: list[RunRecord]) -> str:
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for rollback in sorted(rolled_back, key=lambda r: -r.started):  # the latest inserted first
+        after = sum(r.started <= rollback.started for r in records)
+        lines.insert(2 + after, "-".ljust(widths[0]) + "  " + rollback.describe())
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ found through the events that link it to the Trainer, as an auditor would.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -57,10 +58,11 @@ class Graph:
 
 
 def pushed_model_ids(store) -> list[int]:
-    """Models a pusher actually pushed, oldest first."""
+    """Models actually pushed, in the order of their pushes: a Pusher's, or a `graceful rollback`'s
+    (which pushes the model it restores), so the last one is the model being served."""
     graph = Graph(store)
     ids = []
-    for pushed in store.get_artifacts_by_type(history.PUSHED_MODEL):
+    for pushed in sorted(store.get_artifacts_by_type(history.PUSHED_MODEL), key=lambda a: a.id):
         if history.property_value(pushed, "pushed") != 1:
             continue
         pusher = graph.producer(pushed)
@@ -136,6 +138,8 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
     _, pushed = _first(judged, history.PUSHED_MODEL)
     result["pushed"] = None if pushed is None or history.property_value(pushed, "pushed") != 1 \
         else history.property_value(pushed, "pushed_destination") or pushed.uri
+    result["rollbacks"] = [dataclasses.asdict(r) for r in history.rollbacks(store)
+                           if model.id == r.model_id or model.id in r.withdrawn_model_ids]
     return result
 
 
@@ -173,4 +177,10 @@ def format_lineage(info: dict) -> str:
         where = f", Slack message {s['slack_ts']} in {s['slack_channel']}" if s["slack_ts"] else ""
         lines.append(f"signed off: {s['decision']} by {s['approver_name']} ({s['approver_id']}, "
                      f"{s['source']}) at {s['decided_at']}: {s['reason']}{where}")
+    for rollback in info["rollbacks"]:
+        record = history.RollbackRecord(**rollback)
+        served = record.model_id == info["model"]["id"]
+        lines.append(f"{'served again' if served else 'withdrawn'} by {record.describe()}"
+                     + (f", pushed to {record.destination}" if served and record.destination
+                        else ""))
     return "\n".join(lines)
