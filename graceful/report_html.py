@@ -80,6 +80,14 @@ def class_nfr_png(report: dict, max_class_nfr: float | None) -> bytes:
     return _png(figure)
 
 
+def evidence_plots(report: dict) -> dict[str, bytes]:
+    """{file name: PNG} of the two plots an approver judges by: the flip matrix and NFR per class
+    against the policy's limit. The report page shows them, and the Slack sign-off message carries
+    them in its thread; aggregates only, no example. Only a report with a baseline has them."""
+    return {"flip_matrix.png": flip_matrix_png(report),
+            "class_nfr.png": class_nfr_png(report, report.get("policy", {}).get("max_class_nfr"))}
+
+
 def confidence_png(report: dict) -> bytes:
     plt = _figure()
     confidence = [flip["confidence"] for flip in report["flips"]]
@@ -171,9 +179,7 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
         return {INDEX: (head + body + "</body></html>").encode()}
 
     s, names = report["summary"], _names(report)
-    files = {"flip_matrix.png": flip_matrix_png(report),
-             "class_nfr.png": class_nfr_png(report, report.get("policy", {}).get("max_class_nfr")),
-             "confidence.png": confidence_png(report)}
+    files = {**evidence_plots(report), "confidence.png": confidence_png(report)}
     headline = _table([
         ("examples", str(s["examples"])),
         ("accuracy old → new", f"{s['old_accuracy']:.4f} → {s['new_accuracy']:.4f}"),

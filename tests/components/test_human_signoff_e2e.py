@@ -1,9 +1,10 @@
-"""HumanSignOff waiting for the decision (`wait=True`) in the real pipeline (LocalDagRunner, SQLite
-MLMD): decisions from Slack clicks (signed, sent over HTTP to the slack-gate endpoint), from the CLI,
-by timeout, and Slack failures. The deferred default: tests/pipeline/test_release_e2e.py.
+"""HumanSignOff in the real pipeline (LocalDagRunner, SQLite MLMD): decisions from Slack (a click
+opens the reason modal; its signed submission goes over HTTP to the slack-gate endpoint), from the
+CLI, by timeout, and Slack failures.
 Slack itself is a local stand-in speaking its Web API; the real slack_sdk client talks to it.
 Every assertion reads ML Metadata, the decision store or the serving directory."""
 import dataclasses
+import json
 import os
 import threading
 import time
@@ -13,7 +14,7 @@ import pytest
 from graceful import cli, history, signoff, slack
 from graceful.pipeline.configs import SignOffConfig
 from tests.conftest import run_span, with_training
-from tests.graceful.test_signoff import SECRET, click
+from tests.graceful.test_signoff import SECRET
 from tests.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.slow
@@ -22,8 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def config(tiny_config):
     return dataclasses.replace(with_training(tiny_config, epochs=2),
-                               sign_off=SignOffConfig(timeout_seconds=120, max_poll_seconds=1,
-                                                        wait=True))
+                               sign_off=SignOffConfig(timeout_seconds=120, max_poll_seconds=1))
 
 
 def _pushed(config):
@@ -54,47 +54,68 @@ def _sign_off_artifacts(config):
     return store.get_artifacts_by_type("graceful.SignOff")
 
 
-def test_slack_approval_pushes_and_records_who_after_refusing_forged_clicks(config, monkeypatch,
-                                                                          capsys):
-    api = SlackStandIn(token="xoxb-test")
+def test_slack_approval_with_a_reason_pushes_and_records_who_and_why_after_refusing_forged_ones(
+        config, monkeypatch, capsys):
+    """Run 1 (auto-approved) gives run 2 a baseline, so run 2's message gets its plots; run 2 is
+    approved in Slack: a click opens the reason modal, the typed reason reaches MLMD."""
+    run_span(dataclasses.replace(config, sign_off=SignOffConfig(auto_approve=True)), span=1)
+    api = SlackStandIn(token="xoxb-test", signing_secret=SECRET)
     for name, value in ((slack.TOKEN_ENV, "xoxb-test"), (slack.API_URL_ENV, api.url),
                         (slack.CHANNEL_ENV, "C_MODELS"), (signoff.APPROVERS_ENV, "U_ALICE")):
         monkeypatch.setenv(name, value)
-    os.makedirs(config.home, exist_ok=True)
     server = slack.SlackGateServer(("127.0.0.1", 0), signoff.Store(config.sign_off_store), SECRET,
                                    signoff.allow_list(), log=lambda _: None)
     slack.serve_in_thread(server)
     url = f"http://127.0.0.1:{server.server_address[1]}/"
+    reason = "coat flips are label noise (checked 5 in the report); shirts improve"
 
-    def clicks(request):
-        while not api.called("chat.postMessage"):
+    def decide_in_slack(request):
+        store = signoff.Store(config.sign_off_store)
+        while not store.request(request.request_id).slack_ts:  # posted, plots attached
             time.sleep(0.1)
         rid = request.request_id
-        return [click(url, "approve", "U_ALICE", rid, secret="forged")[0],
-                click(url, "approve", "U_ALICE", rid, age=3600)[0],
-                click(url, "approve", "U_MALLORY", rid)[1],
-                click(url, "approve", "U_ALICE", rid)[1],
-                click(url, "reject", "U_ALICE", rid)[1]]
+        assert api.click(url, rid, "approve", "U_ALICE") == (200, "")
+        replies = [api.submit(url, reason, secret="forged")[0],
+                   api.submit(url, reason, age=3600)[0],
+                   api.submit(url, reason, user_id="U_MALLORY")[1],
+                   api.submit(url, "  ")[1],
+                   api.submit(url, reason)]
+        api.click(url, rid, "reject", "U_ALICE")
+        return replies + [api.submit(url, "changed my mind")[1]]
 
-    thread, results = _when_waiting(config.sign_off_store, clicks)
-    run_span(config, span=1)
+    thread, results = _when_waiting(config.sign_off_store, decide_in_slack)
+    run_span(config, span=2)
     thread.join()
     server.shutdown()
-    forged, stale, unlisted, approved, late = results["value"]
-    assert (forged, stale) == (401, 401)
-    assert "not on the approver allow-list" in unlisted and approved.startswith("approved by u_alice")
-    assert "already approved by u_alice" in late
+    forged, stale, unlisted, blank, approved, late = results["value"]
+    assert (forged, stale, approved) == (401, 401, (200, ""))
+    field = slack.REASON_BLOCK_ID
+    assert "not on the approver allow-list" in unlisted["errors"][field]
+    assert "Say why you approve" in blank["errors"][field]
+    assert "already approved by u_alice" in late["errors"][field]
 
-    [run] = history.runs(config.metadata_uri)
-    assert run.pushed and len(_pushed(config)) == 1
+    first, run = history.runs(config.metadata_uri)
+    assert run.pushed and len(_pushed(config)) == 2
     assert run.sign_off["approver_id"] == "U_ALICE" and run.sign_off["decision"] == "approve"
     assert run.sign_off["source"] == "slack" and run.sign_off["request_id"] == run.run_id
+    assert run.sign_off["reason"] == reason
     [post] = api.called("chat.postMessage")
     assert post["body"]["channel"] == "C_MODELS"
-    assert run.sign_off["slack_ts"] == api.called("chat.update")[0]["body"]["ts"]
-    [artifact] = _sign_off_artifacts(config)
+    # The evidence arrived in the message's thread: the report's two plots, as PNGs.
+    assert [(f["filename"], f["channel"], f["thread_ts"]) for f in api.shared] == [
+        (name, "C_MODELS", run.sign_off["slack_ts"]) for name in ("flip_matrix.png",
+                                                                    "class_nfr.png")]
+    assert all(f["data"].startswith(b"\x89PNG\r\n\x1a\n") for f in api.shared)
+    deadline = time.monotonic() + 10  # the message is updated after the gate's reply
+    while not api.called("chat.update") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [update] = api.called("chat.update")
+    assert update["body"]["ts"] == run.sign_off["slack_ts"] and reason in json.dumps(update["body"])
+    [artifact] = [a for a in _sign_off_artifacts(config)
+                  if history.property_value(a, "request_id") == run.run_id]
     assert history.property_value(artifact, "blessed") == 1
     assert history.property_value(artifact, "current_model_id") == run.model_id
+    assert history.property_value(artifact, "reason") == reason
     assert history.signed_off_by(run) == "u_alice"
     api.close()
 
@@ -104,9 +125,10 @@ def test_slack_approval_pushes_and_records_who_after_refusing_forged_clicks(conf
 
     info = lineage.lineage(config.metadata_uri)
     assert info["model"]["id"] == run.model_id and info["pushed"]
-    assert [d["span"] for d in info["data"]] == [1] and info["data"][0]["anomalies"]
-    assert info["training"]["epochs"] == 2 and info["baseline_model"] == []
+    assert [d["span"] for d in info["data"]] == [1, 2] and info["data"][0]["anomalies"]
+    assert info["training"]["epochs"] == 2 and info["baseline_model"] == [first.model_id]
     assert info["sign_off"]["approver_id"] == "U_ALICE" and info["flips"]["gate"]["blessed"]
+    assert info["sign_off"]["reason"] == reason
     assert cli.main(["lineage", "--home", config.home]) == 0
     assert "signed off: approve by u_alice (U_ALICE, slack)" in capsys.readouterr().out
     assert cli.main(["lineage", "999", "--home", config.home]) == 2
@@ -124,8 +146,7 @@ def test_cli_reject_timeout_and_slack_failures_never_push(config, monkeypatch, c
     run_span(config, span=1)
     thread.join()
     # 2. Nobody decides: rejected by timeout.
-    run_span(dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=2, wait=True)),
-            span=1)
+    run_span(dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=2)), span=1)
     # 3. Slack answers with an error; 4. Slack is down. Both: rejected, reason recorded.
     api = SlackStandIn(token="xoxb-test", mode="error")
     monkeypatch.setenv(slack.TOKEN_ENV, "xoxb-test")

@@ -1,9 +1,11 @@
 """The Slack endpoint under hostile input: hypothesis generates 1,050 requests per run (forged,
-stale, signed-but-malformed, almost-valid clicks with random types and ids, other methods, broken
-Content-Length headers), each sent over real HTTP to one real SlackGateServer backed by a real
-decision store. For every request: a complete HTTP reply with an expected status, nothing escaping a
-handler, no 500, and no approval recorded for a user id that is not on the allow-list. Hand-written
-cases below pin the statuses and the limits (body size, slow clients)."""
+stale, signed-but-malformed, almost-valid clicks and reason-modal submissions with random types,
+ids, metadata and reasons, other methods, broken Content-Length headers), each sent over real HTTP
+to one real SlackGateServer backed by a real decision store. For every request: a complete HTTP
+reply with an expected status, nothing escaping a handler, no 500, no approval recorded for a user
+id that is not on the allow-list, no decision without a reason, and none from a click (only a
+submission decides). Hand-written cases below pin the statuses and the limits (body size, slow
+clients)."""
 import http.client
 import itertools
 import json
@@ -96,17 +98,18 @@ def _status(reply: bytes) -> int:
 
 
 def check(gate, status: int, expected: set, since: float = 0.0) -> None:
-    """What must hold after every request (approvals: those recorded at or after `since`)."""
+    """What must hold after every request (decisions: those recorded at or after `since`)."""
     escaped, errors = list(gate.escaped), [line for line in gate.lines if "internal error" in line]
     del gate.escaped[:], gate.lines[:]  # one failure must not fail every later example
     assert status in expected
     assert escaped == [], escaped[0]
     assert errors == [], errors[0]
     with sqlite3.connect(gate.store.path) as db:
-        approvers = {row[0] for row in db.execute(
-            "SELECT approver_id FROM decisions WHERE decision = 'approve' AND decided_at >= ?",
-            (since,))}
+        decided = db.execute("SELECT decision, approver_id, reason FROM decisions"
+                             " WHERE decided_at >= ?", (since,)).fetchall()
+    approvers = {approver for decision, approver, _ in decided if decision == "approve"}
     assert approvers <= APPROVERS, f"approved by an id not on the allow-list: {approvers}"
+    assert all(reason.strip() for _, _, reason in decided), f"a decision without reason: {decided}"
 
 
 # --- what hypothesis generates --------------------------------------------------------------
@@ -139,27 +142,63 @@ random_bodies = st.one_of(
     json_values.map(_form))
 
 
-@st.composite
-def almost_valid_clicks(draw, request_id: str) -> bytes:
-    """A block_actions payload whose every field may be right, plausible but wrong, any JSON
-    value, or absent: user ids and usernames include the listed ids."""
+def _fields(draw):
+    """field(*good): one of the `good` values; in half of the payloads ("wild"), any JSON value
+    or absent instead, now and then. (Without the tame half, a payload with every field in
+    shape, which reaches the allow-list and the reason checks, is rare.)"""
+    wild = draw(st.booleans())
 
     def field(*good):
-        """Mostly one of the `good` values; else any JSON value (2 in 20) or absent (1 in 20)."""
-        kind = draw(st.integers(0, 19))
+        kind = draw(st.integers(0, 19)) if wild else 0
         return draw(st.sampled_from(good)) if kind < 17 else (
             draw(json_values) if kind < 19 else ABSENT)
 
-    user = {"id": field("U_ALICE", "bob") if draw(st.booleans()) else draw(ids),
-            "username": field(*sorted(APPROVERS)) if draw(st.booleans()) else draw(ids),
-            "name": field("Alice", "bob")}
+    return field
+
+
+def _user(draw, field) -> dict:
+    """Slack's `user`: ids and usernames include the listed ids."""
+    return _present({"id": field("U_ALICE", "bob") if draw(st.booleans()) else draw(ids),
+                     "username": field(*sorted(APPROVERS)) if draw(st.booleans()) else draw(ids),
+                     "name": field("Alice", "bob")})
+
+
+@st.composite
+def almost_valid_clicks(draw, request_id: str) -> bytes:
+    """A block_actions payload whose every field may be right, plausible but wrong, any JSON
+    value, or absent."""
+    field = _fields(draw)
     action = {"type": "button", "block_id": "graceful_sign_off",
               "action_id": field("graceful_approve", "graceful_reject", "graceful_push", "approve"),
               "value": field(request_id) if draw(st.booleans()) else field(
                   "run-0", "", request_id + "\x00", request_id + "\ud800")}
-    payload = {"type": field("block_actions"), "user": field(_present(user)),
+    payload = {"type": field("block_actions"), "user": field(_user(draw, field)),
+               "trigger_id": field("1.2.abc", "", "x" * 300),
                "actions": field([_present(action)], [_present(action), "x"]),
                "channel": field({"id": "C1"}, "C1")}
+    return _form(_present(payload))
+
+
+@st.composite
+def almost_valid_submissions(draw, request_id: str) -> bytes:
+    """A view_submission of the reason modal whose every field may be right, plausible but wrong,
+    any JSON value, or absent: metadata naming other requests or decisions, or too long; reasons
+    empty, blank, too long, with control characters or lone surrogates."""
+    field = _fields(draw)
+    metadata = field(*[json.dumps({"request_id": request_id, "decision": decision})
+                       for decision in ("approve", "reject")]) if draw(st.booleans()) else field(
+        *[json.dumps({"request_id": rid, "decision": decision}) for rid, decision in (
+            (request_id, "push"), ("run-0", "approve"), (request_id + "\ud800", "approve"))],
+        "not json", "[" * 5000,
+        json.dumps({"request_id": request_id, "decision": "approve", "pad": "x" * 3000}))
+    reason = field("lgtm", "shirts\nregress", "", "   \n", None, "ok\x00", "x" * 2001,
+                   "\ud800", draw(any_text))
+    element = {"type": "plain_text_input", "value": reason}
+    values = {slack.REASON_BLOCK_ID: field({slack.REASON_ACTION_ID: _present(element)})}
+    view = {"id": "V1", "type": "modal", "callback_id": field("graceful_sign_off"),
+            "private_metadata": metadata, "state": field({"values": _present(values)})}
+    payload = {"type": field("view_submission"), "user": field(_user(draw, field)),
+               "view": field(_present(view))}
     return _form(_present(payload))
 
 
@@ -208,16 +247,30 @@ def test_signed_bodies_that_are_not_clicks_are_answered_400(gate, body):
     check(gate, status, {400, 200}, since)
 
 
-@settings(FUZZ, max_examples=450)
+@settings(FUZZ, max_examples=200)
 @given(data=st.data())
 def test_signed_almost_valid_clicks_never_approve_an_unlisted_id(gate, data):
+    """Nor anyone: a click only opens the reason modal (here it cannot: no Slack token)."""
     request_id = _open(gate)
     body, since = data.draw(almost_valid_clicks(request_id)), time.time()
     status, _ = post(gate, body, slack.signature_headers(body, SECRET))
     check(gate, status, {200, 400}, since)
-    recorded = gate.store.decision(request_id)  # --hypothesis-show-statistics shows the mix
+    event(f"HTTP {status}")  # --hypothesis-show-statistics shows the mix
+    assert gate.store.decision(request_id) is None, "a click recorded a decision"
+
+
+@settings(FUZZ, max_examples=250)
+@given(data=st.data())
+def test_signed_almost_valid_submissions_record_only_listed_ids_with_a_reason(gate, data):
+    request_id = _open(gate)
+    body, since = data.draw(almost_valid_submissions(request_id)), time.time()
+    status, reply = post(gate, body, slack.signature_headers(body, SECRET))
+    check(gate, status, {200, 400}, since)
+    recorded = gate.store.decision(request_id)
+    if reply.startswith(b"{"):  # a modal kept open says why, and nothing was recorded
+        assert list(json.loads(reply)["errors"]) == [slack.REASON_BLOCK_ID] and recorded is None
     event(f"HTTP {status}" + (f", {recorded.decision} by {recorded.approver_id}" if recorded
-                              else ""))
+                              else (", field error" if reply.startswith(b"{") else "")))
 
 
 @settings(FUZZ, max_examples=50)
@@ -250,28 +303,75 @@ def _signed(gate, body: bytes) -> tuple[int, str]:
     return status, text.decode()
 
 
+def _click(**fields) -> bytes:
+    """A block_actions payload of graceful's Approve button, with `fields` replaced."""
+    return _form({"type": "block_actions", "trigger_id": "1.2.abc", "user": {"id": "U_ALICE"},
+                  "actions": [{"action_id": "graceful_approve", "value": "run-1"}], **fields})
+
+
 @pytest.mark.parametrize("body", [
     b"\xff\xfe payload", b'{"payload": {}}', b"payload=not json", b"payload=" + b"%5B" * 20_000,
-    _form([]), _form({"user": [], "actions": [{"action_id": "graceful_approve", "value": "x"}]}),
-    _form({"user": {"id": "U_ALICE"}, "actions": 3}),
-    _form({"user": {"id": "U_ALICE"}, "actions": [{"action_id": "graceful_approve",
-                                                    "value": None}]}),
-    _form({"user": {"id": {"id": "U_ALICE"}}, "actions": [{"action_id": "graceful_approve",
-                                                           "value": "run-1"}]}),
-    _form({"user": {"id": "U_ALICE\ud800"}, "actions": [{"action_id": "graceful_approve",
-                                                        "value": "run-1"}]}),
+    _form([]), _form({"user": {"id": "U_ALICE"}}), _form({"type": 7}), _click(user=[]),
+    _click(actions=3), _click(actions=[]),
+    _click(actions=[{"action_id": "graceful_approve", "value": None}]),
+    _click(user={"id": {"id": "U_ALICE"}}), _click(user={"id": "U_ALICE\ud800"}),
+    _click(trigger_id=None), _click(trigger_id=12345),
 ], ids=["not utf-8", "not form-encoded", "payload not json", "nested too deep", "payload a list",
-        "user a list", "actions an int", "value null", "id an object", "lone surrogate"])
+        "no type", "type a number", "user a list", "actions an int", "actions empty", "value null",
+        "id an object", "lone surrogate", "trigger_id null", "trigger_id a number"])
 def test_signed_malformed_clicks_are_answered_400(gate, body):
     status, text = _signed(gate, body)
-    assert status == 400 and text.startswith("not a sign-off button click")
+    assert status == 400 and text.startswith("not a Slack sign-off interaction")
 
 
-def test_a_signed_click_on_an_unknown_button_is_acknowledged_and_ignored(gate):
+def _submission(request_id="run-1", decision="approve", reason="lgtm", **view) -> bytes:
+    """A view_submission of the reason modal, with `view` fields replaced."""
+    return _form({"type": "view_submission", "user": {"id": "U_ALICE"}, "view": {
+        "callback_id": "graceful_sign_off",
+        "private_metadata": json.dumps({"request_id": request_id, "decision": decision}),
+        "state": {"values": {slack.REASON_BLOCK_ID: {slack.REASON_ACTION_ID: {"value": reason}}}},
+        **view}})
+
+
+@pytest.mark.parametrize("body", [
+    _form({"type": "view_submission", "user": {"id": "U_ALICE"}, "view": "graceful_sign_off"}),
+    _submission(private_metadata=None), _submission(private_metadata="{not json"),
+    _submission(private_metadata=json.dumps({"request_id": "run-1", "pad": "x" * 3000})),
+    _submission(private_metadata="[" * 1400 + "]" * 1400),
+    _submission(private_metadata=json.dumps(["run-1", "approve"])),
+    _submission(decision="push"), _submission(decision=["approve"]),
+    _submission(request_id={"id": "run-1"}), _submission(state={"values": []}),
+    _submission(state={"values": {slack.REASON_BLOCK_ID: {}}}), _submission(reason=42),
+    _submission(reason={"text": "lgtm"}),
+], ids=["view a string", "metadata null", "metadata not json", "metadata too long",
+        "metadata nested", "metadata a list", "unknown decision", "decision a list",
+        "request id an object", "values a list", "reason element missing", "reason a number",
+        "reason an object"])
+def test_signed_malformed_submissions_are_answered_400(gate, body):
+    status, text = _signed(gate, body)
+    assert status == 400 and text.startswith("not a Slack sign-off interaction")
+
+
+@pytest.mark.parametrize("reason", [None, "", " \n\t", "ok\x00", "\ud800", "x" * 2001],
+                         ids=["null", "empty", "blank", "NUL", "lone surrogate", "too long"])
+def test_a_signed_submission_without_a_usable_reason_keeps_the_modal_open(gate, reason):
     request_id = _open(gate)
-    status, text = _signed(gate, _form({"user": {"id": "U_ALICE"}, "actions": [
-        {"action_id": "graceful_push", "value": request_id}]}))
+    status, reply = post(gate, body := _submission(request_id, reason=reason),
+                         slack.signature_headers(body, SECRET))
+    check(gate, status, {200})
+    assert list(json.loads(reply)["errors"]) == [slack.REASON_BLOCK_ID]
+    assert gate.store.decision(request_id) is None
+
+
+def test_signed_interactions_that_are_not_graceful_s_are_acknowledged_and_ignored(gate):
+    request_id = _open(gate)
+    status, text = _signed(gate, _click(actions=[{"action_id": "graceful_push",
+                                                  "value": request_id}]))
     assert status == 200 and "not a graceful sign-off button" in text
+    status, text = _signed(gate, _submission(request_id, callback_id="someone_elses_modal"))
+    assert status == 200 and "not graceful's view" in text
+    status, text = _signed(gate, _form({"type": "view_closed", "user": {"id": "U_ALICE"}}))
+    assert status == 200 and "view_closed interaction is not graceful's" in text
     assert gate.store.decision(request_id) is None
 
 
@@ -323,9 +423,8 @@ def test_a_client_that_stalls_loses_its_connection_after_the_read_timeout(tmp_pa
         assert raw(port, b"POST / HTTP/1.0\r\n") == b""  # not even its headers: closed, no reply
         assert 0.3 <= time.monotonic() - started < 3
         request_id = _open(server)
-        body = _form({"user": {"id": "U_ALICE"}, "actions": [
-            {"action_id": "graceful_approve", "value": request_id}]})
-        assert post(server, body, slack.signature_headers(body, SECRET))[0] == 200
+        body = _submission(request_id)
+        assert post(server, body, slack.signature_headers(body, SECRET)) == (200, b"")
         assert server.store.decision(request_id).approved  # still serving
         assert server.escaped == []
     finally:
