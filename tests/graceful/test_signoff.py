@@ -1,7 +1,10 @@
-"""The sign-off decision store and the Slack endpoint, over real SQLite and real HTTP: signed requests
-computed with the signing secret, the real slack_sdk client against a local Slack API stand-in, and
-a real waiting process killed with SIGKILL. (Hostile input to the endpoint: test_slack_fuzz.py.)"""
+"""The sign-off decision store and the Slack endpoint, over real SQLite, a real MariaDB server
+(tests/mariadb.py; the store's tests run on both) and real HTTP: signed requests computed with the
+signing secret, the real slack_sdk client against a local Slack API stand-in, a real waiting process
+killed with SIGKILL, and approvers in separate processes deciding at the same moment. (Hostile input
+to the endpoint: test_slack_fuzz.py.)"""
 import json
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -22,9 +25,17 @@ EVIDENCE = {"pipeline": "graceful", "accuracy": 0.9, "flip_gate": "passed", "rep
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(params=["sqlite", "mariadb"])
+def location(request, tmp_path) -> str:
+    """Where the store is: a SQLite file, or a fresh database on the session's MariaDB server."""
+    if request.param == "sqlite":
+        return str(tmp_path / "sign_off.sqlite")
+    return request.getfixturevalue("mariadb")
+
+
 @pytest.fixture
-def store(tmp_path):
-    s = signoff.Store(tmp_path / "sign_off.sqlite")
+def store(location):
+    s = signoff.Store(location)
     s.open_request("run-1", 7, EVIDENCE)
     return s
 
@@ -105,8 +116,8 @@ def _until(condition, timeout=30.0):
         time.sleep(0.05)
 
 
-def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(tmp_path, slack_api):
-    path = tmp_path / "sign_off.sqlite"
+def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(location, slack_api):
+    path = location
     opened = signoff.Store(path).open_request("run-1", 7, EVIDENCE, max_poll=0.05)
     store = signoff.Store(path, stale_floor=1.0)  # abandoned after 1 s without a heartbeat
     waiter = _waiting_process(path)
@@ -144,8 +155,8 @@ def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(tmp_path, slack_
     assert store.decision("run-1") == closed
 
 
-def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(tmp_path):
-    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.2)
+def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(location):
+    store = signoff.Store(location, stale_floor=0.2)
     store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
     time.sleep(0.4)  # the waiter is suspended; meanwhile someone lists the pending requests
     assert store.pending() == []
@@ -153,8 +164,8 @@ def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(
     assert decision.source == "abandoned" and not decision.approved
 
 
-def test_a_decision_made_before_the_run_died_stands(tmp_path):
-    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.2)
+def test_a_decision_made_before_the_run_died_stands(location):
+    store = signoff.Store(location, stale_floor=0.2)
     store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
     approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
     time.sleep(0.4)
@@ -165,8 +176,8 @@ def test_a_decision_made_before_the_run_died_stands(tmp_path):
 # --- deferred requests (no waiting run) and releasing a decision once ---------------------------
 
 
-def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(tmp_path):
-    store = signoff.Store(tmp_path / "sign_off.sqlite", stale_floor=0.1)
+def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(location):
+    store = signoff.Store(location, stale_floor=0.1)
     deadline = time.time() + 0.8
     opened = store.open_request("run-1", 7, EVIDENCE, max_poll=0.01, deadline_at=deadline)
     assert opened.deadline_at == deadline and opened.heartbeat_at is None
@@ -186,15 +197,15 @@ def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(t
 @pytest.mark.parametrize("look", [
     lambda store: store.request("run-1"), lambda store: store.requests(),
     lambda store: store.pending(), lambda store: store.claim_release("run-1")])
-def test_whoever_looks_at_a_deferred_request_after_its_deadline_closes_it(tmp_path, look):
-    store = signoff.Store(tmp_path / "sign_off.sqlite")
+def test_whoever_looks_at_a_deferred_request_after_its_deadline_closes_it(location, look):
+    store = signoff.Store(location)
     store.open_request("run-1", 7, EVIDENCE, deadline_at=time.time() - 1)
     look(store)
     assert store.decision("run-1").source == "timeout"
 
 
-def test_a_decision_before_the_deadline_stands(tmp_path):
-    store = signoff.Store(tmp_path / "sign_off.sqlite")
+def test_a_decision_before_the_deadline_stands(location):
+    store = signoff.Store(location)
     store.open_request("run-1", 7, EVIDENCE, deadline_at=time.time() + 0.3)
     approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
     time.sleep(0.4)
@@ -213,6 +224,68 @@ def test_a_decision_is_released_once(store):
     assert store.request("run-1").released_at == released
     with pytest.raises(signoff.SignOffError, match="No sign-off request 'run-9'"):
         store.claim_release("run-9")
+
+
+# --- approvers deciding at the same moment ----------------------------------------------------
+
+CALLERS = 8
+
+
+def _decide_at_once(location: str, barrier, index: int, results) -> None:
+    """One approver in its own process (its own connections): released by the barrier together
+    with the others, approves (even index) or rejects (odd) run-1, then reads the winner back."""
+    store = signoff.Store(location)
+    approvers = frozenset(f"U_{i}" for i in range(CALLERS))
+    barrier.wait()
+    started = time.monotonic()
+    try:
+        won = store.decide("run-1", ("approve", "reject")[index % 2], f"U_{index}",
+                           f"approver {index}", "deciding at once", "slack", approvers)
+        outcome = ("recorded", won.approver_id)
+    except signoff.SignOffError as refused:
+        outcome = ("refused", str(refused))
+    results.put((index, outcome, store.decision("run-1").approver_id,
+                 time.monotonic() - started))
+
+
+def _decision_rows(location: str, server) -> list[tuple]:
+    """The decision rows as the database holds them, read past graceful's code."""
+    if location.startswith("mysql://"):
+        database = location.rsplit("/", 1)[1]
+        return server.query(f"SELECT request_id, approver_id FROM `{database}`."
+                            "graceful_signoff_decisions")
+    with sqlite3.connect(location) as db:
+        return db.execute("SELECT request_id, approver_id FROM decisions").fetchall()
+
+
+def test_approvers_deciding_at_the_same_moment_record_exactly_one_decision(location, request):
+    """Two approvers clicking at once, times four: CALLERS processes released by one barrier
+    approve or reject the same request. Exactly one decision is recorded; every other caller is
+    refused with a message naming the winner, and all of them read that same winner back."""
+    signoff.Store(location).open_request("run-1", 7, EVIDENCE)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold TF threads
+    barrier, results = context.Barrier(CALLERS), context.Queue()
+    workers = [context.Process(target=_decide_at_once, args=(location, barrier, i, results))
+               for i in range(CALLERS)]
+    for worker in workers:
+        worker.start()
+    outcomes = [results.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=60)
+        assert worker.exitcode == 0
+
+    [(winner_index, (_, winner), _, _)] = [o for o in outcomes if o[1][0] == "recorded"]
+    verb = ("approved", "rejected")[winner_index % 2]
+    for index, (kind, text), seen, _ in outcomes:
+        assert seen == winner, f"caller {index} read {seen}, not the winner {winner}"
+        if index != winner_index:
+            assert kind == "refused" and (
+                f"already {verb} by approver {winner_index} (slack)" in text), text
+    server = request.getfixturevalue("mariadb_server") if location.startswith("mysql") else None
+    assert _decision_rows(location, server) == [("run-1", winner)]
+    print(f"\n[concurrency] {'mariadb' if server else 'sqlite'}: {CALLERS} callers at one "
+          f"barrier, 1 recorded ({winner}), {CALLERS - 1} refused naming it; slowest caller "
+          f"{max(o[3] for o in outcomes) * 1000:.0f} ms")
 
 
 def test_a_store_made_before_the_heartbeat_is_migrated(tmp_path):
