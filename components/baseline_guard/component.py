@@ -9,8 +9,11 @@ last blessed model). The promise is about the model being *served*. The two part
   the store does not know, and a run would train without a reference and push without comparing;
 - the baseline's own files were deleted, or the serving directory was emptied.
 In each case the run stops here, before training, with a message saying what disagrees and how to
-recover. `unknown_serving_reason` is the explicit override: a non-empty reason lets the run go on and is
-recorded in ML Metadata as this step's execution property.
+recover. `unknown_serving_reason` is the explicit override: a non-empty reason lets the run go on
+and is recorded in ML Metadata as this step's execution property.
+
+`graceful rollback` moves both together: it serves the restored model and takes the newer models'
+blessings out of resolution (graceful.rollback), so the baseline is again the served model.
 
 A node of its own (not a check inside the Trainer) so that it works on every runner and shows up as
 the failed step in `graceful history` and in lineage.
@@ -55,8 +58,10 @@ def baseline_problem(serving_dir: str, baseline_uri: str | None, baseline_id: in
     if served_print != baseline_print:
         return (f"{served} is not the baseline ML Metadata resolved (model {baseline_id}, "
                 f"{baseline_uri}). Either a run blessed model {baseline_id} and stopped before its "
-                "push completed (`graceful run` and `graceful reconcile` repair that), or the "
-                "metadata store is not the one this serving directory was pushed from (restore it).")
+                "push completed (`graceful run` and `graceful reconcile` repair that), or a "
+                "`graceful rollback` was stopped between its push and its record in ML Metadata "
+                "(run the same rollback again), or the metadata store is not the one this serving "
+                "directory was pushed from (restore it).")
     return None
 
 

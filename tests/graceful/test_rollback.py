@@ -250,6 +250,31 @@ def test_rollback_serves_the_earlier_model_and_is_the_next_baseline(released, tm
         home.rollback()
 
 
+def test_a_rollback_stopped_before_its_record_is_caught_and_repeating_it_completes(
+        released, monkeypatch):
+    """Killed between the push and the MLMD transaction (simulated by stopping there): serving/
+    holds A while ML Metadata still resolves B, so BaselineGuard stops the next run and says how to
+    repair; the record says the rollback did not complete; the same command again completes it."""
+    home, a, b, _ = released
+
+    def killed(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rollback, "_complete", killed)
+    with pytest.raises(KeyboardInterrupt):
+        home.rollback(to=a.id)
+    monkeypatch.undo()
+    assert home.served_print() == fingerprint(a) and home.resolved_baseline() == b.id
+    assert "run the same rollback again" in baseline_problem(home.serving_dir, b.uri, b.id)
+    [stopped] = history.rollbacks(home.runs.store)
+    assert stopped.state == "RUNNING" and stopped.describe().endswith("[RUNNING: did not complete]")
+
+    home.rollback(to=a.id)
+    assert home.resolved_baseline() == a.id and home.served_print() == fingerprint(a)
+    assert baseline_problem(home.serving_dir, a.uri, a.id) is None
+    assert [r.state for r in history.rollbacks(home.runs.store)] == ["RUNNING", "COMPLETE"]
+
+
 def test_roll_forward_restores_the_withdrawn_model(home):
     a, b, c = home.release("A"), home.release("B"), home.release("C")
     home.rollback(to=a.id, reason="B and C misread shirts")
