@@ -207,8 +207,11 @@ def create_pipeline(config: PipelineConfig,
         flip_report=flip_evaluator.outputs["flip_report"],
         flip_blessing=flip_evaluator.outputs["blessing"],
         examples=examples_gen.outputs["examples"],
-        store_path=config.sign_off_store,
-        **dataclasses.asdict(config.sign_off))
+        store_path=config.sign_off_store,  # SignOffConfig.store, or its default location
+        auto_approve=config.sign_off.auto_approve, wait=config.sign_off.wait,
+        timeout_seconds=config.sign_off.timeout_seconds,
+        slack_channel=config.sign_off.slack_channel,
+        max_poll_seconds=config.sign_off.max_poll_seconds)
 
     evaluator, pusher = evaluate_and_push(
         config, sign_off.outputs["sign_off"], examples=examples_gen.outputs["examples"],
