@@ -27,8 +27,9 @@ PASSWORD_ENV = "GRACEFUL_METADATA_PASSWORD"
 LOCATION_HELP = ("'' for the embedded SQLite store <home>/metadata.sqlite, or "
                  "mysql://user@host:port/database with the password in $" + PASSWORD_ENV)
 MLMD_TABLE = "MLMDEnv"  # ml-metadata's schema-version table: present once a store was created
-# MySQL client errors: the server refused the user / the database; anything else is unreachable.
-_ACCESS_DENIED, _NO_DATABASE = (1044, 1045), 1049
+# MySQL server errors: the user or password is wrong; the database is missing or not the user's
+# (a server does not tell these two apart to a user without rights on it). Anything else: unreachable.
+_ACCESS_DENIED, _NO_DATABASE = 1045, (1044, 1049)
 
 
 class StoreDamagedError(ValueError):
@@ -72,14 +73,15 @@ class MySQLServer:
         code = error.args[0] if error.args else None
         detail = error.args[1] if len(error.args) > 1 else str(error)
         where = f"MySQL at {self.host}:{self.port}"
-        if code in _ACCESS_DENIED:
+        if code == _ACCESS_DENIED:
             return StoreUnreachableError(
                 f"{where} refused user '{self.user}' ({detail}): fix the user in --metadata "
                 f"(PipelineConfig.metadata) or set {PASSWORD_ENV} to its password.")
-        if code == _NO_DATABASE:
+        if code in _NO_DATABASE:
             return StoreUnreachableError(
-                f"{where} has no database '{self.database}': create it (README: ML Metadata on "
-                "MySQL/MariaDB) or fix --metadata (PipelineConfig.metadata).")
+                f"{where} has no database '{self.database}' that user '{self.user}' may use "
+                f"({detail}): create it and grant the user all privileges on it (README: ML "
+                "Metadata on MySQL/MariaDB), or fix --metadata (PipelineConfig.metadata).")
         return StoreUnreachableError(
             f"cannot reach {where} ({detail}): start it or fix --metadata "
             f"(PipelineConfig.metadata); password from {PASSWORD_ENV}.")

@@ -1,0 +1,144 @@
+"""ML Metadata's location: SQLite path or mysql:// URL, the password only from the environment, and
+what every command says when the server is down, refuses the user or lacks the database. Against
+the real MariaDB server of tests/mariadb.py and a port where nothing listens; the pipeline and the
+CLI end to end on MariaDB: tests/pipeline/test_mariadb_e2e.py."""
+import socket
+
+import pytest
+from ml_metadata.proto import metadata_store_pb2
+
+from graceful import cli, mlmd_store, signoff
+from graceful.pipeline.configs import PipelineConfig, SignOffConfig
+from tests.mariadb import MariaDB
+
+
+def test_a_mysql_location_is_parsed_and_printed_without_a_password():
+    server = mlmd_store.mysql_server("mysql://ml%40ops@db.internal:3307/graceful")
+    assert server == mlmd_store.MySQLServer("ml@ops", "db.internal", 3307, "graceful")
+    assert str(mlmd_store.mysql_server("mysql://ops@db/graceful")) == "mysql://ops@db:3306/graceful"
+    for path in ("", "home/metadata.sqlite", "/abs/metadata.sqlite"):
+        assert mlmd_store.mysql_server(path) is None
+
+
+@pytest.mark.parametrize("url", ["mysql://ops:hunter2@db:3306/graceful",
+                                 "mysql://ops:hunter2@db/graceful", "mysql://ops:@db/graceful"])
+def test_a_location_carrying_a_password_is_refused_without_repeating_it(url):
+    with pytest.raises(ValueError) as refused:
+        mlmd_store.mysql_server(url)
+    message = str(refused.value)
+    assert "carries a password" in message and "$GRACEFUL_METADATA_PASSWORD" in message
+    assert "hunter2" not in message and "mysql://ops@db" in message
+    with pytest.raises(ValueError, match="carries a password"):
+        PipelineConfig(metadata=url)
+    with pytest.raises(ValueError, match="carries a password"):
+        PipelineConfig(sign_off=SignOffConfig(store=url))
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("postgresql://ops@db/graceful", "postgresql://...: unsupported"),
+    ("gs://bucket/metadata.sqlite", "gs://...: unsupported"),
+    ("mysql://db:3306/graceful", "is not mysql://user@host:port/database"),
+    ("mysql://ops@db:3306/", "is not mysql://user@host:port/database"),
+    ("mysql://ops@db:3306/a/b", "is not mysql://user@host:port/database"),
+    ("mysql://ops@db:port/graceful", "is not mysql://user@host:port/database"),
+    ("mysql://ops@db/graceful?ssl=1", "is not mysql://user@host:port/database")])
+def test_a_location_graceful_cannot_use_is_refused_naming_the_forms_it_can(url, problem):
+    with pytest.raises(ValueError) as refused:
+        mlmd_store.mysql_server(url)
+    assert problem in str(refused.value) and "mysql://user@host:port/database" in str(refused.value)
+
+
+def test_the_sign_off_store_follows_the_metadata_unless_set(tmp_path):
+    home = str(tmp_path / "home")
+    url = "mysql://ops@db:3306/graceful"
+    embedded = PipelineConfig(home=home)
+    assert embedded.metadata_uri == f"{home}/metadata.sqlite"
+    assert embedded.sign_off_store == f"{home}/sign_off.sqlite"
+    on_server = PipelineConfig(home=home, metadata=url)
+    assert on_server.metadata_uri == on_server.sign_off_store == url
+    elsewhere = PipelineConfig(home=home, metadata=url,
+                               sign_off=SignOffConfig(store="mysql://ops@other/decisions"))
+    assert elsewhere.sign_off_store == "mysql://ops@other/decisions"
+
+
+def test_connection_configs_for_sqlite_and_mysql(monkeypatch):
+    monkeypatch.setenv(mlmd_store.PASSWORD_ENV, "s3cret")
+    mysql = mlmd_store.connection_config("mysql://ops@db:3307/graceful").mysql
+    assert (mysql.host, mysql.port, mysql.database, mysql.user, mysql.password) == (
+        "db", 3307, "graceful", "ops", "s3cret")
+    assert not mysql.skip_db_creation
+    assert mlmd_store.connection_config("mysql://ops@db/graceful", readonly=True).mysql \
+        .skip_db_creation
+    sqlite = mlmd_store.connection_config("home/metadata.sqlite", readonly=True).sqlite
+    assert sqlite.filename_uri == "home/metadata.sqlite"
+    assert sqlite.connection_mode == metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+
+
+def _nothing_listening() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_server_that_is_down_is_named_with_what_to_do(capsys):
+    port = _nothing_listening()
+    url = f"mysql://graceful@127.0.0.1:{port}/graceful"
+    with pytest.raises(mlmd_store.StoreUnreachableError) as down:
+        mlmd_store.exists(url)
+    assert str(down.value).startswith(f"cannot reach MySQL at 127.0.0.1:{port} (")
+    assert "start it or fix --metadata" in str(down.value)
+    assert "GRACEFUL_METADATA_PASSWORD" in str(down.value)
+    with pytest.raises(mlmd_store.StoreUnreachableError, match="cannot reach MySQL"):
+        signoff.Store(url)
+    for command in (["history"], ["lineage"], ["report"], ["reconcile"],
+                    ["approve", "--reason", "fine"]):
+        assert cli.main([*command, "--home", "unused", "--metadata", url]) == cli.EXIT_FAILED
+        err = capsys.readouterr().err
+        assert err.startswith(f"graceful: cannot reach MySQL at 127.0.0.1:{port} ("), (command, err)
+        assert "Traceback" not in err
+
+
+def test_the_cli_refuses_a_password_in_metadata_and_never_prints_it(capsys):
+    assert cli.main(["history", "--metadata", "mysql://ops:hunter2@db/graceful"]) == cli.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert "carries a password" in err and "hunter2" not in out + err
+
+
+def test_a_wrong_password_and_a_missing_database_say_what_to_fix(mariadb, monkeypatch):
+    monkeypatch.setenv(mlmd_store.PASSWORD_ENV, "not-the-password")
+    with pytest.raises(mlmd_store.StoreUnreachableError) as refused:
+        mlmd_store.exists(mariadb)
+    assert f"refused user '{MariaDB.USER}'" in str(refused.value)
+    assert "set GRACEFUL_METADATA_PASSWORD to its password" in str(refused.value)
+    assert "not-the-password" not in str(refused.value)
+
+    monkeypatch.setenv(mlmd_store.PASSWORD_ENV, MariaDB.PASSWORD)
+    missing = mariadb.rsplit("/", 1)[0] + "/no_such_database"
+    with pytest.raises(mlmd_store.StoreUnreachableError) as missing_database:
+        signoff.Store(missing)
+    assert (f"has no database 'no_such_database' that user '{MariaDB.USER}' may use"
+            in str(missing_database.value))
+    assert "create it and grant the user all privileges on it" in str(missing_database.value)
+
+
+def test_ml_metadata_and_sign_off_share_one_database_on_the_server(mariadb, mariadb_server,
+                                                                   capsys):
+    """A fresh database has no store yet (read-only use says so and creates nothing); a writer
+    creates ml-metadata's tables; the sign-off tables sit beside them without colliding."""
+    assert not mlmd_store.exists(mariadb)
+    with pytest.raises(FileNotFoundError, match=f"No ML Metadata store in {mariadb}: no run"):
+        mlmd_store.open_store(mariadb)
+    assert cli.main(["history", "--home", "unused", "--metadata", mariadb]) == cli.EXIT_USAGE
+    assert "No ML Metadata store in mysql://" in capsys.readouterr().err
+    assert not mlmd_store.exists(mariadb), "reading created nothing"
+
+    store = mlmd_store.open_store(mariadb, readonly=False)
+    assert mlmd_store.exists(mariadb)
+    store.put_artifact_type(metadata_store_pb2.ArtifactType(name="Probe"))
+    signoff.Store(mariadb).open_request("run-1", 7, {"accuracy": 0.9})
+    database = mariadb.rsplit("/", 1)[1]
+    tables = {name for (name,) in mariadb_server.query(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (database,))}
+    assert {"MLMDEnv", "Artifact", "Execution", "graceful_signoff_requests",
+            "graceful_signoff_decisions"} <= tables
+    assert [t.name for t in mlmd_store.open_store(mariadb).get_artifact_types()] == ["Probe"]
