@@ -17,7 +17,7 @@ import time
 import warnings
 from pathlib import Path
 
-from graceful import data, project, spans
+from graceful import data, locations, project, spans
 from graceful.models.params import TrainingParams
 from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
 
@@ -218,7 +218,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
     from graceful.home_lock import home_lock
     from graceful.pipeline import local_runner
 
-    print(f"[graceful] home: {Path(config.home).resolve()}")
+    print(f"[graceful] home: {locations.absolute(config.home)}")
     # A project's spans are checked before its home is touched (the demo's are written below).
     span = None if config.demo_data else chosen_span(config)
     with home_lock(config.home):
@@ -318,8 +318,6 @@ def cmd_history(args) -> int:
 
 def cmd_report(args) -> int:
     """The flip report of a run (default: the newest run that has one): its path and a summary."""
-    import json
-
     from graceful import history
 
     config = _home_config(args)
@@ -332,8 +330,7 @@ def cmd_report(args) -> int:
     run = chosen[0]
     print(f"flip report of run {runs.index(run) + 1} (model {run.model_id} vs baseline "
           f"{run.baseline_model_id}): {run.flip_report}")
-    with open(run.flip_report) as handle:
-        report = json.load(handle)
+    report = history.read_flip_report(run.flip_report)
     # The names the FlipEvaluator was configured with, recorded in the report (ids if none).
     print(history.format_flip_report(report, report.get("class_names") or None))
     return 0
@@ -492,9 +489,11 @@ def cmd_schema(args) -> int:
 
 def cmd_check_model(args) -> int:
     """Checks a SavedModel against the project's model contract (graceful.model_check)."""
+    import tensorflow as tf
+
     from graceful import model_check
 
-    if not os.path.isdir(args.model_dir):
+    if not tf.io.gfile.isdir(args.model_dir):  # a local folder or a URI (gs://...)
         raise UsageError(f"{args.model_dir} is not a directory; pass a SavedModel's folder")
     config = args.project_config
     try:
@@ -536,6 +535,9 @@ def cmd_demo(args) -> int:
     flips."""
     from graceful import history, mlmd_store
 
+    if locations.is_uri(args.home or ""):
+        raise UsageError(f"--home {args.home}: the demo deletes and recreates its home with local "
+                         "file operations; pass a local folder.")
     home = Path(checked_home(args.home or DEMO_HOME))
     if args.metadata and mlmd_store.exists(args.metadata):
         raise UsageError(f"The demo starts a new history, but {args.metadata} already holds ML "

@@ -434,6 +434,15 @@ def format_table(records: list[RunRecord], rolled_back: list[RollbackRecord] = (
     return "\n".join(lines)
 
 
+def read_flip_report(path: str) -> dict:
+    """The flip_report.json at `path` (RunRecord.flip_report), read through TFX's fileio: the
+    FlipEvaluator's artifact is a local folder here and a bucket URI (gs://…) on Kubeflow."""
+    from tfx.dsl.io import fileio
+
+    with fileio.open(path) as handle:
+        return json.load(handle)
+
+
 def _verdict(report: dict) -> str:
     verdict = report.get("gate")
     if verdict is None:

@@ -9,6 +9,10 @@ start time) so the run that is turned away can name the one running.
 
 The lock is re-entrant within a process (the CLI takes it around data preparation and the pipeline
 run, and the local runner takes it again for callers that use it directly).
+
+A home on a bucket (gs://…) is refused (RemoteHomeError): an object store has no file locks, and the
+local runner's scratch folder lives in the home too. Runs on such a home belong to an orchestrator
+that runs one at a time itself (Kubeflow: kubeflow/schedule.py's max_concurrency=1).
 """
 from __future__ import annotations
 
@@ -20,12 +24,18 @@ import os
 import socket
 import sys
 
+from graceful import locations
+
 LOCK_FILE = ".graceful-run.lock"
 _held: dict[str, int] = {}  # real path of the lock file -> nesting depth in this process
 
 
 class HomeBusyError(RuntimeError):
     """Another run holds the home."""
+
+
+class RemoteHomeError(ValueError):
+    """A run was asked to lock a home that is a URI, not a local folder."""
 
 
 def _describe(holder: dict) -> str:
@@ -37,7 +47,13 @@ def _describe(holder: dict) -> str:
 
 @contextlib.contextmanager
 def home_lock(home: str, what: str | None = None):
-    """Holds the home's run lock; raises HomeBusyError at once when another process holds it."""
+    """Holds the home's run lock; raises HomeBusyError at once when another process holds it, and
+    RemoteHomeError for a home that is a URI."""
+    if locations.is_uri(home):
+        raise RemoteHomeError(
+            f"--home {home} is not a local folder: a local run locks its home with a file lock, "
+            "which a bucket cannot hold. Run with a local --home, or on Kubeflow "
+            f"(`graceful compile kubeflow --home {home}`; kubeflow/schedule.py runs one at a time).")
     os.makedirs(home, exist_ok=True)
     path = os.path.realpath(os.path.join(home, LOCK_FILE))
     if path in _held:

@@ -12,9 +12,9 @@ folder or a URI tf.io.gfile reads (gs://, s3://, ...). TensorFlow is imported on
 from __future__ import annotations
 
 import datetime
-import os
 import re
 
+from graceful import locations
 from graceful.contract import DataContract
 
 __all__ = ["SpanError", "date_of_span", "find_spans", "span_files", "span_glob", "span_of_date"]
@@ -100,5 +100,4 @@ def _span_number(match: re.Match, path: str) -> int:
 
 def _join(root: str, pattern: str) -> str:
     """Local roots are made absolute: the glob returns them so, and the regex must match that."""
-    base = root if "://" in root else os.path.abspath(root)
-    return base.rstrip("/") + "/" + pattern.lstrip("/")
+    return locations.absolute(root).rstrip("/") + "/" + pattern.lstrip("/")

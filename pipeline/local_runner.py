@@ -9,7 +9,6 @@ import shutil
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from graceful.pipeline.configs import PipelineConfig
 
@@ -83,16 +82,17 @@ def run(config: PipelineConfig, log=print) -> None:
                                       config.accept_unknown_serving, log=log)
         recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
         graceful_pipeline = create_pipeline(config, metadata_config(config))
-        with progress_lines(log), own_argv(), scratch_tempdir(Path(config.home) / "scratch"):
+        with progress_lines(log), own_argv(), scratch_tempdir(os.path.join(config.home, "scratch")):
             tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
 
 
 @contextlib.contextmanager
-def scratch_tempdir(scratch: Path):
+def scratch_tempdir(scratch: str | os.PathLike):
     """Points temp files of the run (Beam's, TF's, TFX's throwaway packages) at `scratch`, then
     deletes it: TFX never removes the 42 MB source package it builds per Beam step when Beam
-    arguments are given, and a scheduled local pipeline would otherwise fill the disk."""
-    scratch.mkdir(parents=True, exist_ok=True)
+    arguments are given, and a scheduled local pipeline would otherwise fill the disk. A local
+    folder: the home lock taken before refuses a home that is a URI (graceful.home_lock)."""
+    os.makedirs(scratch, exist_ok=True)
     saved_env, saved_default = os.environ.get("TMPDIR"), tempfile.tempdir
     os.environ["TMPDIR"], tempfile.tempdir = str(scratch), str(scratch)
     try:
