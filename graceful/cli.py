@@ -3,7 +3,10 @@
 Exit statuses (for schedulers): 0 pushed (or, for other commands, done); 1 failed, nothing pushed
 (including a damaged metadata store); 2 usage error or bad input; 3 blocked by a gate (data checks,
 flip gate, sign-off, Evaluator), nothing pushed; 4 nothing to do (`run --latest`: every span already
-trained on); 5 another run holds the pipeline home (try again later).
+trained on; `release`: already released); 5 another run holds the pipeline home (try again later);
+6 awaiting sign-off: the run ended without waiting for a person, nothing pushed yet (the decision,
+`graceful approve|reject`, releases it). `approve`, `reject` and `release` end with their release's
+outcome: 0 pushed, 3 not pushed (rejected, timed out, the baseline changed, the Evaluator).
 """
 from __future__ import annotations
 
@@ -45,7 +48,8 @@ GATE_HELP = {
 DEMO_HOME = "graceful_demo_home"
 DEMO_GRACEFUL_LOSS = TrainingParams().loss
 DEMO_MARKER = ".graceful-demo-home"
-EXIT_PUSHED, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOTHING_TO_DO, EXIT_BUSY = range(6)
+(EXIT_PUSHED, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOTHING_TO_DO, EXIT_BUSY,
+ EXIT_AWAITING) = range(7)
 
 
 class UsageError(ValueError):
@@ -229,6 +233,7 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         model = config.module_file or config.training.architecture
         print(f"[graceful] run on span {span} with model '{model}', loss "
               f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
+        release_decided(config)  # decisions taken since the last run, timeouts included
         started = time.monotonic()
         failure = None
         try:
@@ -241,6 +246,15 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         print(history.format_table(records, history.rollbacks(history.open_store(
             config.metadata_uri))))
     status = exit_status(failure, records[-1] if records else None)
+    if status == EXIT_AWAITING:
+        number, run = len(records), records[-1]
+        print(f"\n[graceful] run {number} awaits sign-off until {run.awaiting_until} and holds "
+              f"nothing meanwhile. Decide (this evaluates against baseline "
+              f"{run.baseline_model_id or '(none)'} and pushes, or records the rejection):\n"
+              f"  graceful approve {number} --reason '...'\n"
+              f"  graceful reject {number} --reason '...'\n"
+              "No decision by then rejects it (`graceful history` shows it; `graceful release` or "
+              "the next `graceful run` records it).")
     if failure is not None:
         print(f"\n[graceful] the run failed, nothing was pushed:\n{type(failure).__name__}: "
               f"{failure}", file=sys.stderr)
@@ -256,6 +270,8 @@ def exit_status(failure: Exception | None, run) -> int:
         return EXIT_FAILED
     if run.pushed:
         return EXIT_PUSHED
+    if run.awaiting_until:
+        return EXIT_AWAITING
     return EXIT_BLOCKED if run.blessed is False else EXIT_FAILED
 
 
@@ -304,7 +320,7 @@ def cmd_history(args) -> int:
     from graceful import serving
 
     config = _home_config(args)
-    records = history.runs(config.metadata_uri)
+    records = history.runs(config.metadata_uri, config.sign_off_store)
     print(history.format_table(records, history.rollbacks(history.open_store(
         config.metadata_uri))))
     served = serving.versions(config.serving_dir)
@@ -393,7 +409,95 @@ def cmd_decide(args) -> int:
                             signoff.allow_list())
     slack.show_decision(store, decision)
     print(f"{request_id}: {decision.describe()}")
-    return 0
+    if store.request(request_id).deadline_at is None:
+        return 0  # a run that waits for the decision acts on it itself
+    if args.no_release:
+        print(release_hint(config, store.request(request_id)))
+        return 0
+    return release_request(config, store, request_id)
+
+
+def cmd_release(args) -> int:
+    """`graceful release [RUN]`: acts on a decided deferred sign-off with the release pipeline
+    (pipeline/release.py): evaluates and pushes an approved candidate, records a rejection or a
+    timeout. For decisions made elsewhere (Slack, `approve --no-release`) and expired requests."""
+    from graceful import signoff
+    from graceful.pipeline import release
+
+    config = _home_config(args)
+    store = signoff.Store(config.sign_off_store)
+    if args.run is not None:
+        return release_request(config, store, _sign_off_request(store, args.run,
+                                                                config.metadata_uri))
+    ready = release.unreleased(store, config.pipeline_name)
+    if len(ready) != 1:
+        listed = ", ".join(r.request_id for r in ready) or "none"
+        raise signoff.SignOffError(f"{len(ready)} decided sign-offs await their release ({listed})"
+                                   "; name one: graceful release RUN")
+    return release_request(config, store, ready[0].request_id)
+
+
+def release_request(config: PipelineConfig, store, request_id: str, log=print) -> int:
+    """Releases one decided deferred request with the local runner and returns the exit status of
+    its outcome (see the module docstring). Refuses an undecided request (SignOffError); one
+    already released is left alone (EXIT_NOTHING_TO_DO)."""
+    from graceful import history, signoff
+    from graceful.home_lock import HomeBusyError
+    from graceful.pipeline import release
+
+    request = store.request(request_id)  # closed as "timeout" first if past its deadline
+    parameters = release.values(request)
+    decision = store.decision(request_id)
+    if request.released_at is not None:
+        log(f"[graceful] {request_id} was already released: a decision releases its candidate "
+            "once (`graceful history` shows the outcome); nothing to do")
+        return EXIT_NOTHING_TO_DO
+    if decision is None:
+        raise signoff.SignOffError(
+            f"Sign-off {request_id} awaits a decision (until its deadline); nothing to release "
+            f"yet: graceful approve|reject {request_id} --reason '...'")
+    log(f"[graceful] releasing {request_id}: {decision.describe()}")
+    started, failure = time.monotonic(), None
+    try:
+        release.run(config, parameters, log=log)
+    except HomeBusyError:
+        log(f"[graceful] the decision is recorded; release it once the home is free: graceful "
+            f"release {request_id} (the next `graceful run` releases it too)")
+        raise
+    except Exception as error:  # the release failed: report why; history shows what happened
+        failure = error
+    ran = [r for r in history.runs(config.metadata_uri)
+           if (r.sign_off or {}).get("request_id") == request_id]
+    status = exit_status(failure, ran[-1] if ran else None)
+    log(f"[graceful] release of {request_id} finished in {time.monotonic() - started:.1f}s: "
+        + (ran[-1].status if ran else "no record"))
+    if failure is not None:
+        print(f"[graceful] the release failed, nothing was pushed:\n{type(failure).__name__}: "
+              f"{failure}", file=sys.stderr)
+    return status
+
+
+def release_decided(config: PipelineConfig) -> None:
+    """Before a run: releases this pipeline's deferred sign-offs that were decided, or timed out,
+    but not released (a decision taken while the home was busy, elsewhere, or none in time), so
+    the run is judged against what those decisions serve and the history records them."""
+    from graceful import signoff
+    from graceful.pipeline import release
+
+    store = signoff.Store(config.sign_off_store)
+    for request in release.unreleased(store, config.pipeline_name):
+        release_request(config, store, request.request_id)
+
+
+def release_hint(config: PipelineConfig, request) -> str:
+    """How to release a decision recorded with --no-release: here, or as an Airflow DAG run."""
+    import json
+
+    from graceful.pipeline import release
+
+    return (f"[graceful] not released (--no-release). Release it with `graceful release "
+            f"{request.request_id}`, or on Airflow: airflow dags trigger "
+            f"{release.name(config.pipeline_name)} --conf '{json.dumps(release.values(request))}'")
 
 
 def cmd_slack_gate(args) -> int:
@@ -401,9 +505,12 @@ def cmd_slack_gate(args) -> int:
     from graceful import signoff, slack
 
     config = _home_config(args)
-    server = slack.SlackGateServer((args.host, args.port), signoff.Store(config.sign_off_store),
+    store = signoff.Store(config.sign_off_store)
+    server = slack.SlackGateServer((args.host, args.port), store,
                                    os.environ.get(slack.SIGNING_SECRET_ENV, ""),
-                                   signoff.allow_list())
+                                   signoff.allow_list(),
+                                   on_decision=lambda decision: _start_release(args, store,
+                                                                               decision))
     print(f"[slack-gate] listening on http://{args.host}:{server.server_address[1]}/ "
           f"(decisions in {config.sign_off_store}); Ctrl-C stops", flush=True)
     try:
@@ -411,6 +518,27 @@ def cmd_slack_gate(args) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _start_release(args, store, decision) -> None:
+    """slack-gate's on_decision: `graceful release REQUEST` in a process of its own (the Slack reply
+    never waits for it; it finishes even if the gate stops), for deferred requests only (a waiting
+    run acts on its decision itself). Runs in the gate's background thread: waits, logs the end."""
+    import subprocess
+
+    if store.request(decision.request_id).deadline_at is None:
+        return
+    command = [sys.executable, "-m", "graceful.cli", "release", decision.request_id,
+               "--home", args.home]
+    if args.project_path:
+        command += ["--project", str(args.project_path)]
+    if args.metadata:
+        command += ["--metadata", args.metadata]
+    process = subprocess.Popen(command, start_new_session=True)
+    print(f"[slack-gate] releasing {decision.request_id}: {' '.join(command[2:])} (pid "
+          f"{process.pid})", flush=True)
+    print(f"[slack-gate] release of {decision.request_id} ended with status {process.wait()}",
+          flush=True)
 
 
 def cmd_compile(args) -> int:
@@ -601,8 +729,19 @@ def build_parser(chosen: project.Project | None = None) -> argparse.ArgumentPars
                             help="run number (as in `graceful history`) or request id; "
                                  "default: the one waiting")
         decide.add_argument("--reason", required=True, help="why (recorded in ML Metadata)")
+        decide.add_argument("--no-release", action="store_true",
+                            help="only record the decision; release it elsewhere (`graceful "
+                                 "release`, the Airflow release DAG)")
         _add_home(decide, chosen)
         decide.set_defaults(func=cmd_decide, decision=decision)
+    release = commands.add_parser("release", help="act on a decided sign-off of a run that ended "
+                                  "awaiting it: evaluate and push an approved model, or record "
+                                  "the rejection or timeout (approve/reject do this themselves)")
+    release.add_argument("run", nargs="?", default=None,
+                         help="run number (as in `graceful history`) or request id; default: the "
+                              "one decided and not yet released")
+    _add_home(release, chosen)
+    release.set_defaults(func=cmd_release)
     compile_ = commands.add_parser("compile", help="compile the pipeline for an orchestrator")
     compile_.add_argument("target", choices=["kubeflow"])
     _add_run_options(compile_, chosen)

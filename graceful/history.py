@@ -30,6 +30,9 @@ FLIP_REPORT, FLIP_BLESSING, SIGN_OFF = "graceful.FlipReport", "graceful.FlipBles
 FLIP_METRICS = {"negative_flip_rate": "nfr", "relative_negative_flip_rate": "relative_nfr",
                 "high_confidence_flips": "high_confidence_flips"}
 ABANDONED_REASON = "graceful_abandoned_reason"  # set by graceful.recovery on unfinished pushes
+# A SignOff's decision while its deferred request awaits a person (components/human_signoff), and
+# the property marking the SignOff a release recorded (components/sign_off_release).
+PENDING, RELEASE = "pending", "release"
 # graceful.rollback: the execution type it records, and why it took a blessing out of resolution.
 ROLLBACK, WITHDRAWN_REASON = "graceful.Rollback", "graceful_withdrawn_reason"
 
@@ -59,12 +62,18 @@ class RunRecord:
     pushed: bool | None = None
     failed_step: str | None = None
     abandoned: str | None = None        # why its blessing left baseline resolution (graceful.recovery)
+    awaiting_until: str | None = None   # deferred sign-off not released yet: its deadline
+    decided: str | None = None          # ... and, from the sign-off store, its decision if made
+    release_of: str | None = None       # a release run (pipeline/release.py): the request released
     withdrawn: str | None = None        # why a rollback took its model out (graceful.rollback)
 
     @property
     def status(self) -> str:
         if self.failed_step:
             return f"failed at {self.failed_step}"
+        if self.awaiting_until:
+            return (f"{self.decided}; not released yet (graceful release)" if self.decided else
+                    f"awaiting sign-off until {self.awaiting_until}")
         if self.pushed:
             return "pushed, rolled back" if self.withdrawn else "pushed"
         if self.blessed is False:
@@ -278,7 +287,11 @@ def _fill_sign_off(record: RunRecord, step: Step) -> None:
         record.sign_off = {key: property_value(artifact, key) for key in (
             "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
             "slack_ts", "request_id")}
-        if property_value(artifact, "blessed") == 0:
+        if property_value(artifact, RELEASE) == 1:
+            record.release_of = record.sign_off["request_id"]
+        if record.sign_off["decision"] == PENDING:
+            record.awaiting_until = property_value(artifact, "deadline_at")
+        elif property_value(artifact, "blessed") == 0:
             _refused(record, "sign-off", [f"{record.sign_off['decision']}ed by "
                                           f"{record.sign_off['approver_name']}: "
                                           f"{record.sign_off['reason']}"])
@@ -347,11 +360,52 @@ def run_contexts(store) -> list:
     return sorted(contexts, key=lambda c: c.create_time_since_epoch)
 
 
-def runs(metadata_path: str) -> list[RunRecord]:
-    """Every pipeline run in the store, oldest first."""
+def runs(metadata_path: str, sign_off_store: str | None = None) -> list[RunRecord]:
+    """Every pipeline run in the store, oldest first, each release run folded into the run it
+    released. With `sign_off_store`, runs still awaiting their release show the decision made
+    since, if any (looking closes requests past their deadline as "timeout" rejections)."""
     store = open_store(metadata_path)
     nodes = node_ids(store)
-    return [run_record(store, context, nodes) for context in run_contexts(store)]
+    records = _fold_releases([run_record(store, context, nodes) for context in run_contexts(store)])
+    if sign_off_store:
+        decisions = signoff.Store(sign_off_store)
+        for record in records:
+            if not record.awaiting_until:
+                continue
+            try:
+                decisions.request(record.sign_off["request_id"])  # closes it if past its deadline
+            except signoff.SignOffError:
+                continue  # not in this sign-off store (another store was used then)
+            decided = decisions.decision(record.sign_off["request_id"])
+            if decided:
+                record.decided = (f"{'approved' if decided.approved else 'rejected'} by "
+                                  f"{decided.approver_name} ({decided.source})")
+    return records
+
+
+# What a release run knows of its candidate's run: the training side stays the original run's.
+_TRAINING_FIELDS = {"run_id", "started", "span", "training_spans", "params", "model_name",
+                    "model_id", "loss", "reference_model_id", "flip_report", "release_of"}
+
+
+def _fold_releases(records: list[RunRecord]) -> list[RunRecord]:
+    """A release run (pipeline/release.py) finishes the run that trained its candidate, which ended
+    awaiting sign-off: its decision, evaluation and push become that run's, and it has no row of
+    its own. A release whose run is not in this store keeps its own row."""
+    awaiting = {r.sign_off["request_id"]: r for r in records
+                if r.sign_off and r.awaiting_until and not r.release_of}
+    kept = []
+    for record in records:
+        original = awaiting.get(record.release_of)
+        if original is None:
+            kept.append(record)
+            continue
+        original.awaiting_until = None
+        for field in dataclasses.fields(RunRecord):
+            value = getattr(record, field.name)
+            if field.name not in _TRAINING_FIELDS and value not in (None, [], {}):
+                setattr(original, field.name, value)
+    return kept
 
 
 @dataclasses.dataclass
@@ -405,6 +459,8 @@ def signed_off_by(record: RunRecord) -> str:
     sign_off = record.sign_off
     if not sign_off:
         return "-"
+    if record.awaiting_until:
+        return "awaiting"
     who = sign_off["approver_name"] if sign_off["source"] not in signoff.SYSTEM_SOURCES else (
         sign_off["source"])
     return who if sign_off["decision"] == "approve" else f"rejected: {who}"

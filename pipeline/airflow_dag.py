@@ -19,6 +19,20 @@ run's SignOff artifact from MLMD and skips the Evaluator and Pusher unless `bles
 
 And one task before everything else, `reconcile` (graceful.recovery), which `graceful run` also does
 before each local run: a run that died between its blessing and its push leaves no baseline behind.
+
+Sign-off holds no worker slot: with SignOffConfig.wait=False (the default) the HumanSignOff task
+opens the request and ends, and the run ends awaiting sign-off (the guard skips the Evaluator and
+Pusher). The decision is acted on by a second DAG, `<pipeline name>_release` (RELEASE_DAG), built
+from the release pipeline (pipeline/release.py) with the request's values as TFX RuntimeParameters,
+which TFX's Airflow runner reads from the DAG run's conf. Trigger it once the decision is recorded
+(for a timed-out request too: its run records the rejection):
+
+    graceful approve RUN --reason '...' --no-release     # records, prints the trigger and its conf
+    airflow dags trigger graceful_release --conf '{"request_id": "...", "candidate_model_uri": "...",
+                                                   "eval_examples_uri": "..."}'
+
+It has no schedule, the same reconcile task first and the same guard between its SignOffRelease
+task and the Evaluator.
 """
 from __future__ import annotations
 
@@ -29,6 +43,7 @@ from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, Airfl
 
 from graceful.components.human_signoff.component import SignOff
 from graceful import mlmd_store, project, recovery
+from graceful.pipeline import release
 from graceful.pipeline.configs import PipelineConfig
 from graceful.pipeline.pipeline import create_pipeline
 
@@ -51,14 +66,16 @@ def sign_off_approved(metadata_path: str, pipeline_name: str, run_id: str, **_) 
     return bool(sign_offs) and sign_offs[-1].custom_properties["blessed"].int_value == 1
 
 
-def _guard_push_with_sign_off(dag, config: PipelineConfig) -> None:
+def _guard_push_with_sign_off(dag, config: PipelineConfig,
+                              sign_off_task: str = SIGN_OFF_TASK) -> None:
+    """`sign_off_task` (HumanSignOff; SignOffRelease in the release DAG) >> guard >> Evaluator."""
     from airflow.operators.python import ShortCircuitOperator
 
     guard = ShortCircuitOperator(
         task_id=GUARD_TASK, dag=dag, python_callable=sign_off_approved,
         op_kwargs={"metadata_path": config.metadata_uri, "pipeline_name": config.pipeline_name},
         ignore_downstream_trigger_rules=True)  # skips the Evaluator and everything after it
-    dag.get_task(SIGN_OFF_TASK) >> guard >> dag.get_task(GUARDED_TASK)
+    dag.get_task(sign_off_task) >> guard >> dag.get_task(GUARDED_TASK)
 
 
 def _reconcile_first(dag, config: PipelineConfig) -> None:
@@ -84,6 +101,22 @@ def build_dag(config: PipelineConfig, schedule: str = "@daily"):
     return dag
 
 
+def build_release_dag(config: PipelineConfig):
+    """The release DAG of `config`'s pipeline (dag_id `<pipeline name>_release`, no schedule): one
+    run per sign-off decision, its conf holding the request's values (pipeline.release.values)."""
+    dag_config = {"schedule": None, "start_date": datetime.datetime(2026, 1, 1), "catchup": False,
+                  "max_active_runs": 1}  # a release changes the baseline: one at a time
+    pipeline = release.create_release_pipeline(
+        config, release.runtime_parameters(), mlmd_store.connection_config(config.metadata_uri))
+    dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
+    # TFX names a DAG after its pipeline; the release keeps the pipeline's name in ML Metadata
+    # (the baseline is resolved within it), so its DAG gets its own id here.
+    dag.dag_id = release.name(config.pipeline_name)
+    _guard_push_with_sign_off(dag, config, release.SIGN_OFF_NODE)
+    _reconcile_first(dag, config)
+    return dag
+
+
 def project_config() -> PipelineConfig:
     """The project $GRACEFUL_PROJECT names (Airflow's working directory is not the project's), else
     the built-in demo config."""
@@ -92,3 +125,4 @@ def project_config() -> PipelineConfig:
 
 
 DAG = build_dag(project_config(), os.environ.get(SCHEDULE_ENV, "@daily"))
+RELEASE_DAG = build_release_dag(project_config())

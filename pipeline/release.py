@@ -49,6 +49,22 @@ SIGN_OFF_NODE = "SignOffRelease"
 Value = Union[str, tfx.dsl.experimental.RuntimeParameter]
 
 
+def name(pipeline_name: str) -> str:
+    """What orchestrators list the release as (the Airflow DAG id, the Kubeflow upload's name).
+    Its ML Metadata pipeline context stays `pipeline_name` (see above)."""
+    return f"{pipeline_name}_release"
+
+
+def unreleased(store: signoff.Store, pipeline_name: str) -> list[signoff.Request]:
+    """Deferred requests of `pipeline_name` that are decided — by a person, or by their deadline
+    passing (looking closes those) — but not released yet, oldest first: a decision made while
+    the home was busy, or whose release did not start."""
+    return [request for request in store.requests()
+            if request.deadline_at is not None and request.released_at is None
+            and request.evidence.get("pipeline") == pipeline_name
+            and store.decision(request.request_id) is not None]
+
+
 def values(request: signoff.Request) -> dict[str, str]:
     """The release's parameters for `request`, from the evidence HumanSignOff stored in it
     (SignOffError if it was not opened for a release)."""
@@ -122,17 +138,15 @@ def create_release_pipeline(config: PipelineConfig, parameters: Mapping[str, Val
         beam_pipeline_args=config.beam_pipeline_args)
 
 
-def run(config: PipelineConfig, request_id: str, log=print) -> None:
-    """Releases `request_id` with TFX's LocalDagRunner into the runs' ML Metadata store (raises on
-    failure). Like a run, it holds the home's run lock and first repairs what a run that died
-    mid-push left (graceful.recovery)."""
+def run(config: PipelineConfig, parameters: Mapping[str, str], log=print) -> None:
+    """Runs the release of one request (`values(request)`) with TFX's LocalDagRunner into the runs'
+    ML Metadata store (raises on failure). Like a run, it holds the home's run lock and first
+    repairs what a run that died mid-push left (graceful.recovery)."""
     from graceful import recovery
     from graceful.home_lock import home_lock
     from graceful.pipeline import local_runner
 
-    request = signoff.Store(config.sign_off_store).request(request_id)
-    release = create_release_pipeline(config, values(request),
-                                      local_runner.metadata_config(config))
+    release = create_release_pipeline(config, parameters, local_runner.metadata_config(config))
     with home_lock(config.home):
         recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
         with local_runner.progress_lines(log), local_runner.own_argv(), \

@@ -100,16 +100,19 @@ class Executor(base_executor.BaseExecutor):
 
         store = signoff.Store(exec_properties["store_path"])
         request_id = self._context.pipeline_run_id or f"model-{model.id}"
-        pipeline_info = self._context.pipeline_info  # a PipelineInfo proto in TFX's IR runners
+        # IR runners (local, Kubeflow) give a PipelineInfo proto (`id`); TFX's Airflow runner a
+        # data_types.PipelineInfo (`pipeline_name`)
+        pipeline_info = self._context.pipeline_info
         baseline_model_id = report_artifact.get_int_custom_property("baseline_model_id") or None
         shown = evidence(report, report_artifact.uri,
-                         getattr(pipeline_info, "id", None) or "graceful",
+                         getattr(pipeline_info, "id", None)
+                         or getattr(pipeline_info, "pipeline_name", None) or "graceful",
                          report_artifact.get_int_custom_property("span") or None, baseline_model_id)
         deferred = not (exec_properties["wait"] or exec_properties["auto_approve"])
         if not deferred:
             request = store.open_request(request_id, model.id, shown,
                                          max_poll=exec_properties["max_poll_seconds"])
-            decision = self._ask_and_wait(store, request, exec_properties)
+            decision = self._ask_and_wait(store, request, exec_properties, report)
             record(sign_off, model, request_id, decision, store.request(request_id))
             return
         examples = artifact_utils.get_single_instance(input_dict["examples"])  # HumanSignOff checks
@@ -118,7 +121,7 @@ class Executor(base_executor.BaseExecutor):
         deadline = time.time() + exec_properties["timeout_seconds"]
         until = utc_iso(deadline)
         request = store.open_request(request_id, model.id, shown, deadline_at=deadline)
-        failed = _ask(store, request, exec_properties)
+        failed = _ask(store, request, exec_properties, report)
         if failed is not None:  # Slack failed: rejected now, so there is nothing left to release
             store.claim_release(request_id)
             record(sign_off, model, request_id, failed, store.request(request_id))
@@ -132,7 +135,7 @@ class Executor(base_executor.BaseExecutor):
             DEFERRED_SOURCE), store.request(request_id))
         sign_off.set_string_custom_property("deadline_at", until)
 
-    def _ask_and_wait(self, store, request, exec_properties) -> signoff.Decision:
+    def _ask_and_wait(self, store, request, exec_properties, report) -> signoff.Decision:
         request_id = request.request_id
         if exec_properties["auto_approve"]:
             print(f"[sign-off] auto_approve is set: approving {request_id} without asking",
@@ -140,7 +143,7 @@ class Executor(base_executor.BaseExecutor):
             return store.decide(request_id, signoff.APPROVE, "auto_approve", "auto_approve",
                                 "auto_approve is set in the pipeline config", "auto",
                                 approvers=frozenset({"auto_approve"}))
-        failed = _ask(store, request, exec_properties)
+        failed = _ask(store, request, exec_properties, report)
         if failed is not None:
             return failed
         print(f"[sign-off] decide from a shell: graceful approve {request_id} --reason '...' "
@@ -162,9 +165,10 @@ class Executor(base_executor.BaseExecutor):
         return decision
 
 
-def _ask(store, request, exec_properties) -> signoff.Decision | None:
-    """Posts the request to Slack when it is configured (else says how to set it up); a Slack
-    failure rejects the request at once (fail closed) and that rejection is returned."""
+def _ask(store, request, exec_properties, report: dict) -> signoff.Decision | None:
+    """Posts the request to Slack when it is configured (else says how to set it up), the flip
+    report's plots in its thread; a Slack failure to post rejects the request at once (fail
+    closed) and that rejection is returned."""
     channel = exec_properties["slack_channel"] or os.environ.get(slack.CHANNEL_ENV, "")
     if not (os.environ.get(slack.TOKEN_ENV) and channel):
         print(f"[sign-off] {slack.SETUP_HINT}", flush=True)
@@ -172,7 +176,7 @@ def _ask(store, request, exec_properties) -> signoff.Decision | None:
     from slack_sdk.errors import SlackApiError
 
     try:
-        ts = slack.post_request(request, channel)
+        ts = slack.post_request(request, channel, report)  # report: its plots go in the thread
     except (SlackApiError, OSError) as error:
         reason = f"Slack API error, message not sent: {_slack_error(error)}"
         print(f"[sign-off] {reason}; not approving", flush=True)
