@@ -158,7 +158,7 @@ class PipelineConfig:
         that pods, the Slack gate and the CLI all reach), else <home>/sign_off.sqlite."""
         if self.sign_off.store:
             return self.sign_off.store
-        if mlmd_store.mysql_server(self.metadata_uri) is not None:
+        if mlmd_store.mysql_server(self.metadata) is not None:  # the setting: <home> may be a URI
             return self.metadata_uri
         return os.path.join(self.home, "sign_off.sqlite")
 
