@@ -2,27 +2,29 @@
 then on the baseline every run is distilled from and judged against.
 
 Why it works this way:
-- Serving. The model is pushed by AtomicPusher's own executor (copied into a hidden staging folder in
-  serving/, renamed to a version above every served one), so a rollback is exactly as atomic as a push
-  and a model server picks it up as it picks up any push.
+- Serving. The model is pushed by AtomicPusher's own executor (copied into a hidden staging folder
+  in serving/, renamed to a version above every served one), so a rollback is exactly as atomic as
+  a push and a model server picks it up as it picks up any push.
 - Baseline. Runs take their baseline from TFX's LatestBlessedModelStrategy (the newest Model with a
   ModelBlessing blessed=1), and TFX hands resolvers LIVE artifacts only, on every runner: the local
-  and Kubeflow IR runners through `channel_resolver._filter_by_artifact_query(live_only=True)`, TFX's
-  Airflow runner through `Metadata.get_qualified_artifacts` (state == LIVE), and the Kubeflow v2
-  baseline query filters `state=LIVE AND metadata.blessed=1` (`step_builder.py`). A rollback
-  therefore sets the blessings of every model newer than the restored one to ABANDONED, with the
-  reason as a custom property: they leave baseline resolution everywhere, while the record stays.
-  The next run resolves the restored model, BaselineGuard finds it served, and a withdrawn model is
-  never offered as a baseline again. Rolling forward (`--to` a withdrawn model) sets its blessings
-  LIVE again, which falls out of the same rule: after a rollback to model M, M is the newest model
-  with a LIVE blessing.
+  and Kubeflow IR runners through `channel_resolver._filter_by_artifact_query(live_only=True)`,
+  TFX's Airflow runner through `Metadata.get_qualified_artifacts` (state == LIVE), and the Kubeflow
+  v2 baseline query filters `state=LIVE AND metadata.blessed=1` on blessings (`step_builder.py`).
+  A rollback therefore sets the blessings of every model newer than the restored one to ABANDONED
+  (the lever graceful.recovery uses too; never a deletion state: their files stay, for the audit
+  and for rolling forward), with the reason as a custom property. They leave baseline resolution
+  everywhere; the next run resolves the restored model, BaselineGuard finds it served, and a
+  withdrawn model is never offered as a baseline again. Rolling forward (`--to` a withdrawn model)
+  sets its blessings LIVE again: after a rollback to model M, M is the newest model with a LIVE
+  blessing, whichever way it went.
 - Record. A `graceful.Rollback` execution (approver, time, reason, the models) whose inputs are the
   restored Model and the withdrawn releases (their PushedModels) and whose output is the new
   PushedModel; the blessings' states change in the same MLMD transaction that completes it. It is
-  first registered RUNNING, so a rollback killed between its push and that transaction leaves a trace
-  (and BaselineGuard stops the next run until the rollback is repeated).
+  registered RUNNING first, so a rollback killed between its push and that transaction leaves a
+  trace (and BaselineGuard stops the next run until the rollback is repeated).
 - Who. Only an approver on the sign-off allow-list ($GRACEFUL_APPROVERS), with a reason, under the
-  home's run lock, so it cannot race a run. Every refusal happens before anything is changed.
+  home's run lock, so it cannot race a run. A refusal changes nothing (beyond the repair of a run
+  killed mid-push that every run makes first, graceful.recovery).
 
 Like graceful.recovery, it reads every ModelBlessing in the store: one pipeline per store.
 """
@@ -59,7 +61,6 @@ class RollbackRefused(ValueError):
 class Plan:
     """What a rollback to `model` changes, worked out before anything is changed."""
     model: metadata_store_pb2.Artifact            # the model to serve again
-    served_id: int                                # the model served now
     blessing: metadata_store_pb2.Artifact         # a blessing of `model` (the push checks it)
     withdraw: list = dataclasses.field(default_factory=list)  # LIVE blessings of newer models
     restore: list = dataclasses.field(default_factory=list)   # `model`'s withdrawn blessings
@@ -99,18 +100,18 @@ def plan(store, to: int | None = None) -> Plan:
     if to is None:
         earlier = sorted(m for m in {_model_id(b) for b in live} & set(pushed) if m < served)
         if not earlier:
-            raise RollbackRefused(f"Model {served} is served and no earlier pushed model is left to "
-                                  "roll back to (`graceful history` lists pushed models and "
+            raise RollbackRefused(f"Model {served} is served and no earlier pushed model is left "
+                                  "to roll back to (`graceful history` lists pushed models and "
                                   "rollbacks); nothing was changed.")
         to = earlier[-1]
     elif to not in pushed:
         known = store.get_artifacts_by_id([to])
-        what = ("there is no model" if not known or
+        what = ("there is no model with that id" if not known or
                 store.get_artifact_types_by_id([known[0].type_id])[0].name != history.MODEL
-                else "it was never pushed: there is no model")
-        raise RollbackRefused(f"Cannot roll back to model {to}: {what} {to} among the pushed "
-                              f"models {sorted(set(pushed))} (ids as in `graceful history` and "
-                              "`graceful lineage`); nothing was changed.")
+                else "it was never pushed, and only a model that was served can be served again")
+        raise RollbackRefused(f"Cannot roll back to model {to}: {what}. Pushed models: "
+                              f"{sorted(set(pushed))} (ids as in `graceful history` and `graceful "
+                              "lineage`); nothing was changed.")
     elif to == served:
         raise RollbackRefused(f"Model {to} is already the served model; nothing was changed. "
                               "Pass --to with another pushed model, or leave --to out to roll "
@@ -119,9 +120,9 @@ def plan(store, to: int | None = None) -> Plan:
     own = [b for b in blessings if _model_id(b) == to
            and (b.state == LIVE or history.WITHDRAWN_REASON in b.custom_properties)]
     if not own:
-        raise RollbackRefused(f"Model {to} was pushed but has no blessing that baseline resolution "
-                              "could use again (it was taken out by `graceful reconcile`); "
-                              "nothing was changed.")
+        raise RollbackRefused(f"Model {to} was pushed without a blessing (a ModelBlessing with "
+                              "blessed=1), so baseline resolution could never pick it and later "
+                              "runs would not be judged against it; nothing was changed.")
     try:
         serving.fingerprint(path_utils.serving_model_path(model.uri))
     except FileNotFoundError as missing:
@@ -134,7 +135,7 @@ def plan(store, to: int | None = None) -> Plan:
                 if history.property_value(p, "pushed") == 1
                 and any(m.id in withdrawn for m in graph.artifacts(
                     graph.producer(p), lineage.INPUT, history.MODEL))]
-    return Plan(model=model, served_id=served, blessing=own[0], withdraw=withdraw,
+    return Plan(model=model, blessing=own[0], withdraw=withdraw,
                 restore=[b for b in own if b.state != LIVE], withdrawn_pushes=releases)
 
 
@@ -209,19 +210,15 @@ def _push(store, chosen: Plan, serving_dir: str, archive_uri: str):
 
     from graceful.components.atomic_pusher.executor import Executor
 
-    blessing = _tfx_artifact(store, chosen.blessing)  # blessed=1, whatever its MLMD state
     pushed = standard_artifacts.PushedModel()
     pushed.uri = archive_uri
     destination = pusher_pb2.PushDestination(
         filesystem=pusher_pb2.PushDestination.Filesystem(base_directory=serving_dir))
     Executor().Do({keys.MODEL_KEY: [_tfx_artifact(store, chosen.model)],
-                   keys.MODEL_BLESSING_KEY: [blessing]},
+                   keys.MODEL_BLESSING_KEY: [_tfx_artifact(store, chosen.blessing)]},
                   {keys.PUSHED_MODEL_KEY: [pushed]},
                   {keys.PUSH_DESTINATION_KEY: proto_utils.proto_to_json(destination),
                    keys.CUSTOM_CONFIG_KEY: "null"})
-    if pushed.get_int_custom_property("pushed") != 1:
-        raise RuntimeError(f"The push of model {chosen.model.id} did not happen (its blessing "
-                           f"{chosen.blessing.id} was not read as blessed); serving is unchanged.")
     return pushed
 
 

@@ -51,14 +51,16 @@ class Home:
         make_model(model.uri, 1024, name.encode())
         return model
 
-    def release(self, name: str):
-        """A run whose model the Evaluator blessed and AtomicPusher pushed; returns the model."""
+    def release(self, name: str, blessed: bool = True):
+        """A run whose model the Evaluator blessed and AtomicPusher pushed; returns the model.
+        `blessed=False`: a stock pipeline's Pusher without an Evaluator pushed it unblessed."""
         model = self.train(name)
-        [blessing] = self.runs.step("Evaluator", "Evaluator", consumed=[model], produced=[
-            (history.MODEL_BLESSING, {"blessed": 1, "current_model_id": model.id})])
+        blessing = self.runs.step("Evaluator", "Evaluator", consumed=[model], produced=[
+            (history.MODEL_BLESSING, {"blessed": 1, "current_model_id": model.id})]) if blessed \
+            else []
         pushed = push(model.uri, self.serving_dir,
                       os.path.join(self.pipeline_root, "Pusher", "pushed_model", name))
-        self.runs.step("Pusher", "AtomicPusher", consumed=[model, blessing], produced=[
+        self.runs.step("Pusher", "AtomicPusher", consumed=[model, *blessing], produced=[
             (history.PUSHED_MODEL, {key: pushed.get_custom_property(key) for key in (
                 "pushed", "pushed_destination", "pushed_version")})])
         return model
@@ -128,9 +130,9 @@ def _blessings(home) -> dict:
     (dict(reason=""), "A rollback needs a reason"),
     (dict(reason="   "), "A rollback needs a reason"),
     (dict(approver="mallory"), "mallory (mallory) is not on the approver allow-list"),
-    (dict(to="unknown"), "there is no model 999 among the pushed models"),
-    (dict(to="blessing"), "there is no model"),
-    (dict(to="C"), "it was never pushed"),
+    (dict(to="unknown"), "Cannot roll back to model 999: there is no model with that id"),
+    (dict(to="blessing"), "there is no model with that id"),
+    (dict(to="C"), "it was never pushed, and only a model that was served can be served again"),
     (dict(to="B"), "is already the served model"),
 ])
 def test_refusals_change_nothing(released, case, message):
@@ -151,6 +153,15 @@ def test_with_nothing_earlier_to_serve_the_default_rollback_is_refused(home):
     before = home.snapshot()
     with pytest.raises(rollback.RollbackRefused, match="no earlier pushed model is left"):
         home.rollback()
+    assert home.snapshot() == before
+
+
+def test_a_model_pushed_without_a_blessing_could_never_be_the_baseline_and_is_refused(home):
+    unblessed = home.release("A", blessed=False)
+    home.release("B")
+    before = home.snapshot()
+    with pytest.raises(rollback.RollbackRefused, match="was pushed without a blessing"):
+        home.rollback(to=unblessed.id)
     assert home.snapshot() == before
 
 

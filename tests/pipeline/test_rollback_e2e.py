@@ -1,6 +1,7 @@
-"""Rollback end to end: real LocalDagRunner runs on tiny Fashion-MNIST spans push model A, then B;
-`graceful rollback` serves A again; the next run's baseline (the model it distills from and is judged
-against) is A, not B. Every assertion reads ML Metadata, the serving directory or the CLI's output.
+"""Rollback end to end: real LocalDagRunner runs on tiny Fashion-MNIST spans push model A, then
+model B; `graceful rollback` serves A again; the next run's baseline (the model it distills from and
+is judged against) is A, not B. Every assertion reads ML Metadata, the serving directory or the
+CLI's output.
 """
 import dataclasses
 
