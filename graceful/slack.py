@@ -67,6 +67,7 @@ SETUP_HINT = (f"Slack is not configured: set {TOKEN_ENV} (a bot token with the c
               "decide with `graceful approve` / `graceful reject`.")
 PLOT_TITLES = {"flip_matrix.png": "Negative flips: old class -> new class (counts)",
                "class_nfr.png": "Negative flip rate per class, against max_class_nfr"}
+PLOTS_FOLLOW = ":bar_chart: The flip matrix and NFR per class follow in this message's thread."
 
 
 def client(token: str | None = None):
@@ -159,10 +160,10 @@ def error_text(error: Exception) -> str:
 def post_request(request: signoff.Request, channel: str, report: dict | None = None, web=None,
                  log=print) -> str:
     """Posts the sign-off message and returns its ts; raises slack_sdk's errors after its retries
-    (no message, no sign-off). Then, if `report` (the flip report) has a baseline, uploads its
-    evidence plots into the message's thread and says in the message whether they arrived: a
-    failed upload is logged and shown there, never raised, since the message and the CLI still
-    let a person decide."""
+    (no message, no sign-off). If `report` (the flip report) has a baseline, the message says its
+    evidence plots follow in the thread, and they are uploaded there; a failed upload is logged
+    and said in the message instead, never raised: the message and the CLI still let a person
+    decide."""
     web = web or client()
     plots = report_html.evidence_plots(report) if report and report.get("has_baseline") else {}
     text = f"Model sign-off requested for run {request.request_id}"
@@ -173,8 +174,6 @@ def post_request(request: signoff.Request, channel: str, report: dict | None = N
         _attach(web, request, channel, ts, plots, text, log)
     return ts
 
-
-PLOTS_FOLLOW = ":bar_chart: The flip matrix and NFR per class follow in this message's thread."
 
 
 def _attach(web, request: signoff.Request, channel: str, ts: str, plots: dict, text: str,

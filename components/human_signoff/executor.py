@@ -178,20 +178,13 @@ def _ask(store, request, exec_properties, report: dict) -> signoff.Decision | No
     try:
         ts = slack.post_request(request, channel, report)  # report: its plots go in the thread
     except (SlackApiError, OSError) as error:
-        reason = f"Slack API error, message not sent: {_slack_error(error)}"
+        reason = f"Slack API error, message not sent: {slack.error_text(error)}"
         print(f"[sign-off] {reason}; not approving", flush=True)
         return store.decide(request.request_id, signoff.REJECT, "graceful", "graceful", reason,
                             "error")
     store.set_slack_message(request.request_id, channel, ts)
     print(f"[sign-off] posted to Slack channel {channel} (ts {ts})", flush=True)
     return None
-
-
-def _slack_error(error) -> str:
-    response = getattr(error, "response", None)
-    if response is not None and hasattr(response, "get"):
-        return str(response.get("error") or error)
-    return f"{type(error).__name__}: {error}"
 
 
 def record(sign_off, model, request_id: str, decision: signoff.Decision,
