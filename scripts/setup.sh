@@ -67,4 +67,16 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "setup: ('sudo apt-get install chromium' to run it)." >&2
   fi
 fi
+# The tests run ML Metadata and the sign-off decisions on a real MariaDB server, which they start
+# themselves (tests/mariadb.py: a throwaway mariadbd on a temporary data directory); they need only
+# the binaries.
+if ! command -v mariadbd >/dev/null 2>&1 && [ ! -x /usr/sbin/mariadbd ]; then
+  if can_apt; then
+    apt_install mariadb-server "the tests start a throwaway MariaDB server for ML Metadata on MySQL"
+  else
+    echo "setup: mariadbd not found; the ML Metadata on MySQL/MariaDB tests fail without it." >&2
+    echo "setup: install it with 'sudo apt-get install mariadb-server' (the tests start their own" >&2
+    echo "setup: server on a free port; none needs to be running)." >&2
+  fi
+fi
 echo "setup: ready (.venv/bin/graceful)"
