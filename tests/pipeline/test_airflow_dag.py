@@ -41,6 +41,15 @@ def test_dag_file_parses_with_a_daily_schedule_and_no_catchup(tmp_path, monkeypa
         "FlipEvaluator", "HumanSignOff", "sign_off_approved", "Evaluator", "Pusher"}
     assert dag.get_task("Evaluator").upstream_task_ids >= {"sign_off_approved"}
     assert [t.task_id for t in dag.roots] == ["reconcile"], "repairs come before any resolution"
+    # The release DAG: started per sign-off decision (tests/pipeline/test_airflow_release_e2e.py).
+    release = bag.get_dag("graceful_release")
+    assert release.schedule_interval is None and release.max_active_runs == 1
+    assert {t.task_id for t in release.tasks} == {
+        "reconcile", "candidate_model", "eval_examples", "baseline_model", "SignOffRelease",
+        "sign_off_approved", "Evaluator", "Pusher"}
+    assert release.get_task("sign_off_approved").upstream_task_ids == {"SignOffRelease"}
+    assert release.get_task("Evaluator").upstream_task_ids >= {"sign_off_approved"}
+    assert [t.task_id for t in release.roots] == ["reconcile"]
 
 
 def test_dag_of_a_project_named_by_graceful_project(tmp_path, monkeypatch):
