@@ -6,16 +6,20 @@ import dataclasses
 import fcntl
 import glob
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 from tfx.utils import path_utils
 
-from graceful import cli, history, project, serving, signoff
+from graceful import cli, history, project, serving, signoff, slack
 from graceful.home_lock import LOCK_FILE
 from graceful.pipeline.configs import SignOffConfig
 from tests.conftest import TINY_EVAL, TINY_SPAN, run_span
+from tests.graceful.test_signoff import SECRET
+from tests.slack_standin import SlackStandIn
 
 pytestmark = pytest.mark.slow
 REASON = "flips are in classes we do not serve"
@@ -187,3 +191,39 @@ def test_rejections_timeouts_and_a_changed_baseline_push_nothing(config, capsys)
                for b in store.get_artifacts_by_type("ModelBlessing")
                if history.property_value(b, "blessed") == 1]
     assert sorted(blessed) == [first.model_id, approved.model_id], "no other model is a baseline"
+
+
+def test_a_slack_approval_releases_the_candidate_through_graceful_slack_gate(config, monkeypatch,
+                                                                            tmp_path):
+    """The deployment path: `graceful slack-gate` (its own process) records the approval typed in
+    Slack's modal, answers Slack, and starts `graceful release` in the background."""
+    api = SlackStandIn(token="xoxb-test", signing_secret=SECRET)
+    for name, value in ((slack.TOKEN_ENV, "xoxb-test"), (slack.API_URL_ENV, api.url),
+                        (slack.CHANNEL_ENV, "C_MODELS"), (slack.SIGNING_SECRET_ENV, SECRET),
+                        (signoff.APPROVERS_ENV, "U_ALICE")):
+        monkeypatch.setenv(name, value)
+    run_span(config, span=1)
+    [request] = signoff.Store(config.sign_off_store).requests()
+    assert api.called("chat.postMessage"), "the run asked in Slack before it ended"
+
+    gate = subprocess.Popen([sys.executable, "-m", "graceful.cli", "slack-gate", "--port", "0"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        listening = next(line for line in gate.stdout if "listening on" in line)
+        url = listening.split("listening on ", 1)[1].split()[0]
+        assert api.click(url, request.request_id, "approve", "U_ALICE") == (200, "")
+        clicked = time.monotonic()
+        assert api.submit(url, REASON) == (200, "")
+        ended = next(line for line in gate.stdout if "ended with status" in line)
+        seconds = time.monotonic() - clicked
+    finally:
+        gate.terminate()
+        gate.wait(30)
+        api.close()
+    assert ended.rstrip().endswith("ended with status 0"), ended
+    print(f"[timing] Slack approval to push: {seconds:.1f}s")
+    [run] = history.runs(config.metadata_uri)
+    assert run.pushed and (run.sign_off["source"], run.sign_off["approver_id"],
+                           run.sign_off["reason"]) == ("slack", "U_ALICE", REASON)
+    assert _served(config) == _fingerprint(_mlmd(config), run.model_id)
