@@ -1,6 +1,7 @@
-"""HumanSignOff in the real pipeline (LocalDagRunner, SQLite MLMD): decisions from Slack (a click
-opens the reason modal; its signed submission goes over HTTP to the slack-gate endpoint), from the
-CLI, by timeout, and Slack failures.
+"""HumanSignOff waiting for the decision (`wait=True`) in the real pipeline (LocalDagRunner, SQLite
+MLMD): decisions from Slack (a click opens the reason modal; its signed submission goes over HTTP
+to the slack-gate endpoint), from the CLI, by timeout, and Slack failures. The deferred default:
+tests/pipeline/test_release_e2e.py.
 Slack itself is a local stand-in speaking its Web API; the real slack_sdk client talks to it.
 Every assertion reads ML Metadata, the decision store or the serving directory."""
 import dataclasses
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def config(tiny_config):
     return dataclasses.replace(with_training(tiny_config, epochs=2),
-                               sign_off=SignOffConfig(timeout_seconds=120, max_poll_seconds=1))
+                               sign_off=SignOffConfig(timeout_seconds=120, max_poll_seconds=1,
+                                                        wait=True))
 
 
 def _pushed(config):
@@ -152,7 +154,8 @@ def test_cli_reject_timeout_and_slack_failures_never_push(config, monkeypatch, c
     run_span(config, span=1)
     thread.join()
     # 2. Nobody decides: rejected by timeout.
-    run_span(dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=2)), span=1)
+    run_span(dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=2, wait=True)),
+            span=1)
     # 3. Slack answers with an error; 4. Slack is down. Both: rejected, reason recorded.
     api = SlackStandIn(token="xoxb-test", mode="error")
     monkeypatch.setenv(slack.TOKEN_ENV, "xoxb-test")
