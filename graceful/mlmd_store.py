@@ -67,9 +67,9 @@ class MySQLServer:
                 database=self.database if database else None, autocommit=True, charset="utf8mb4",
                 connect_timeout=10, cursorclass=pymysql.cursors.DictCursor)
         except pymysql.err.OperationalError as error:
-            raise self.unreachable(error) from None
+            raise self._unreachable(error) from None
 
-    def unreachable(self, error: Exception) -> StoreUnreachableError:
+    def _unreachable(self, error: Exception) -> StoreUnreachableError:
         code = error.args[0] if error.args else None
         detail = error.args[1] if len(error.args) > 1 else str(error)
         where = f"MySQL at {self.host}:{self.port}"
@@ -97,8 +97,7 @@ def mysql_server(location: str) -> MySQLServer | None:
     if url.scheme != MYSQL_SCHEME:
         raise ValueError(f"metadata location {url.scheme}://...: unsupported; use {LOCATION_HELP}.")
     if url.password is not None:
-        safe = f"{MYSQL_SCHEME}://{url.username or 'user'}@{url.hostname or 'host'}" + (
-            f":{url.port}" if url.port else "") + url.path
+        safe = f"{MYSQL_SCHEME}://{url.username or 'user'}@{url.netloc.rpartition('@')[2]}{url.path}"
         raise ValueError(f"the metadata location carries a password: remove it ({safe}) and set "
                          f"${PASSWORD_ENV} instead; a password in a URL ends up in shell "
                          "histories, project files and logs.")
@@ -127,7 +126,10 @@ def connection_config(location: str, readonly: bool = False):
             metadata_store_pb2.SqliteMetadataSourceConfig.READONLY if readonly else
             metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE)
     else:
-        config.mysql.host, config.mysql.port = server.host, server.port
+        # The MySQL client library inside ml-metadata takes "localhost" to mean its default Unix
+        # socket, not host:port; graceful's own connections (PyMySQL) use TCP. One address for both.
+        config.mysql.host = "127.0.0.1" if server.host == "localhost" else server.host
+        config.mysql.port = server.port
         config.mysql.database, config.mysql.user = server.database, server.user
         config.mysql.password = server.password
         config.mysql.skip_db_creation = readonly

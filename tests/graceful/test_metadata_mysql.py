@@ -142,3 +142,13 @@ def test_ml_metadata_and_sign_off_share_one_database_on_the_server(mariadb, mari
     assert {"MLMDEnv", "Artifact", "Execution", "graceful_signoff_requests",
             "graceful_signoff_decisions"} <= tables
     assert [t.name for t in mlmd_store.open_store(mariadb).get_artifact_types()] == ["Probe"]
+
+
+def test_localhost_means_the_same_server_to_ml_metadata_as_to_graceful(mariadb):
+    """MySQL's client library (inside ml-metadata) reads host "localhost" as its default Unix
+    socket; graceful connects over TCP. Both must reach the location's host:port."""
+    local = mariadb.replace("@127.0.0.1:", "@localhost:")
+    mlmd_store.open_store(local, readonly=False).put_artifact_type(
+        metadata_store_pb2.ArtifactType(name="Probe"))
+    assert mlmd_store.exists(mariadb)
+    assert [t.name for t in mlmd_store.open_store(local).get_artifact_types()] == ["Probe"]
