@@ -4,21 +4,32 @@ The same `graceful.pipeline.pipeline.create_pipeline` as the local runner, with 
   * every step runs in one image (kubeflow/Dockerfile) where this package is installed at
     IMAGE_WORKDIR, so custom executors (graceful.components.*) import by module path — never from `__main__`;
   * paths (data, pipeline root, serving) live under a shared `--home` such as gs://bucket/graceful,
-    and schemas/ is read from the image's copy;
+    and schemas/ is read from the image's copy; the sign-off decisions, shared by the pods, the
+    Slack gate and `graceful approve`, live in a MySQL/MariaDB database (--metadata mysql://...),
+    unless the home is a volume every pod mounts: a SQLite file on a bucket cannot be opened;
   * the cross-run span window is off: KFP v2 compiles only Latest/LatestBlessed resolver strategies,
     so a run trains on the span it ingests (the baseline is still the last blessed model).
 
 Writes <output>.json (TFX's PipelineJob: Vertex AI, or `aiplatform.PipelineJob(template_path=...)`) and
-<output>.yaml (the bare KFP PipelineSpec: `kfp.Client().upload_pipeline`, see kubeflow/schedule.py).
+<output>.yaml (the bare KFP PipelineSpec: `kfp.Client().upload_pipeline`, see kubeflow/schedule.py), at
+a local path or a URI (written through TFX's fileio).
+
+The spec is KFP pipeline schema 2.1: parameters as `runtimeValue.constant` and each container given its
+inputs spec (`--json_serialized_inputs_spec_args`), so the TFX entrypoint reads the ExecutorInput's
+`parameterValues`, the only parameters KFP v2's open-source driver fills. TFX's default, schema 2.0,
+compiles `runtimeValue.constantValue`, which that driver refuses ("not implemented"), and without the
+inputs spec the entrypoint reads the legacy `parameters` field, so every executor would get no
+execution properties (tests/kubeflow/test_container_local.py runs the tasks as that driver feeds them).
 """
 from __future__ import annotations
 
 import dataclasses
-import json
+import os
 import re
 import time
-from pathlib import Path
+import urllib.parse
 
+from graceful import locations, mlmd_store
 from graceful.pipeline.configs import SCHEMA_DIR, PipelineConfig
 
 IMAGE_WORKDIR = "/pipeline"
@@ -33,6 +44,12 @@ def kubeflow_config(config: PipelineConfig) -> PipelineConfig:
     if not NAME_PATTERN.match(config.pipeline_name):
         raise ValueError(f"Kubeflow pipeline names must match [a-z0-9-] (lowercase letters, digits, "
                          f"inner dashes); '{config.pipeline_name}' does not. Pass --name.")
+    store = config.sign_off_store
+    if locations.is_uri(store) and urllib.parse.urlsplit(store).scheme != mlmd_store.MYSQL_SCHEME:
+        raise ValueError(f"The pods would keep sign-off decisions in {store}, a SQLite file on a "
+                         "bucket, which no pod (nor `graceful slack-gate`) can open. Pass --metadata "
+                         "mysql://user@host:port/database (README: ML Metadata on MySQL/MariaDB), "
+                         "or a --home on a volume every pod mounts.")
     schema_dir = config.schema_dir
     if schema_dir == str(SCHEMA_DIR):
         schema_dir = f"{IMAGE_WORKDIR}/schemas"
@@ -41,20 +58,19 @@ def kubeflow_config(config: PipelineConfig) -> PipelineConfig:
 
 def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_IMAGE) -> dict:
     """Compiles; returns {"json": path, "yaml": path, "seconds": compile time}."""
+    import yaml
     from tfx import v1 as tfx
+    from tfx.dsl.io import fileio
 
     from graceful.pipeline.pipeline import create_pipeline
 
     started = time.perf_counter()
-    out = Path(output)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    stem = os.path.splitext(output)[0]
     runner = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(default_image=image),
-        output_dir=str(out.parent), output_filename=out.with_suffix(".json").name)
-    runner.run(create_pipeline(kubeflow_config(config)), write_out=True)
-    job = json.loads(out.with_suffix(".json").read_text())
-    import yaml
-
-    out.with_suffix(".yaml").write_text(yaml.safe_dump(job["pipelineSpec"], sort_keys=False))
-    return {"json": str(out.with_suffix(".json")), "yaml": str(out.with_suffix(".yaml")),
-            "seconds": time.perf_counter() - started}
+        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
+            default_image=image, use_pipeline_spec_2_1=True),
+        output_dir=os.path.dirname(stem) or ".", output_filename=os.path.basename(stem) + ".json")
+    job = runner.run(create_pipeline(kubeflow_config(config)), write_out=True)
+    with fileio.open(stem + ".yaml", "w") as handle:
+        handle.write(yaml.safe_dump(job["pipelineSpec"], sort_keys=False))
+    return {"json": stem + ".json", "yaml": stem + ".yaml", "seconds": time.perf_counter() - started}

@@ -422,5 +422,7 @@ def _record(report: dict, report_artifact, blessing, candidate, baseline) -> Non
     blessing.set_string_custom_property("reason", report.get("reason", "; ".join(verdict["failures"])
                                                             or "within the flip policy"))
     marker = "BLESSED" if verdict["blessed"] else "NOT_BLESSED"
+    # Not every orchestrator creates output folders first (TFX's Kubeflow v2 entrypoint does not).
+    tf.io.gfile.makedirs(blessing.uri)
     with tf.io.gfile.GFile(os.path.join(blessing.uri, marker), "w") as handle:
         handle.write("")
