@@ -7,6 +7,7 @@ Every assertion reads the server (graceful's own readers, or SQL past graceful's
 """
 import dataclasses
 import os
+import subprocess
 
 import pytest
 
@@ -84,6 +85,31 @@ def test_runs_history_lineage_and_sign_off_on_mariadb(tmp_path, monkeypatch, cap
     # Without --metadata the project's home store is used: it has no runs.
     assert cli.main(["history"]) == cli.EXIT_USAGE
     assert "No ML Metadata store at" in capsys.readouterr().err
+
+    # The README's backup: one dump of the database holds the runs and the decisions; restored
+    # into an empty database, history and the sign-off store read the same.
+    restored = _dump_and_restore(mariadb, mariadb_server, tmp_path / "graceful.sql")
+    assert [(r.run_id, r.model_id, r.status) for r in history.runs(restored)] == [
+        (r.run_id, r.model_id, r.status) for r in (first, second)]
+    assert signoff.Store(restored).decision(waiting.request_id).reason == reason
+
+
+def _dump_and_restore(location: str, server, dump) -> str:
+    """`mariadb-dump --single-transaction` of the location's database as its user (password from
+    the environment, as in the README), restored with `mariadb` into a new empty database."""
+    target = server.database("restored")
+    password = {**os.environ, "MYSQL_PWD": os.environ[mlmd_store.PASSWORD_ENV]}
+
+    def client(command: str, url: str, *flags: str, **redirect) -> None:
+        db = mlmd_store.mysql_server(url)
+        subprocess.run([command, *flags, "-h", db.host, "-P", str(db.port), "-u", db.user,
+                        db.database], env=password, check=True, timeout=120, **redirect)
+
+    with open(dump, "w") as backup:
+        client("mariadb-dump", location, "--single-transaction", stdout=backup)
+    with open(dump) as backup:
+        client("mariadb", target, stdin=backup)
+    return target
 
 
 def test_the_airflow_dag_runs_into_mariadb(tiny_config, mariadb):
