@@ -7,6 +7,10 @@
 Each scheduled run ingests the newest span of the data contract (the demo's: under <home>/data;
 a project's: its root and patterns, through CsvExampleGen or ImportExampleGen),
 trains against the last blessed model and goes through the flip gate and the human sign-off.
+
+The backend must run the spec's resolver tasks (the baseline query): Vertex AI Pipelines does; the
+open-source KFP v2 backend refuses them ("resolver executors not implemented") when it creates the
+run, which this script cannot see beforehand (README: Run on Kubeflow Pipelines, "Which backend").
 """
 from __future__ import annotations
 
