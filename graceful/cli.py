@@ -325,9 +325,12 @@ def cmd_history(args) -> int:
         config.metadata_uri))))
     served = serving.versions(config.serving_dir)
     if served and not any(r.pushed for r in records):
+        from graceful import mlmd_store
+
+        store = (config.metadata_uri if mlmd_store.mysql_server(config.metadata_uri)
+                 else os.path.basename(config.metadata_uri))  # the server's URL, else the file
         print(f"[graceful] warning: {config.serving_dir} serves {len(served)} model version(s) "
-              f"that this metadata store ({config.metadata_uri}) never pushed: was it emptied or "
-              "replaced? "
+              f"that this metadata store never pushed: was {store} emptied or replaced? "
               "Runs will refuse to train until it is restored.", file=sys.stderr)
     return 0
 
