@@ -33,7 +33,8 @@ def _binary(name: str) -> str | None:
     return shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin:/usr/local/sbin")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (at the moment of asking)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -60,7 +61,7 @@ class MariaDB:
         self.process, self.port, self._names = None, None, itertools.count(1)
 
     def start(self, timeout: float = 60.0) -> "MariaDB":
-        self.port = _free_port()
+        self.port = free_port()
         self.process = subprocess.Popen(
             [self.server, "--no-defaults", f"--datadir={self.datadir}", f"--socket={self.socket}",
              f"--pid-file={os.path.join(self.root, 'mysqld.pid')}", f"--port={self.port}",

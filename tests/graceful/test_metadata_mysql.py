@@ -2,14 +2,12 @@
 what every command says when the server is down, refuses the user or lacks the database. Against
 the real MariaDB server of tests/mariadb.py and a port where nothing listens; the pipeline and the
 CLI end to end on MariaDB: tests/pipeline/test_mariadb_e2e.py."""
-import socket
-
 import pytest
 from ml_metadata.proto import metadata_store_pb2
 
 from graceful import cli, mlmd_store, signoff
 from graceful.pipeline.configs import PipelineConfig, SignOffConfig
-from tests.mariadb import MariaDB
+from tests.mariadb import MariaDB, free_port
 
 
 def test_a_mysql_location_is_parsed_and_printed_without_a_password():
@@ -74,14 +72,8 @@ def test_connection_configs_for_sqlite_and_mysql(monkeypatch):
     assert sqlite.connection_mode == metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
 
 
-def _nothing_listening() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def test_a_server_that_is_down_is_named_with_what_to_do(capsys):
-    port = _nothing_listening()
+    port = free_port()
     url = f"mysql://graceful@127.0.0.1:{port}/graceful"
     with pytest.raises(mlmd_store.StoreUnreachableError) as down:
         mlmd_store.exists(url)
