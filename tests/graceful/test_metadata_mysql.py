@@ -144,3 +144,14 @@ def test_localhost_means_the_same_server_to_ml_metadata_as_to_graceful(mariadb):
         metadata_store_pb2.ArtifactType(name="Probe"))
     assert mlmd_store.exists(mariadb)
     assert [t.name for t in mlmd_store.open_store(local).get_artifact_types()] == ["Probe"]
+
+
+def test_without_mariadb_installed_the_server_fixture_says_how_to_install_it(monkeypatch):
+    """tests/mariadb.py's fixture turns this into a failure of every test that needs the server
+    (pytest.fail, never a skip)."""
+    from tests import mariadb as fixture_module
+
+    monkeypatch.setattr(fixture_module, "_binary", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="bash scripts/setup.sh` as root .* apt-get "
+                                                "install mariadb-server"):
+        MariaDB()
