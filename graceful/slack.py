@@ -158,22 +158,24 @@ def error_text(error: Exception) -> str:
 
 
 def post_request(request: signoff.Request, channel: str, report: dict | None = None, web=None,
-                 log=print) -> str:
+                 log=print, on_posted=None) -> str:
     """Posts the sign-off message and returns its ts; raises slack_sdk's errors after its retries
     (no message, no sign-off). If `report` (the flip report) has a baseline, the message says its
     evidence plots follow in the thread, and they are uploaded there; a failed upload is logged
     and said in the message instead, never raised: the message and the CLI still let a person
-    decide."""
+    decide. `on_posted(ts)` runs as soon as the message exists, before the upload (about a
+    second): a decision made during the upload must find the message to update."""
     web = web or client()
     plots = report_html.evidence_plots(report) if report and report.get("has_baseline") else {}
     text = f"Model sign-off requested for run {request.request_id}"
     response = web.chat_postMessage(channel=channel, text=text, blocks=message_blocks(
         request, PLOTS_FOLLOW if plots else None))
     ts = response["ts"]
+    if on_posted is not None:
+        on_posted(ts)
     if plots:
         _attach(web, request, channel, ts, plots, text, log)
     return ts
-
 
 
 def _attach(web, request: signoff.Request, channel: str, ts: str, plots: dict, text: str,

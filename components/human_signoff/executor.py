@@ -176,13 +176,14 @@ def _ask(store, request, exec_properties, report: dict) -> signoff.Decision | No
     from slack_sdk.errors import SlackApiError
 
     try:
-        ts = slack.post_request(request, channel, report)  # report: its plots go in the thread
+        ts = slack.post_request(  # report: its plots go in the thread
+            request, channel, report,
+            on_posted=lambda ts: store.set_slack_message(request.request_id, channel, ts))
     except (SlackApiError, OSError) as error:
         reason = f"Slack API error, message not sent: {slack.error_text(error)}"
         print(f"[sign-off] {reason}; not approving", flush=True)
         return store.decide(request.request_id, signoff.REJECT, "graceful", "graceful", reason,
                             "error")
-    store.set_slack_message(request.request_id, channel, ts)
     print(f"[sign-off] posted to Slack channel {channel} (ts {ts})", flush=True)
     return None
 

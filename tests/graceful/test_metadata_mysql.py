@@ -72,7 +72,7 @@ def test_connection_configs_for_sqlite_and_mysql(monkeypatch):
     assert sqlite.connection_mode == metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
 
 
-def test_a_server_that_is_down_is_named_with_what_to_do(capsys):
+def test_a_server_that_is_down_is_named_with_what_to_do(capsys, tmp_path):
     port = free_port()
     url = f"mysql://graceful@127.0.0.1:{port}/graceful"
     with pytest.raises(mlmd_store.StoreUnreachableError) as down:
@@ -84,7 +84,7 @@ def test_a_server_that_is_down_is_named_with_what_to_do(capsys):
         signoff.Store(url)
     for command in (["history"], ["lineage"], ["report"], ["reconcile"],
                     ["approve", "--reason", "fine"]):
-        assert cli.main([*command, "--home", "unused", "--metadata", url]) == cli.EXIT_FAILED
+        assert cli.main([*command, "--home", str(tmp_path / "home"), "--metadata", url]) == cli.EXIT_FAILED
         err = capsys.readouterr().err
         assert err.startswith(f"graceful: cannot reach MySQL at 127.0.0.1:{port} ("), (command, err)
         assert "Traceback" not in err
@@ -114,13 +114,13 @@ def test_a_wrong_password_and_a_missing_database_say_what_to_fix(mariadb, monkey
 
 
 def test_ml_metadata_and_sign_off_share_one_database_on_the_server(mariadb, mariadb_server,
-                                                                   capsys):
+                                                                   capsys, tmp_path):
     """A fresh database has no store yet (read-only use says so and creates nothing); a writer
     creates ml-metadata's tables; the sign-off tables sit beside them without colliding."""
     assert not mlmd_store.exists(mariadb)
     with pytest.raises(FileNotFoundError, match=f"No ML Metadata store in {mariadb}: no run"):
         mlmd_store.open_store(mariadb)
-    assert cli.main(["history", "--home", "unused", "--metadata", mariadb]) == cli.EXIT_USAGE
+    assert cli.main(["history", "--home", str(tmp_path / "home"), "--metadata", mariadb]) == cli.EXIT_USAGE
     assert "No ML Metadata store in mysql://" in capsys.readouterr().err
     assert not mlmd_store.exists(mariadb), "reading created nothing"
 

@@ -92,6 +92,21 @@ def _png_size(data: bytes) -> tuple[int, int]:
 # --- the evidence ---------------------------------------------------------------------------
 
 
+def test_the_message_is_known_before_the_plots_upload(store, slack_api):
+    """A decision made while the plots upload (about a second) must find the message to update:
+    on_posted stores its ts before the first upload call."""
+    seen_at_post = []
+
+    def remember(ts):
+        store.set_slack_message("run-1", "C1", ts)
+        seen_at_post.append([c["method"] for c in slack_api.calls])
+
+    ts = slack.post_request(store.request("run-1"), "C1", _report(), on_posted=remember)
+    assert seen_at_post == [["chat.postMessage"]]
+    assert store.request("run-1").slack_ts == ts
+    assert slack_api.called("files.completeUploadExternal")
+
+
 def test_the_flip_matrix_and_nfr_per_class_arrive_in_the_thread_of_the_message(store, slack_api):
     ts = _posted(store, slack_api, _report())
     assert [c["method"] for c in slack_api.calls] == [
