@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import time
 
 from graceful.kubeflow import runner
 from graceful.pipeline.configs import PipelineConfig
@@ -40,25 +38,14 @@ from graceful.pipeline.configs import PipelineConfig
 def compile_release(config: PipelineConfig, output: str,
                     image: str = runner.DEFAULT_IMAGE) -> dict:
     """Compiles the release pipeline of `config`'s pipeline with RuntimeParameters for the
-    request's values; returns {"json": path, "yaml": path, "seconds": compile time}."""
-    import yaml
-    from tfx import v1 as tfx
-    from tfx.dsl.io import fileio
-
+    request's values, as the main pipeline is compiled (runner.compile_pipeline); returns
+    {"json": path, "yaml": path, "seconds": compile time}."""
     from graceful.pipeline import release
 
-    started = time.perf_counter()
-    stem = os.path.splitext(output)[0]
-    compiler = tfx.orchestration.experimental.KubeflowV2DagRunner(
-        config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
-            default_image=image, use_pipeline_spec_2_1=True),
-        output_dir=os.path.dirname(stem) or ".", output_filename=os.path.basename(stem) + ".json")
-    job = compiler.run(release.create_release_pipeline(runner.kubeflow_config(config),
-                                                       release.runtime_parameters()),
-                       write_out=True)
-    with fileio.open(stem + ".yaml", "w") as handle:
-        handle.write(yaml.safe_dump(job["pipelineSpec"], sort_keys=False))
-    return {"json": stem + ".json", "yaml": stem + ".yaml", "seconds": time.perf_counter() - started}
+    return runner.compile_pipeline(
+        config, output, image,
+        create=lambda adapted: release.create_release_pipeline(adapted,
+                                                               release.runtime_parameters()))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,6 +28,7 @@ import os
 import re
 import time
 import urllib.parse
+from typing import Callable
 
 from graceful import locations, mlmd_store
 from graceful.pipeline.configs import SCHEMA_DIR, PipelineConfig
@@ -56,8 +57,11 @@ def kubeflow_config(config: PipelineConfig) -> PipelineConfig:
     return dataclasses.replace(config, cross_run_window=False, schema_dir=schema_dir)
 
 
-def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_IMAGE) -> dict:
-    """Compiles; returns {"json": path, "yaml": path, "seconds": compile time}."""
+def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_IMAGE,
+                     create: Callable | None = None) -> dict:
+    """Compiles the pipeline `create` builds from `config` adapted to Kubeflow (kubeflow_config):
+    the main pipeline by default (graceful.pipeline.pipeline.create_pipeline), the release pipeline
+    for kubeflow/release.py. Returns {"json": path, "yaml": path, "seconds": compile time}."""
     import yaml
     from tfx import v1 as tfx
     from tfx.dsl.io import fileio
@@ -70,7 +74,7 @@ def compile_pipeline(config: PipelineConfig, output: str, image: str = DEFAULT_I
         config=tfx.orchestration.experimental.KubeflowV2DagRunnerConfig(
             default_image=image, use_pipeline_spec_2_1=True),
         output_dir=os.path.dirname(stem) or ".", output_filename=os.path.basename(stem) + ".json")
-    job = runner.run(create_pipeline(kubeflow_config(config)), write_out=True)
+    job = runner.run((create or create_pipeline)(kubeflow_config(config)), write_out=True)
     with fileio.open(stem + ".yaml", "w") as handle:
         handle.write(yaml.safe_dump(job["pipelineSpec"], sort_keys=False))
     return {"json": stem + ".json", "yaml": stem + ".yaml", "seconds": time.perf_counter() - started}
