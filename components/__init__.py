@@ -2,6 +2,7 @@
 
 Public names, for graceful's pipeline and for any other TFX pipeline:
     from graceful.components import FlipEvaluator, HumanSignOff, GracefulTrainer, DataGate
+    from graceful.components import SignOffRelease  # acts on a deferred sign-off's decision
 
 Loaded on first use (PEP 562), so importing one component does not import them all.
 """
@@ -14,6 +15,7 @@ _PUBLIC = {
     "FlipEvaluator": "flip_evaluator.component",
     "GracefulTrainer": "graceful_trainer.component",
     "HumanSignOff": "human_signoff.component",
+    "SignOffRelease": "sign_off_release.component",
     "SpanWindowStrategy": "span_window.strategy",
 }
 __all__ = sorted(_PUBLIC)
