@@ -65,25 +65,40 @@ def metadata_config(config: PipelineConfig):
 
 
 def run(config: PipelineConfig, log=print) -> None:
-    """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure).
+    """Builds the pipeline from `config` and runs it once with LocalDagRunner (raises on failure),
+    as run_under_home does: `config.accept_unknown_serving` lets it start a new history on a lost
+    store."""
+    from graceful.pipeline.pipeline import create_pipeline
 
-    Holds the home's run lock (HomeBusyError if another run has it), refuses a damaged metadata store
-    (StoreDamagedError) or lost one (LostStoreError), and first repairs what a run that died mid-push
-    left behind.
+    run_under_home(config, lambda connection: create_pipeline(config, connection), log=log,
+                   accept_unknown_serving=config.accept_unknown_serving)
+
+
+def run_under_home(config: PipelineConfig, build, log=print,
+                   accept_unknown_serving: str = "") -> None:
+    """Runs the TFX pipeline `build(metadata connection config)` returns once with LocalDagRunner
+    into `config`'s ML Metadata store (raises on failure): a run (`run`), or the release of a
+    sign-off decision (pipeline/release.py).
+
+    Holds the home's run lock throughout (HomeBusyError if another run has it), refuses a damaged
+    metadata store (StoreDamagedError) or a lost one (LostStoreError; with
+    `accept_unknown_serving`, a reason, the old artifacts are moved aside and a new history
+    starts), and first repairs what a run that died mid-push left behind (graceful.recovery).
+    Shows progress lines through `log`, hides the caller's argv from TFX's executors and keeps
+    their temp files in a scratch folder of the home that is removed afterwards.
     """
     from tfx import v1 as tfx
 
     from graceful import recovery
     from graceful.home_lock import home_lock
-    from graceful.pipeline.pipeline import create_pipeline
 
     with home_lock(config.home):
         recovery.check_store_not_lost(config.metadata_uri, config.pipeline_root,
-                                      config.accept_unknown_serving, log=log)
+                                      accept_unknown_serving, log=log)
         recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
-        graceful_pipeline = create_pipeline(config, metadata_config(config))
+        tfx_pipeline = build(metadata_config(config))
         with progress_lines(log), own_argv(), scratch_tempdir(os.path.join(config.home, "scratch")):
-            tfx.orchestration.LocalDagRunner().run(graceful_pipeline)
+            tfx.orchestration.LocalDagRunner().run(tfx_pipeline)
 
 
 @contextlib.contextmanager

@@ -30,7 +30,6 @@ pipeline/airflow_dag.py) and Kubeflow (pipeline parameters, see kubeflow/release
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping, Union
 
 from tfx import v1 as tfx
@@ -140,15 +139,10 @@ def create_release_pipeline(config: PipelineConfig, parameters: Mapping[str, Val
 
 def run(config: PipelineConfig, parameters: Mapping[str, str], log=print) -> None:
     """Runs the release of one request (`values(request)`) with TFX's LocalDagRunner into the runs'
-    ML Metadata store (raises on failure). Like a run, it holds the home's run lock and first
-    repairs what a run that died mid-push left (graceful.recovery)."""
-    from graceful import recovery
-    from graceful.home_lock import home_lock
+    ML Metadata store (raises on failure), the way a run is run (local_runner.run_under_home: the
+    home's run lock, unfinished pushes repaired first, a lost store refused)."""
     from graceful.pipeline import local_runner
 
-    release = create_release_pipeline(config, parameters, local_runner.metadata_config(config))
-    with home_lock(config.home):
-        recovery.reconcile(config.metadata_uri, config.serving_dir, log=log)
-        with local_runner.progress_lines(log), local_runner.own_argv(), \
-                local_runner.scratch_tempdir(Path(config.home) / "scratch"):
-            tfx.orchestration.LocalDagRunner().run(release)
+    local_runner.run_under_home(
+        config, lambda connection: create_release_pipeline(config, parameters, connection),
+        log=log)
