@@ -15,6 +15,7 @@ import json
 import os
 
 from tfx import v1 as tfx
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
@@ -38,7 +39,7 @@ def describe_anomalies(anomalies) -> list:
     for split in artifact_utils.decode_split_names(anomalies.split_names):
         path = os.path.join(artifact_utils.get_split_uri([anomalies], split), SCHEMA_DIFF_FILE)
         proto = anomalies_pb2.Anomalies()
-        with open(path, "rb") as handle:
+        with fileio.open(path, "rb") as handle:  # a bucket URI on Kubeflow
             proto.ParseFromString(handle.read())
         for feature, info in sorted(proto.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason)

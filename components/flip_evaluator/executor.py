@@ -418,6 +418,9 @@ def _record(report: dict, report_artifact, blessing, candidate, baseline) -> Non
         blessing.set_int_custom_property("baseline_model_id", baseline.id)
     blessing.set_int_custom_property("blessed", int(verdict["blessed"]))
     blessing.set_int_custom_property("current_model_id", candidate.id)
+    # What the verdict is about, in a form every orchestrator preserves: on Kubeflow the ids are
+    # hashes that reach the next step as JSON doubles, losing their low digits
+    blessing.set_string_custom_property("current_model", candidate.uri)
     blessing.set_string_custom_property("failures", json.dumps(verdict["failures"]))
     blessing.set_string_custom_property("reason", report.get("reason", "; ".join(verdict["failures"])
                                                             or "within the flip policy"))

@@ -18,6 +18,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from graceful import signoff, slack
+from graceful.history import read_flip_report
 from graceful.report_html import INDEX, REPORT_FILE
 
 PENDING = "pending"              # a SignOff's decision while a deferred request awaits a person
@@ -86,9 +87,8 @@ class Executor(base_executor.BaseExecutor):
         report_artifact = artifact_utils.get_single_instance(input_dict["flip_report"])
         flip_blessing = artifact_utils.get_single_instance(input_dict["flip_blessing"])
         sign_off = artifact_utils.get_single_instance(output_dict["sign_off"])
-        with open(os.path.join(report_artifact.uri, REPORT_FILE)) as handle:
-            report = json.load(handle)
-        if flip_blessing.get_int_custom_property("current_model_id") != model.id:
+        report = read_flip_report(os.path.join(report_artifact.uri, REPORT_FILE))
+        if flip_blessing.get_string_custom_property("current_model") != model.uri:
             raise ValueError("the flip verdict is not about this model; refusing to ask for sign-off")
         if flip_blessing.get_int_custom_property("blessed") != 1:
             print("[sign-off] the flip gate blocked this model: nobody is asked", flush=True)

@@ -28,7 +28,8 @@ class Executor(base_executor.BaseExecutor):
         store = signoff.Store(exec_properties[STORE_KEY])
         request = store.request(request_id)  # closes it as "timeout" if its deadline passed
         release = ReleaseEvidence.of(request)
-        if model.id != release.candidate_model_id:
+        # By URI: on Kubeflow artifact ids inside containers are hashes, not the MLMD ids recorded
+        if model.uri.rstrip("/") != release.candidate_model_uri.rstrip("/"):
             raise ValueError(
                 f"The release of {request_id} imported model artifact {model.id} from {model.uri}, "
                 f"but the request judged model {release.candidate_model_id} "

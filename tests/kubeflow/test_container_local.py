@@ -5,10 +5,9 @@ in for the image's, and the pipeline root is a local folder, not a bucket).
 
 Why: compiling and loading the spec proves its shape, not that its commands work. This proves the
 executor class paths, the entrypoint and driver modules, and the way parameters and artifacts reach
-graceful's own executors and TFX's, from BaselineGuard to the FlipEvaluator. From the sign-off on
-it is a known failure (strict xfail below, with the cause): once fixed, the same test checks the
-sign-off condition on the Evaluator and Pusher and that the Evaluator's blessing names the model
-the way the compiled baseline query looks it up. The resolver tasks are MLMD queries the backend
+graceful's own executors and TFX's, from BaselineGuard to the FlipEvaluator. Then the sign-off
+condition on the Evaluator and Pusher, and that the Evaluator's blessing names the model the way the
+compiled baseline query looks it up. The resolver tasks are MLMD queries the backend
 answers; on a first run they find nothing, as here.
 """
 import dataclasses
@@ -95,11 +94,6 @@ def test_the_data_training_and_flip_gate_executors_write_their_outputs(run):
     assert os.listdir(flip_blessing.uri) == ["BLESSED"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HumanSignOff refuses every model on Kubeflow: it compares the FlipBlessing's "
-    "current_model_id with model.id, both hashes of the artifact's name there (up to 2**63), "
-    "and the FlipEvaluator's reaches it through the ExecutorOutput as a JSON double "
-    "(kubeflow_v2_entrypoint_utils: float(int_value)), which drops the low bits"))
 def test_the_sign_off_lets_the_evaluator_bless_and_the_pusher_push(run):
     """The approved sign-off meets the Evaluator's and Pusher's condition; the Evaluator's
     blessing names the model the way the compiled baseline query looks it up
