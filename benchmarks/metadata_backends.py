@@ -36,12 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from graceful import cli, history, mlmd_store  # noqa: E402
+from benchmarks.fault_campaign import EVAL, RUN, SPAN  # noqa: E402  (the same small runs)
 from tests.mariadb import MariaDB  # noqa: E402
 
-SPAN, EVAL = 600, 300
-RUN = ["--model", "small", "--epochs", "3", "--span-size", str(SPAN), "--eval-size", str(EVAL),
-       "--auto-approve", "--min-accuracy", "0.3", "--max-accuracy-drop", "1", "--max-nfr", "1",
-       "--max-class-nfr", "1", "--max-relative-nfr", "100"]
 BACKENDS = ("sqlite", "mariadb")
 
 
