@@ -415,6 +415,7 @@ def _record(report: dict, report_artifact, blessing, candidate, baseline) -> Non
             report_artifact.set_int_custom_property(key, summary[key])
         report_artifact.set_float_custom_property("baseline_accuracy", summary["old_accuracy"])
         report_artifact.set_int_custom_property("baseline_model_id", baseline.id)
+        report_artifact.set_string_custom_property("baseline_model_uri", baseline.uri)
         blessing.set_int_custom_property("baseline_model_id", baseline.id)
     blessing.set_int_custom_property("blessed", int(verdict["blessed"]))
     blessing.set_int_custom_property("current_model_id", candidate.id)

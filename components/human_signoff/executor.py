@@ -37,6 +37,10 @@ class ReleaseEvidence:
     candidate_model_uri: str
     eval_examples_uri: str
     baseline_model_id: int | None
+    # Compared by the release: on Kubeflow ids inside containers are hashes that reach the next
+    # step as JSON doubles, so only the URI names the baseline reliably (None: no baseline, or a
+    # request opened before this field)
+    baseline_model_uri: str | None = None
 
     @classmethod
     def of(cls, request: signoff.Request) -> "ReleaseEvidence":
@@ -47,6 +51,13 @@ class ReleaseEvidence:
                 "the decision itself, or predates deferred sign-off); there is nothing to release. "
                 "`graceful history` shows what became of it.")
         return cls(**found)
+
+
+def pipeline_name(context) -> str:
+    """The running pipeline's name: IR runners (local, Kubeflow) give a PipelineInfo proto (`id`),
+    TFX's Airflow runner a data_types.PipelineInfo (`pipeline_name`)."""
+    info = context.pipeline_info
+    return getattr(info, "id", None) or getattr(info, "pipeline_name", None) or "graceful"
 
 
 def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_id) -> dict:
@@ -100,13 +111,8 @@ class Executor(base_executor.BaseExecutor):
 
         store = signoff.Store(exec_properties["store_path"])
         request_id = self._context.pipeline_run_id or f"model-{model.id}"
-        # IR runners (local, Kubeflow) give a PipelineInfo proto (`id`); TFX's Airflow runner a
-        # data_types.PipelineInfo (`pipeline_name`)
-        pipeline_info = self._context.pipeline_info
         baseline_model_id = report_artifact.get_int_custom_property("baseline_model_id") or None
-        shown = evidence(report, report_artifact.uri,
-                         getattr(pipeline_info, "id", None)
-                         or getattr(pipeline_info, "pipeline_name", None) or "graceful",
+        shown = evidence(report, report_artifact.uri, pipeline_name(self._context),
                          report_artifact.get_int_custom_property("span") or None, baseline_model_id)
         deferred = not (exec_properties["wait"] or exec_properties["auto_approve"])
         if not deferred:
@@ -117,7 +123,8 @@ class Executor(base_executor.BaseExecutor):
             return
         examples = artifact_utils.get_single_instance(input_dict["examples"])  # HumanSignOff checks
         shown[RELEASE_EVIDENCE] = dataclasses.asdict(ReleaseEvidence(
-            model.id, model.uri, examples.uri, baseline_model_id))
+            model.id, model.uri, examples.uri, baseline_model_id,
+            report_artifact.get_string_custom_property("baseline_model_uri") or None))
         deadline = time.time() + exec_properties["timeout_seconds"]
         until = utc_iso(deadline)
         request = store.open_request(request_id, model.id, shown, deadline_at=deadline)

@@ -8,7 +8,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from graceful import signoff
-from graceful.components.human_signoff.executor import ReleaseEvidence, record, utc_iso
+from graceful.components.human_signoff.executor import (ReleaseEvidence, pipeline_name, record,
+                                                        utc_iso)
 
 MODEL_KEY, BASELINE_MODEL_KEY, SIGN_OFF_KEY = "model", "baseline_model", "sign_off"
 STORE_KEY, REQUEST_ID_KEY = "store_path", "request_id"
@@ -28,6 +29,13 @@ class Executor(base_executor.BaseExecutor):
         store = signoff.Store(exec_properties[STORE_KEY])
         request = store.request(request_id)  # closes it as "timeout" if its deadline passed
         release = ReleaseEvidence.of(request)
+        # One decision store may serve several pipelines (a shared MySQL database): a request is
+        # released only by its own pipeline, whose serving directory and baseline it was judged for
+        asked_by, releasing = request.evidence.get("pipeline"), pipeline_name(self._context)
+        if asked_by != releasing:
+            raise ValueError(
+                f"Sign-off {request_id} belongs to pipeline '{asked_by}', not '{releasing}': "
+                f"release it with that pipeline's project (--project/--home); nothing was released.")
         # By URI: on Kubeflow artifact ids inside containers are hashes, not the MLMD ids recorded
         if model.uri.rstrip("/") != release.candidate_model_uri.rstrip("/"):
             raise ValueError(
@@ -42,7 +50,7 @@ class Executor(base_executor.BaseExecutor):
                 "candidate once. `graceful history` shows the outcome; nothing was done now.")
         decision = store.decision(request_id)
         baseline_now = baselines[0].id if baselines else None
-        if decision.approved and baseline_now != release.baseline_model_id:
+        if decision.approved and not _same_baseline(baselines, release):
             decision = signoff.Decision(
                 request_id, signoff.REJECT, signoff.SYSTEM_APPROVER, signoff.SYSTEM_APPROVER,
                 f"{decision.describe()}; but the served model changed since this candidate was "
@@ -55,3 +63,14 @@ class Executor(base_executor.BaseExecutor):
         record(sign_off, model, request_id, decision, request)
         sign_off.set_int_custom_property(RELEASE_PROPERTY, 1)
 
+
+
+def _same_baseline(baselines: list, release: ReleaseEvidence) -> bool:
+    """Is the baseline resolved now the one the candidate was judged against? By URI when the
+    request recorded one (ids inside Kubeflow containers are hashes, see ReleaseEvidence), else by
+    id; no baseline then and now counts as the same."""
+    if not baselines:
+        return release.baseline_model_id is None
+    if release.baseline_model_uri:
+        return baselines[0].uri.rstrip("/") == release.baseline_model_uri.rstrip("/")
+    return baselines[0].id == release.baseline_model_id
