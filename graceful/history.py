@@ -287,14 +287,23 @@ def _fill_sign_off(record: RunRecord, step: Step) -> None:
         record.sign_off = {key: property_value(artifact, key) for key in (
             "decision", "approver_id", "approver_name", "decided_at", "reason", "source",
             "slack_ts", "request_id")}
-        if property_value(artifact, RELEASE) == 1:
-            record.release_of = record.sign_off["request_id"]
+        if released_request(artifact) is not None:
+            record.release_of = released_request(artifact)
         if record.sign_off["decision"] == PENDING:
             record.awaiting_until = property_value(artifact, "deadline_at")
         elif property_value(artifact, "blessed") == 0:
             _refused(record, "sign-off", [f"{record.sign_off['decision']}ed by "
                                           f"{record.sign_off['approver_name']}: "
                                           f"{record.sign_off['reason']}"])
+
+
+def released_request(sign_off) -> str | None:
+    """The request whose release recorded this SignOff artifact (components/sign_off_release marks
+    its SignOff with RELEASE = 1), or None for a run's own sign-off: how a release run is told
+    from the run it released, which recorded a SignOff with the same request id (here, and in
+    graceful.lineage)."""
+    return property_value(sign_off, "request_id") if property_value(sign_off, RELEASE) == 1 \
+        else None
 
 
 def _fill_evaluation(record: RunRecord, step: Step) -> None:

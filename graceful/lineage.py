@@ -33,9 +33,11 @@ class Graph:
         return self._type_names[artifact.type_id]
 
     def producer(self, artifact):
-        events = [e for e in self.store.get_events_by_artifact_ids([artifact.id])
-                  if e.type == OUTPUT]
-        return self.store.get_executions_by_id([events[0].execution_id])[0] if events else None
+        """The execution that created the artifact: the first to output it (a release's
+        Importer(reimport=False) outputs the Trainer's Model again)."""
+        ids = [e.execution_id for e in self.store.get_events_by_artifact_ids([artifact.id])
+               if e.type == OUTPUT]
+        return self.store.get_executions_by_id([min(ids)])[0] if ids else None
 
     def artifacts(self, execution, kind, type_name: str) -> list:
         """The artifacts of `type_name` the execution consumed (INPUT) or produced (OUTPUT)."""
@@ -70,15 +72,38 @@ def pushed_model_ids(store) -> list[int]:
     return ids
 
 
-def _judging_steps(store, trainer, model) -> list:
-    """The steps of the run that trained the model that consumed it: how that run judged it.
-    Later runs consume it too, as their baseline; those judged their own candidates."""
-    run_types = {t.id for t in store.get_context_types() if t.name in history.RUN_CONTEXT_TYPES}
-    executions = [x for run in store.get_contexts_by_execution(trainer.id)
-                  if run.type_id in run_types for x in store.get_executions_by_context(run.id)]
+def _run_steps(store, run_ids, model) -> list:
+    """The steps of the runs `run_ids` (context ids) that consumed the model, oldest first."""
+    executions = [x for run_id in run_ids for x in store.get_executions_by_context(run_id)]
     # nodes={}: lineage never shows node ids, so the store's node contexts are not walked.
     return [step for step in history.steps(store, executions, nodes={})
             if any(m.id == model.id for m in step.consumed(history.MODEL))]
+
+
+def _judging_steps(store, trainer, model) -> tuple[list, list]:
+    """How the model was judged: (the steps that consumed it in the run that trained it, the steps
+    that consumed it in the release run that acted on that run's deferred sign-off, if any:
+    pipeline/release.py). A release run is recognised as `graceful history` recognises it: its
+    SignOff is marked as a release (history.released_request) of the request the training run's
+    SignOff opened. Later runs consume the model too, as their baseline (and so do later
+    releases); those judged their own candidates."""
+    run_types = {t.id for t in store.get_context_types() if t.name in history.RUN_CONTEXT_TYPES}
+    trained_in = {run.id for run in store.get_contexts_by_execution(trainer.id)
+                  if run.type_id in run_types}
+    trained = _run_steps(store, sorted(trained_in), model)
+    requests = {history.property_value(sign_off, "request_id")
+                for step in trained for sign_off in step.produced(history.SIGN_OFF)} - {None}
+    consumers = {e.execution_id for e in store.get_events_by_artifact_ids([model.id])
+                 if e.type == INPUT}
+    other_runs = {run.id: run for execution_id in consumers
+                  for run in store.get_contexts_by_execution(execution_id)
+                  if run.type_id in run_types and run.id not in trained_in}
+    for run in sorted(other_runs.values(), key=lambda r: (r.create_time_since_epoch, r.id)):
+        steps = _run_steps(store, [run.id], model)
+        if any(history.released_request(sign_off) in requests
+               for step in steps for sign_off in step.produced(history.SIGN_OFF)):
+            return trained, steps
+    return trained, []
 
 
 def _first(steps: list, type_name: str):
@@ -117,9 +142,12 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
                        for examples in graph.artifacts(trainer, INPUT, history.EXAMPLES)],
               "schema": [a.uri for a in graph.artifacts(trainer, INPUT, history.SCHEMA)],
               "reference_model": [a.id for a in graph.artifacts(trainer, INPUT, history.MODEL)]}
-    judged = _judging_steps(store, trainer, model)
-    result["baseline_model"] = sorted({m.id for step in judged
+    trained, released = _judging_steps(store, trainer, model)
+    # What the training run judged it against (a release evaluates against that same model, or
+    # records that the served model changed and evaluates nothing).
+    result["baseline_model"] = sorted({m.id for step in trained
                                        for m in step.consumed(history.MODEL) if m.id != model.id})
+    judged = released + trained  # a release's SignOff, Evaluator and Pusher are the outcome
     _, flip_report = _first(judged, history.FLIP_REPORT)
     if flip_report is not None:
         with open(os.path.join(flip_report.uri, REPORT_FILE)) as handle:

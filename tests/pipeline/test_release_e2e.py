@@ -115,6 +115,9 @@ def test_a_run_awaits_sign_off_holding_nothing_and_a_later_cli_approval_releases
     assert _mlmd(config).get_artifacts_by_type("ModelBlessing") == []
     assert _cli("history") == 0
     assert "awaiting sign-off until" in capsys.readouterr().out
+    assert _cli("lineage", "--run", "1") == 0
+    awaiting = capsys.readouterr().out
+    assert "pushed to: not pushed" in awaiting and "signed off: pending" in awaiting, awaiting
 
     # The decision releases the candidate: evaluated and pushed by the release pipeline.
     decided = time.monotonic()
@@ -138,6 +141,15 @@ def test_a_run_awaits_sign_off_holding_nothing_and_a_later_cli_approval_releases
     assert _consumed_models(store, released, "Evaluator") == [run.model_id]
     assert _consumed_models(store, released, "Pusher") == [run.model_id]
     assert len(store.get_artifacts_by_type("Model")) == 1, "imported, never registered again"
+    # `graceful lineage` of the pushed model reads the release too: where it went, who decided, why.
+    assert _cli("lineage") == 0  # default: the last pushed model
+    shown = capsys.readouterr().out
+    served = serving.served_version_dir(config.serving_dir)
+    assert f"model {run.model_id} (" in shown and f"pushed to: {served}\n" in shown, shown
+    assert f"signed off: approve by alice (alice, cli) at {run.sign_off['decided_at']}: " \
+           f"{REASON}" in shown, shown
+    assert "training parameters: {" in shown and "span 1: " in shown, "the Trainer's side"
+    assert "evaluator (TFMA): " in shown, "the release's Evaluator"
 
     # A second approval, or release, finds it released: nothing runs, nothing more is pushed.
     assert _cli("approve", "1", "--reason", REASON) == cli.EXIT_NOTHING_TO_DO
@@ -172,6 +184,12 @@ def test_rejections_timeouts_and_a_changed_baseline_push_nothing(config, capsys)
     assert (rejected.sign_off["decision"], rejected.sign_off["reason"]) == ("reject",
                                                                             "shirts regress")
     assert rejected.blocked_by == "sign-off" and rejected.pushed is None
+    capsys.readouterr()
+    assert _cli("lineage", "--run", "3") == 0
+    shown = capsys.readouterr().out
+    assert "pushed to: not pushed" in shown and "signed off: reject by alice (alice, cli) at " \
+        in shown and shown.rstrip().endswith(": shirts regress"), shown
+    assert f"baseline model: [{first.model_id}]" in shown, shown
 
     # Run 5 is approved and pushed; run 4, judged against run 1's model, can no longer be.
     run_span(config, span=2)
