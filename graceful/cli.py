@@ -6,7 +6,9 @@ flip gate, sign-off, Evaluator), nothing pushed; 4 nothing to do (`run --latest`
 trained on; `release`: already released); 5 another run holds the pipeline home (try again later);
 6 awaiting sign-off: the run ended without waiting for a person, nothing pushed yet (the decision,
 `graceful approve|reject`, releases it). `approve`, `reject` and `release` end with their release's
-outcome: 0 pushed, 3 not pushed (rejected, timed out, the baseline changed, the Evaluator).
+outcome: 0 pushed, 3 not pushed (rejected, timed out, the baseline changed, the Evaluator); with
+SignOffConfig.release_on="airflow" they queue the release as an Airflow DAG run instead and end
+with 0 once it is queued, 4 if it was queued before, 1 if Airflow could not queue it.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from pathlib import Path
 
 from graceful import data, locations, project, spans
 from graceful.models.params import TrainingParams
-from graceful.pipeline.configs import GateConfig, PipelineConfig, SignOffConfig
+from graceful.pipeline.configs import RELEASE_AIRFLOW, GateConfig, PipelineConfig, SignOffConfig
 
 TRAINING_HELP = {
     "architecture": "architecture: small, mlp or cnn (default %(default)s)",
@@ -441,8 +443,9 @@ def cmd_release(args) -> int:
 
 
 def release_request(config: PipelineConfig, store, request_id: str, log=print) -> int:
-    """Releases one decided deferred request with the local runner and returns the exit status of
-    its outcome (see the module docstring). Refuses an undecided request (SignOffError); one
+    """Releases one decided deferred request and returns the exit status of its outcome (see the
+    module docstring): with the local runner, or (SignOffConfig.release_on="airflow") by queuing
+    the Airflow release DAG's run for it. Refuses an undecided request (SignOffError); one
     already released is left alone (EXIT_NOTHING_TO_DO)."""
     from graceful import history, signoff
     from graceful.home_lock import HomeBusyError
@@ -459,6 +462,8 @@ def release_request(config: PipelineConfig, store, request_id: str, log=print) -
         raise signoff.SignOffError(
             f"Sign-off {request_id} awaits a decision (until its deadline); nothing to release "
             f"yet: graceful approve|reject {request_id} --reason '...'")
+    if config.sign_off.release_on == RELEASE_AIRFLOW:
+        return queue_airflow_release(config, request, log)
     log(f"[graceful] releasing {request_id}: {decision.describe()}")
     started, failure = time.monotonic(), None
     try:
@@ -480,6 +485,29 @@ def release_request(config: PipelineConfig, store, request_id: str, log=print) -
     return status
 
 
+def queue_airflow_release(config: PipelineConfig, request, log=print) -> int:
+    """The release of a decided request as a run of the Airflow release DAG (release_on="airflow"):
+    EXIT_PUSHED (0) once queued, EXIT_NOTHING_TO_DO if it was queued before, EXIT_FAILED if it
+    could not be (the decision stays recorded: `graceful release` queues it later)."""
+    from graceful.pipeline import release
+
+    dag_id = release.name(config.pipeline_name)
+    try:
+        run_id, queued = release.trigger_on_airflow(config.pipeline_name, request)
+    except release.ReleaseNotQueued as error:
+        print(f"[graceful] the decision is recorded, but its release was not queued on Airflow: "
+              f"{error}\nOnce fixed: graceful release {request.request_id}", file=sys.stderr)
+        return EXIT_FAILED
+    if not queued:
+        log(f"[graceful] the release of {request.request_id} was already queued on Airflow (DAG "
+            f"{dag_id}, run {run_id}); nothing queued again (`graceful history` shows the outcome "
+            "once it ran; if that run failed, clear it in Airflow to run it again)")
+        return EXIT_NOTHING_TO_DO
+    log(f"[graceful] queued the release of {request.request_id} on Airflow: DAG {dag_id}, run "
+        f"{run_id}; its outcome shows in `graceful history` once Airflow ran it")
+    return EXIT_PUSHED
+
+
 def release_decided(config: PipelineConfig) -> None:
     """Before a run: releases this pipeline's deferred sign-offs that were decided, or timed out,
     but not released (a decision taken while the home was busy, elsewhere, or none in time), so
@@ -493,14 +521,16 @@ def release_decided(config: PipelineConfig) -> None:
 
 
 def release_hint(config: PipelineConfig, request) -> str:
-    """How to release a decision recorded with --no-release: here, or as an Airflow DAG run."""
+    """How to release a decision recorded with --no-release: here, or as an Airflow DAG run (the
+    conf and run id that SignOffConfig.release_on="airflow" queues it with)."""
     import json
 
     from graceful.pipeline import release
 
     return (f"[graceful] not released (--no-release). Release it with `graceful release "
             f"{request.request_id}`, or on Airflow: airflow dags trigger "
-            f"{release.name(config.pipeline_name)} --conf '{json.dumps(release.values(request))}'")
+            f"{release.name(config.pipeline_name)} --conf '{json.dumps(release.values(request))}' "
+            f"--run-id {release.airflow_run_id(request.request_id)}")
 
 
 def cmd_slack_gate(args) -> int:

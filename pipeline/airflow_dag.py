@@ -24,12 +24,17 @@ Sign-off holds no worker slot: with SignOffConfig.wait=False (the default) the H
 opens the request and ends, and the run ends awaiting sign-off (the guard skips the Evaluator and
 Pusher). The decision is acted on by a second DAG, `<pipeline name>_release` (RELEASE_DAG), built
 from the release pipeline (pipeline/release.py) with the request's values as TFX RuntimeParameters,
-which TFX's Airflow runner reads from the DAG run's conf. Trigger it once the decision is recorded
-(for a timed-out request too: its run records the rejection):
+which TFX's Airflow runner reads from the DAG run's conf. With SignOffConfig.release_on="airflow"
+the decision queues that run itself: `graceful approve|reject` (and `graceful slack-gate`, through
+the `graceful release` it starts) call Airflow's trigger_dag with the request's values as the conf
+and a run id derived from the request id (pipeline.release.trigger_on_airflow), so a second
+decision or retry queues nothing; they need this Airflow's configuration where they run. Or trigger
+it by hand once the decision is recorded (for a timed-out request too: its run records the
+rejection):
 
     graceful approve RUN --reason '...' --no-release     # records, prints the trigger and its conf
     airflow dags trigger graceful_release --conf '{"request_id": "...", "candidate_model_uri": "...",
-                                                   "eval_examples_uri": "..."}'
+                                                   "eval_examples_uri": "..."}' --run-id release__...
 
 It has no schedule, the same reconcile task first and the same guard between its SignOffRelease
 task and the Evaluator.

@@ -25,6 +25,8 @@ __all__ = ["DataChecks", "DataContract", "GateConfig", "ModelContract", "Pipelin
 SCHEMA_DIR = Path(str(importlib.resources.files("graceful.schemas") / "schema.pbtxt")).parent
 DEFAULT_HOME = "graceful_home"
 HOME_ENV = "GRACEFUL_HOME"
+# SignOffConfig.release_on: what a sign-off decision starts.
+RELEASE_ON = (RELEASE_LOCAL, RELEASE_AIRFLOW) = ("local", "airflow")
 
 
 @dataclasses.dataclass
@@ -41,6 +43,18 @@ class SignOffConfig:
     pipeline (pipeline/release.py: evaluation against the baseline it was judged on, then the push).
     True: the sign-off step polls for the decision (every `max_poll_seconds` at most) and the run
     evaluates and pushes itself — simple, but it holds its process for up to `timeout_seconds`.
+
+    `release_on` chooses what a decision on a deferred request starts (`graceful approve|reject`,
+    `graceful release`, and so `graceful slack-gate`, which starts `graceful release`):
+      "local"   (default) the release pipeline, run in that process with TFX's LocalDagRunner under
+                the home's lock; the command ends with the release's outcome.
+      "airflow" one run of the Airflow DAG `<pipeline name>_release` (pipeline/airflow_dag.py),
+                queued through Airflow's Python API with the request's values as its conf and a
+                run id derived from the request id, so a second trigger queues nothing; the
+                command ends once it is queued and Airflow's workers run it. Where decisions are
+                made, Airflow must be installed and configured like the deployment's (its
+                AIRFLOW_HOME, or AIRFLOW__DATABASE__SQL_ALCHEMY_CONN: the metadata database of
+                the Airflow that parses pipeline/airflow_dag.py).
     """
 
     auto_approve: bool = False
@@ -51,6 +65,12 @@ class SignOffConfig:
     # Where decisions are kept: "" = beside the metadata (PipelineConfig.sign_off_store), else a
     # SQLite path or a mysql://user@host:port/database (password: $GRACEFUL_METADATA_PASSWORD).
     store: str = ""
+    release_on: str = RELEASE_LOCAL  # or RELEASE_AIRFLOW: what a decision starts (see above)
+
+    def __post_init__(self):
+        if self.release_on not in RELEASE_ON:
+            raise ValueError(f"SignOffConfig.release_on must be one of {', '.join(RELEASE_ON)}, "
+                             f"not {self.release_on!r}.")
 
 
 @dataclasses.dataclass

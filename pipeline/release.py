@@ -27,9 +27,15 @@ the baseline within the pipeline's context, so the release must see the runs' bl
 next run must see the release's. The request's values (id, candidate URI, examples URI) are plain
 strings on the local runner and TFX RuntimeParameters on Airflow (`dag_run.conf`, see
 pipeline/airflow_dag.py) and Kubeflow (pipeline parameters, see kubeflow/release.py).
+
+Where it runs is SignOffConfig.release_on: "local", `run` here, in the deciding process; "airflow",
+one run of the Airflow release DAG queued per request (`trigger_on_airflow`), with `values(request)`
+as its conf, the same values `graceful approve --no-release` prints for `airflow dags trigger`.
 """
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import Mapping, Union
 
 from tfx import v1 as tfx
@@ -71,6 +77,61 @@ def values(request: signoff.Request) -> dict[str, str]:
     return {REQUEST_ID: request.request_id,
             CANDIDATE_MODEL_URI: evidence.candidate_model_uri,
             EVAL_EXAMPLES_URI: evidence.eval_examples_uri}
+
+
+class ReleaseNotQueued(RuntimeError):
+    """The release DAG run could not be queued on Airflow (the decision stays recorded)."""
+
+
+def airflow_run_id(request_id: str) -> str:
+    """The release DAG run's id for `request_id`: one per request, so Airflow refuses a second
+    (a double click, an `approve` after Slack, a retried `graceful release`). Request ids are run
+    ids (Airflow's, e.g. scheduled__2026-01-02T00:00:00+00:00, or the local runner's timestamps),
+    which Airflow's allowed run ids ([scheduler] allowed_run_id_pattern, default
+    ^[A-Za-z0-9_.~:+-]+$) take as they are; any other character becomes "_", and a digest of the
+    request id then keeps two requests apart."""
+    safe = re.sub(r"[^A-Za-z0-9_.~:+-]", "_", request_id)
+    if safe != request_id:
+        safe += "-" + hashlib.sha256(request_id.encode()).hexdigest()[:12]
+    return f"release__{safe}"
+
+
+def trigger_on_airflow(pipeline_name: str, request: signoff.Request) -> tuple[str, bool]:
+    """Queues the Airflow release DAG's run for `request` (SignOffConfig.release_on="airflow")
+    through Airflow's own Python API, as `airflow dags trigger` would: dag id `name(pipeline)`,
+    conf `values(request)`, run id `airflow_run_id(request)`. Returns (run id, True) when this
+    call queued it, (run id, False) when that run already exists (nothing is queued twice).
+    Needs Airflow configured as the deployment's, whose scheduler has parsed
+    pipeline/airflow_dag.py; ReleaseNotQueued otherwise."""
+    try:
+        from airflow.api.common.trigger_dag import trigger_dag
+        from airflow.exceptions import DagNotFound, DagRunAlreadyExists
+        from airflow.models import DagRun
+        from sqlalchemy.exc import IntegrityError
+    except ImportError as error:
+        raise ReleaseNotQueued(
+            f"SignOffConfig.release_on is 'airflow' but Airflow is not installed here ({error}): "
+            "install graceful-tfx[airflow] where decisions are made, configured like the "
+            "deployment's Airflow.") from None
+    dag_id, run_id = name(pipeline_name), airflow_run_id(request.request_id)
+    try:
+        # Microseconds kept: Airflow also refuses a second run at the same logical date, and two
+        # requests may be decided within one second.
+        trigger_dag(dag_id, run_id=run_id, conf=values(request), replace_microseconds=False)
+    except DagRunAlreadyExists as exists:
+        if exists.dag_run.run_id != run_id:
+            raise
+        return run_id, False
+    except IntegrityError:  # queued by another process between Airflow's check and its insert
+        if not DagRun.find(dag_id=dag_id, run_id=run_id):
+            raise
+        return run_id, False
+    except DagNotFound as error:
+        raise ReleaseNotQueued(
+            f"Airflow does not know the DAG {dag_id} ({error}): put pipeline/airflow_dag.py in the "
+            "dags folder of the Airflow configured here (with the same GRACEFUL_PROJECT) and let "
+            "its scheduler parse it (`airflow dags list` shows it).") from None
+    return run_id, True
 
 
 def runtime_parameters() -> dict[str, tfx.dsl.experimental.RuntimeParameter]:
