@@ -56,16 +56,18 @@ class MySQLServer:
     def password(self) -> str:
         return os.environ.get(PASSWORD_ENV, "")
 
-    def connect(self, database: bool = True):
+    def connect(self, database: bool = True, init_command: str | None = None):
         """A PyMySQL connection (autocommit, rows as dicts) to the database, or with
-        `database=False` to the server only; StoreUnreachableError naming what to fix."""
+        `database=False` to the server only, running `init_command` first if given;
+        StoreUnreachableError naming what to fix."""
         import pymysql
 
         try:
             return pymysql.connect(
                 host=self.host, port=self.port, user=self.user, password=self.password,
                 database=self.database if database else None, autocommit=True, charset="utf8mb4",
-                connect_timeout=10, cursorclass=pymysql.cursors.DictCursor)
+                connect_timeout=10, cursorclass=pymysql.cursors.DictCursor,
+                init_command=init_command)
         except pymysql.err.OperationalError as error:
             raise self._unreachable(error) from None
 
@@ -96,21 +98,45 @@ def mysql_server(location: str) -> MySQLServer | None:
     url = urllib.parse.urlsplit(location)
     if url.scheme != MYSQL_SCHEME:
         raise ValueError(f"metadata location {url.scheme}://...: unsupported; use {LOCATION_HELP}.")
-    if url.password is not None:
-        safe = f"{MYSQL_SCHEME}://{url.username or 'user'}@{url.netloc.rpartition('@')[2]}{url.path}"
-        raise ValueError(f"the metadata location carries a password: remove it ({safe}) and set "
-                         f"${PASSWORD_ENV} instead; a password in a URL ends up in shell "
-                         "histories, project files and logs.")
+    # Judged on the raw text, not on urlsplit's reading: a password holding '/', '?' or '#'
+    # (mysql://u:pa/ss@h/db) makes urlsplit cut the URL inside the password.
+    userinfo, at, _ = location.split("://", 1)[1].rpartition("@")
+    if url.password is not None or (at and ":" in userinfo):
+        raise ValueError(f"the metadata location carries a password: remove it "
+                         f"({_redacted(location)}) and set ${PASSWORD_ENV} instead; a password "
+                         "in a URL ends up in shell histories, project files and logs.")
+    if url.query or url.fragment or "?" in location or "#" in location:
+        raise ValueError(f"metadata location {_redacted(location)} is not "
+                         "mysql://user@host:port/database: it takes no ?options or #fragment "
+                         f"(they may carry secrets; not repeated here); use {LOCATION_HELP}.")
     try:
         port = url.port or MYSQL_DEFAULT_PORT
     except ValueError:
         port = None
     database = url.path.lstrip("/")
-    if not (url.username and url.hostname and port and database) or "/" in database or (
-            url.query or url.fragment):
-        raise ValueError(f"metadata location {location!r} is not mysql://user@host:port/database "
-                         f"(port optional, default {MYSQL_DEFAULT_PORT}); use {LOCATION_HELP}.")
+    if not (url.username and url.hostname and port and database) or "/" in database:
+        raise ValueError(f"metadata location {_redacted(location)!r} is not "
+                         f"mysql://user@host:port/database (port optional, default "
+                         f"{MYSQL_DEFAULT_PORT}); use {LOCATION_HELP}.")
     return MySQLServer(urllib.parse.unquote(url.username), url.hostname, port, database)
+
+
+def _redacted(location: str) -> str:
+    """A mysql:// location as it may be shown: without a password (anything between the user and
+    the last '@'), a ?query or #fragment (`?password=...`), or a non-numeric "port" (`u:secret`
+    without an '@' reads as host:port)."""
+    rest = location.split("://", 1)[1]
+    userinfo, at, hostpath = rest.rpartition("@")
+    if at and ":" in userinfo:
+        rest = f"{userinfo.split(':', 1)[0] or 'user'}@{hostpath}"
+    cut = min(i for i in (rest.find("?"), rest.find("#"), len(rest)) if i >= 0)
+    rest, tail = rest[:cut], ("?..." if cut < len(rest) else "")
+    userinfo, at, hostpath = rest.rpartition("@")
+    hostport, slash, path = hostpath.partition("/")
+    host, colon, port = hostport.partition(":")
+    if colon and not port.isdigit():
+        hostport = f"{host}:***"
+    return f"{MYSQL_SCHEME}://{userinfo}{at}{hostport}{slash}{path}{tail}"
 
 
 def connection_config(location: str, readonly: bool = False):

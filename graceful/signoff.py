@@ -30,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Callable
 
 from graceful import mlmd_store
 
@@ -55,6 +57,16 @@ DEFAULT_MAX_POLL = 15.0          # a waiter's longest poll interval, s (SignOffC
 # dead run).
 STALE_POLLS = 4
 STALE_FLOOR_SECONDS = 60.0
+# The longest values the tables hold (request_id VARCHAR(255); TEXT holds 65,535 bytes, which
+# 16,000 characters never exceed in UTF-8; source VARCHAR(64)). Longer ones are refused before
+# anything is written, on both backends, never cut.
+MAX_REQUEST_ID_CHARS, MAX_TEXT_CHARS, MAX_SOURCE_CHARS = 255, 16000, 64
+# MySQL errors during a statement: retried (InnoDB rolled the statement back; each statement is its
+# own transaction) a few times, or reported like a server that cannot be reached.
+_MYSQL_RETRIED, _MYSQL_LOST = (1205, 1213), (2006, 2013)  # lock wait timeout, deadlock; gone, lost
+_MYSQL_ATTEMPTS = 4
+_MYSQL_STRICT = ("SET SESSION sql_mode = CONCAT_WS(',', NULLIF(@@SESSION.sql_mode, ''),"
+                 " 'STRICT_ALL_TABLES')")
 
 _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
@@ -145,10 +157,16 @@ def _request(row: dict) -> Request:
 
 class _SQLite:
     """The embedded store: a file beside the metadata (`<home>/sign_off.sqlite`), created on first
-    use. SQL is written once, for both dialects: `{requests}`, `{decisions}`, `{insert_ignore}` and
-    `?` placeholders are what differs."""
+    use. SQL is written once, for both dialects: `{requests}`, `{decisions}`, `{insert_ignore}`,
+    `{keep_first_request}`, `{keep_first_decision}` (after the VALUES or SELECT) and `?`
+    placeholders are what differs."""
 
     requests, decisions, insert_ignore = "requests", "decisions", "INSERT OR IGNORE"
+    keep_first_request = keep_first_decision = ""
+
+    @staticmethod
+    def retry(error: Exception, attempt: int) -> bool:
+        return False
 
     def __init__(self, path: str):
         self.path = path
@@ -185,17 +203,37 @@ class _SQLite:
 class _MySQL:
     """The tables in ml-metadata's own MySQL/MariaDB database (the location's mysql:// URL), so
     pipeline pods, the Slack gate and the CLI share decisions without a shared volume, and one
-    backup of that database holds both. `INSERT IGNORE` on the primary key keeps the first
-    decision, as INSERT OR IGNORE does in SQLite, under InnoDB's row locks."""
+    backup of that database holds both. `ON DUPLICATE KEY UPDATE` with a no-op keeps the first
+    row, as INSERT OR IGNORE does in SQLite, under InnoDB's row locks; unlike `INSERT IGNORE` it
+    absorbs only the duplicate key, so a value too long or out of range is still an error, never a
+    warning and a silently cut or clamped value."""
 
     requests, decisions = "graceful_signoff_requests", "graceful_signoff_decisions"
-    insert_ignore = "INSERT IGNORE"
+    insert_ignore = "INSERT"
+    keep_first_request = (" ON DUPLICATE KEY UPDATE graceful_signoff_requests.request_id ="
+                          " graceful_signoff_requests.request_id")
+    keep_first_decision = (" ON DUPLICATE KEY UPDATE graceful_signoff_decisions.request_id ="
+                           " graceful_signoff_decisions.request_id")
 
     def __init__(self, server: mlmd_store.MySQLServer):
         self.server = server
 
+    def retry(self, error: Exception, attempt: int) -> bool:
+        """Whether to run a statement again after `error`: a deadlock or lock wait timeout, a few
+        times. A lost connection raises StoreUnreachableError (as connecting does), not
+        PyMySQL's traceback."""
+        import pymysql
+
+        if not isinstance(error, pymysql.err.OperationalError) or not error.args:
+            return False
+        if error.args[0] in _MYSQL_LOST:
+            raise self.server._unreachable(error) from None
+        return error.args[0] in _MYSQL_RETRIED and attempt + 1 < _MYSQL_ATTEMPTS
+
     def connect(self):
-        return self.server.connect()
+        # Strict for this session whatever the server's sql_mode: a value that does not fit is an
+        # error, never a warning and a cut or clamped value.
+        return self.server.connect(init_command=_MYSQL_STRICT)
 
     @staticmethod
     def placeholders(sql: str) -> str:
@@ -222,16 +260,26 @@ def _check_person(approver_id: str, approver_name: str, reason: str,
                            "--reason 'shirts regress'; nothing was recorded.")
 
 
+def _check_length(what: str, value: str, limit: int) -> None:
+    """Refuses a value longer than its column holds (before anything is written): a database must
+    never cut an audit trail or a request id."""
+    if len(value) > limit:
+        raise SignOffError(f"The {what} is {len(value)} characters long; at most {limit} are "
+                           "kept. Shorten it; nothing was recorded.")
+
+
 class Store:
     """The shared decision record at `location`: a SQLite file path (created on first use) or the
     mysql://user@host:port/database of a metadata server (graceful.mlmd_store; the database must
     exist, as it does once ml-metadata created it; the tables are created on first use).
 
     `stale_floor` is the least time without a heartbeat after which a pending request counts as
-    abandoned (STALE_FLOOR_SECONDS; tests pass less)."""
+    abandoned (STALE_FLOOR_SECONDS; tests pass less). `clock` gives every time the store records
+    and compares (heartbeats, deadlines, decisions); time.time, or a test's clock it can advance."""
 
-    def __init__(self, location: str | os.PathLike, stale_floor: float = STALE_FLOOR_SECONDS):
-        self.path, self.stale_floor = str(location), stale_floor
+    def __init__(self, location: str | os.PathLike, stale_floor: float = STALE_FLOOR_SECONDS,
+                 clock: Callable[[], float] = time.time):
+        self.path, self.stale_floor, self._clock = str(location), stale_floor, clock
         server = mlmd_store.mysql_server(self.path)
         self._dialect = _SQLite(self.path) if server is None else _MySQL(server)
         with self._db() as db:
@@ -246,13 +294,22 @@ class Store:
             db.close()
 
     def _execute(self, db, sql: str, params: tuple = ()):
-        """Runs one statement written for both dialects (see _SQLite); returns its cursor."""
+        """Runs one statement written for both dialects (see _SQLite); returns its cursor. A
+        MySQL deadlock or lock wait timeout is retried; a lost connection is StoreUnreachableError."""
         dialect = self._dialect
-        cursor = db.cursor()
-        cursor.execute(dialect.placeholders(sql.format(
+        sql = dialect.placeholders(sql.format(
             requests=dialect.requests, decisions=dialect.decisions,
-            insert_ignore=dialect.insert_ignore)), params)
-        return cursor
+            insert_ignore=dialect.insert_ignore, keep_first_request=dialect.keep_first_request,
+            keep_first_decision=dialect.keep_first_decision))
+        for attempt in itertools.count():
+            cursor = db.cursor()
+            try:
+                cursor.execute(sql, params)
+                return cursor
+            except Exception as error:  # noqa: BLE001 - the dialect decides; re-raised otherwise
+                if not dialect.retry(error, attempt):
+                    raise
+            time.sleep(0.05 * 2 ** attempt)
 
     def open_request(self, request_id: str, model_id: int | None, evidence: dict,
                      max_poll: float = DEFAULT_MAX_POLL,
@@ -261,11 +318,12 @@ class Store:
         `max_poll` seconds (which sets how soon it is abandoned if that run dies). With
         `deadline_at` (a time.time() value) it is deferred instead: nobody waits, it is never
         abandoned, and it is rejected ("timeout") if nobody decides by then."""
-        now = time.time()
+        _check_length("request id", request_id, MAX_REQUEST_ID_CHARS)
+        now = self._clock()
         with self._db() as db:
             self._execute(db, "{insert_ignore} INTO {requests} (request_id, model_id, evidence,"
                           " created_at, heartbeat_at, max_poll, deadline_at)"
-                          " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          " VALUES (?, ?, ?, ?, ?, ?, ?){keep_first_request}",
                           (request_id, model_id, json.dumps(evidence), now,
                            None if deadline_at is not None else now, max_poll, deadline_at))
         return self.request(request_id)
@@ -310,7 +368,7 @@ class Store:
             " deadline_at FROM {requests}"
             " WHERE request_id NOT IN (SELECT request_id FROM {decisions})" + where,
             () if request_id is None else (request_id,)).fetchall()
-        now = time.time()
+        now = self._clock()
         for row in rows:
             if row["deadline_at"] is not None:
                 if now <= row["deadline_at"]:
@@ -327,7 +385,7 @@ class Store:
             self._execute(
                 db, "{insert_ignore} INTO {decisions} (request_id, decision, approver_id,"
                 " approver_name, reason, decided_at, source) SELECT request_id, ?, ?, ?, ?, ?, ?"
-                " FROM {requests} WHERE request_id = ? AND " + unchanged + " = ?",
+                " FROM {requests} WHERE request_id = ? AND " + unchanged + " = ?{keep_first_decision}",
                 (REJECT, SYSTEM_APPROVER, SYSTEM_APPROVER, reason, now, source,
                  row["request_id"], seen))
 
@@ -348,14 +406,21 @@ class Store:
         deadline passed)."""
         if decision not in (APPROVE, REJECT):
             raise SignOffError(f"decision must be '{APPROVE}' or '{REJECT}', not '{decision}'")
+        for what, value, limit in (("request id", request_id, MAX_REQUEST_ID_CHARS),
+                                   ("approver id", approver_id, MAX_TEXT_CHARS),
+                                   ("approver name", approver_name, MAX_TEXT_CHARS),
+                                   ("reason", reason.strip(), MAX_TEXT_CHARS),
+                                   ("source", source, MAX_SOURCE_CHARS)):
+            _check_length(what, value, limit)
         if source not in SYSTEM_SOURCES:
             _check_person(approver_id, approver_name, reason, approvers)
         self.request(request_id)  # must exist; closes it first if its run is gone
         with self._db() as db:
             self._execute(db, "{insert_ignore} INTO {decisions} (request_id, decision, approver_id,"
-                          " approver_name, reason, decided_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                          " approver_name, reason, decided_at, source) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                          "{keep_first_decision}",
                           (request_id, decision, approver_id, approver_name, reason.strip(),
-                           time.time(), source))
+                           self._clock(), source))
         winner = self.decision(request_id)
         if winner.decision == decision and winner.approver_id == approver_id:
             return winner  # a repeat
@@ -375,7 +440,7 @@ class Store:
                                "before `graceful approve|reject` (or its deadline).")
         with self._db() as db:
             return self._execute(db, "UPDATE {requests} SET released_at = ? WHERE request_id = ?"
-                                 " AND released_at IS NULL", (time.time(), request_id)).rowcount == 1
+                                 " AND released_at IS NULL", (self._clock(), request_id)).rowcount == 1
 
     def wait(self, request_id: str, timeout_seconds: float, first_poll: float = 0.5,
              max_poll: float = DEFAULT_MAX_POLL, log=print) -> Decision | None:
@@ -402,4 +467,4 @@ class Store:
     def _heartbeat(self, request_id: str, max_poll: float) -> None:
         with self._db() as db:
             self._execute(db, "UPDATE {requests} SET heartbeat_at = ?, max_poll = ?"
-                          " WHERE request_id = ?", (time.time(), max_poll, request_id))
+                          " WHERE request_id = ?", (self._clock(), max_poll, request_id))

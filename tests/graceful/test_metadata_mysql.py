@@ -155,3 +155,68 @@ def test_without_mariadb_installed_the_server_fixture_says_how_to_install_it(mon
     with pytest.raises(FileNotFoundError, match="bash scripts/setup.sh` as root .* apt-get "
                                                 "install mariadb-server"):
         MariaDB()
+
+
+@pytest.mark.parametrize("url, secret", [("mysql://u:pa/ss@h/db", "pa/ss"),
+                                         ("mysql://u:pa?ss@h/db", "pa?ss"),
+                                         ("mysql://u@h/db?password=s3cret", "s3cret"),
+                                         ("mysql://u@h/db#s3cret", "s3cret"),
+                                         ("mysql://u:s3cret/db", "s3cret")])
+def test_a_malformed_location_never_repeats_what_may_be_a_password(url, secret):
+    """A password with '/' or '?' makes urlsplit cut the URL inside it (and find no password); a
+    query string may carry one. The message (also in Airflow's import errors) must not echo it."""
+    with pytest.raises(ValueError) as refused:
+        mlmd_store.mysql_server(url)
+    message = str(refused.value)
+    assert secret not in message and "mysql://u" in message, message
+    assert "password" in message
+
+
+def test_a_server_that_is_not_strict_still_cuts_or_clamps_nothing(mariadb, mariadb_server):
+    """With the server's sql_mode empty (MySQL before 5.7, or an operator's choice), a value that
+    does not fit is still refused: the store's sessions are strict, and only a duplicate key is
+    absorbed (no INSERT IGNORE, which turns any error into a warning)."""
+    [(mode,)] = mariadb_server.query("SELECT @@GLOBAL.sql_mode")
+    mariadb_server.query("SET GLOBAL sql_mode = ''")
+    try:
+        store = signoff.Store(mariadb)
+        store.open_request("run-1", 7, {"accuracy": 0.9})
+        with pytest.raises(Exception, match="[Oo]ut of range"):
+            store.open_request("run-2", 2 ** 63, {"accuracy": 0.9})  # BIGINT holds 2**63 - 1
+        assert [r.request_id for r in store.requests()] == ["run-1"]
+        assert store.open_request("run-1", 8, {}).model_id == 7  # a duplicate: the first stands
+    finally:
+        mariadb_server.query("SET GLOBAL sql_mode = %s", (mode,))
+
+
+def test_a_connection_lost_during_a_statement_says_what_to_do(mariadb, mariadb_server):
+    store = signoff.Store(mariadb)
+    with store._db() as db:
+        with db.cursor() as cursor:
+            cursor.execute("SELECT CONNECTION_ID() AS id")
+            mariadb_server.query(f"KILL {cursor.fetchone()['id']}")
+        with pytest.raises(mlmd_store.StoreUnreachableError,
+                           match="cannot reach MySQL at 127.0.0.1:.*start it or fix --metadata"):
+            store._execute(db, "SELECT * FROM {requests}")
+
+
+@pytest.mark.parametrize("code", [1213, 1205], ids=["deadlock", "lock wait timeout"])
+def test_a_deadlock_or_lock_wait_timeout_is_retried(mariadb, monkeypatch, code):
+    import pymysql
+
+    store = signoff.Store(mariadb)
+    real, failures = pymysql.cursors.Cursor.execute, []
+
+    def execute(cursor, query, args=None):
+        if "INSERT" in query and len(failures) < 2:
+            failures.append(code)
+            raise pymysql.err.OperationalError(code, "try restarting transaction")
+        return real(cursor, query, args)
+
+    monkeypatch.setattr(pymysql.cursors.Cursor, "execute", execute)
+    assert store.open_request("run-1", 7, {}).model_id == 7 and failures == [code, code]
+    failures.clear()
+    monkeypatch.setattr(signoff, "_MYSQL_ATTEMPTS", 2)  # gives up after its attempts: the error
+    with pytest.raises(pymysql.err.OperationalError) as raised:
+        store.open_request("run-2", 7, {})
+    assert raised.value.args[0] == code

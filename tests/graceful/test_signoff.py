@@ -33,6 +33,26 @@ def location(request, tmp_path) -> str:
     return request.getfixturevalue("mariadb")
 
 
+class Clock:
+    """The store's clock in tests: real time plus an offset the test advances, so that limits
+    of many seconds pass at once (no sleeping past them, and no window a loaded machine misses);
+    still real time, so it agrees with the heartbeats of a waiting process on time.time."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture
 def store(location):
     s = signoff.Store(location)
@@ -86,7 +106,7 @@ def test_timeout_and_errors_are_never_approvals(store):
 def test_wait_returns_a_decision_made_by_another_thread_and_times_out_otherwise(store):
     started = time.monotonic()
     assert store.wait("run-1", 0.3, first_poll=0.05, log=lambda _: None) is None
-    assert 0.3 <= time.monotonic() - started < 1.0
+    assert 0.3 <= time.monotonic() - started < 10  # a loaded machine may be late, never early
 
     threading.Timer(0.2, store.decide, ("run-1", "reject", "bob", "bob", "too many flips", "cli",
                                         APPROVERS)).start()
@@ -116,14 +136,19 @@ def _until(condition, timeout=30.0):
         time.sleep(0.05)
 
 
-def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(location, slack_api):
+def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(location, slack_api, clock):
     path = location
-    opened = signoff.Store(path).open_request("run-1", 7, EVIDENCE, max_poll=0.05)
-    store = signoff.Store(path, stale_floor=1.0)  # abandoned after 1 s without a heartbeat
+    # Opened an hour ago (a store whose clock is behind): without the waiter's heartbeats the
+    # request is long past the limit, so staying pending below proves that they keep it open.
+    long_ago = Clock()
+    long_ago.advance(-3600)
+    opened = signoff.Store(path, clock=long_ago).open_request("run-1", 7, EVIDENCE, max_poll=0.05)
+    watcher = signoff.Store(path, stale_floor=1e9)  # reads heartbeats, closes nothing
+    store = signoff.Store(path, stale_floor=5.0, clock=clock)  # abandoned after 5 s unheard
     waiter = _waiting_process(path)
     try:
-        _until(lambda: store.request("run-1").heartbeat_at > opened.heartbeat_at)
-        alive_until = time.monotonic() + 2.0  # twice the limit: a live waiter is never closed
+        _until(lambda: watcher.request("run-1").heartbeat_at > opened.heartbeat_at)
+        alive_until = time.monotonic() + 1.0  # a live waiter (polling every 0.05 s) is not closed
         while time.monotonic() < alive_until:
             assert [r.request_id for r in store.pending()] == ["run-1"]
             time.sleep(0.1)
@@ -131,7 +156,7 @@ def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(location, slack_
         os.kill(waiter.pid, signal.SIGKILL)
         waiter.wait()
     assert [r.request_id for r in store.pending()] == ["run-1"]  # not yet: within the limit
-    time.sleep(1.3)
+    clock.advance(6.0)
     assert store.pending() == []
     closed = store.decision("run-1")
     assert (closed.decision, closed.source, closed.approver_id) == ("reject", "abandoned", "graceful")
@@ -155,20 +180,21 @@ def test_a_killed_run_is_closed_and_nobody_can_approve_it_after(location, slack_
     assert store.decision("run-1") == closed
 
 
-def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(location):
-    store = signoff.Store(location, stale_floor=0.2)
+def test_a_suspended_waiter_finds_its_request_closed_and_returns_that_rejection(location, clock):
+    store = signoff.Store(location, stale_floor=5.0, clock=clock)
     store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
-    time.sleep(0.4)  # the waiter is suspended; meanwhile someone lists the pending requests
+    assert [r.request_id for r in store.pending()] == ["run-1"]
+    clock.advance(6.0)  # the waiter is suspended; meanwhile someone lists the pending requests
     assert store.pending() == []
     decision = store.wait("run-1", 10, first_poll=0.05, max_poll=0.05, log=lambda _: None)
     assert decision.source == "abandoned" and not decision.approved
 
 
-def test_a_decision_made_before_the_run_died_stands(location):
-    store = signoff.Store(location, stale_floor=0.2)
+def test_a_decision_made_before_the_run_died_stands(location, clock):
+    store = signoff.Store(location, stale_floor=5.0, clock=clock)
     store.open_request("run-1", 7, EVIDENCE, max_poll=0.05)
     approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
-    time.sleep(0.4)
+    clock.advance(6.0)
     assert store.pending() == [] and [r.request_id for r in store.requests()] == ["run-1"]
     assert store.decision("run-1") == approved
 
@@ -176,14 +202,14 @@ def test_a_decision_made_before_the_run_died_stands(location):
 # --- deferred requests (no waiting run) and releasing a decision once ---------------------------
 
 
-def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(location):
-    store = signoff.Store(location, stale_floor=0.1)
-    deadline = time.time() + 0.8
+def test_a_deferred_request_is_never_abandoned_and_is_rejected_at_its_deadline(location, clock):
+    store = signoff.Store(location, stale_floor=5.0, clock=clock)
+    deadline = clock() + 60
     opened = store.open_request("run-1", 7, EVIDENCE, max_poll=0.01, deadline_at=deadline)
     assert opened.deadline_at == deadline and opened.heartbeat_at is None
-    time.sleep(0.4)  # far past the abandonment limit of a waited-for request
+    clock.advance(30)  # far past the abandonment limit of a waited-for request
     assert [r.request_id for r in store.pending()] == ["run-1"] and store.decision("run-1") is None
-    time.sleep(deadline - time.time() + 0.05)
+    clock.advance(31)
     assert store.pending() == []
     closed = store.decision("run-1")
     assert (closed.decision, closed.source, closed.approver_id) == ("reject", "timeout", "graceful")
@@ -204,11 +230,11 @@ def test_whoever_looks_at_a_deferred_request_after_its_deadline_closes_it(locati
     assert store.decision("run-1").source == "timeout"
 
 
-def test_a_decision_before_the_deadline_stands(location):
-    store = signoff.Store(location)
-    store.open_request("run-1", 7, EVIDENCE, deadline_at=time.time() + 0.3)
+def test_a_decision_before_the_deadline_stands(location, clock):
+    store = signoff.Store(location, clock=clock)
+    store.open_request("run-1", 7, EVIDENCE, deadline_at=clock() + 60)
     approved = store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
-    time.sleep(0.4)
+    clock.advance(61)
     assert store.pending() == [] and store.decision("run-1") == approved
 
 
@@ -384,3 +410,21 @@ def test_slack_server_errors_are_retried_then_raised(store, monkeypatch):
         assert len(failing.called("chat.postMessage")) == 4  # the call and slack_sdk's 3 retries
     finally:
         failing.close()
+
+
+# --- values longer than the tables hold -------------------------------------------------------
+
+
+def test_an_over_long_reason_or_request_id_is_refused_never_cut(store, location):
+    """On both backends alike: refused with a SignOffError before anything is written (MySQL's
+    TEXT holds 65,535 bytes; INSERT IGNORE used to cut a longer reason to fit, with a warning)."""
+    long_reason = "shirts regress;" * 5000 + "!" * 5000  # 80,000 characters
+    with pytest.raises(signoff.SignOffError, match="reason is 80000 characters long; at most"):
+        store.decide("run-1", "reject", "bob", "bob", long_reason, "cli", APPROVERS)
+    assert store.decision("run-1") is None
+    with pytest.raises(signoff.SignOffError, match="request id is 300 characters long"):
+        store.open_request("r" * 300, 7, EVIDENCE)
+    assert [r.request_id for r in store.requests()] == ["run-1"]
+    kept = "\U0001F642" * signoff.MAX_TEXT_CHARS  # 4 bytes each in UTF-8: 64,000 bytes fit
+    assert store.decide("run-1", "reject", "bob", "bob", kept, "cli", APPROVERS).reason == kept
+    assert store.decision("run-1").reason == kept
