@@ -80,6 +80,17 @@ def _run_steps(store, run_ids, model) -> list:
             if any(m.id == model.id for m in step.consumed(history.MODEL))]
 
 
+def _contexts(store, execution_id: int) -> list:
+    """The execution's contexts; none for one recorded outside a pipeline run (graceful.rollback's,
+    which consumes the model it restores), where MLMD raises NotFoundError."""
+    from ml_metadata import errors
+
+    try:
+        return store.get_contexts_by_execution(execution_id)
+    except errors.NotFoundError:
+        return []
+
+
 def _judging_steps(store, trainer, model) -> tuple[list, list]:
     """How the model was judged: (the steps that consumed it in the run that trained it, the steps
     that consumed it in the release run that acted on that run's deferred sign-off, if any:
@@ -96,7 +107,7 @@ def _judging_steps(store, trainer, model) -> tuple[list, list]:
     consumers = {e.execution_id for e in store.get_events_by_artifact_ids([model.id])
                  if e.type == INPUT}
     other_runs = {run.id: run for execution_id in consumers
-                  for run in store.get_contexts_by_execution(execution_id)
+                  for run in _contexts(store, execution_id)
                   if run.type_id in run_types and run.id not in trained_in}
     for run in sorted(other_runs.values(), key=lambda r: (r.create_time_since_epoch, r.id)):
         steps = _run_steps(store, [run.id], model)
