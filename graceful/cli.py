@@ -216,10 +216,15 @@ def chosen_span(config: PipelineConfig) -> int:
     return config.span or found[-1]
 
 
-def run_once(config: PipelineConfig, prepare: bool = True) -> int:
+def run_once(config: PipelineConfig, prepare: bool = True,
+             release_config: PipelineConfig | None = None) -> int:
     """One pipeline run with progress lines and a summary table; returns the exit status.
     `prepare` writes missing Fashion-MNIST spans first (not for --latest: spans arrive).
-    The home's run lock is held throughout: data preparation is part of the run."""
+    The home's run lock is held throughout: data preparation is part of the run.
+    `release_config` releases other runs' decided sign-offs first (default `config`): `graceful
+    run` passes the project's configuration with only --home/--metadata applied, so that this
+    run's flags (gate thresholds, training, sign-off options) never judge another candidate; a
+    release judges with the project's policy, as `graceful approve|release` does."""
     from graceful import history, mlmd_store
     from graceful.home_lock import home_lock
     from graceful.pipeline import local_runner
@@ -235,7 +240,8 @@ def run_once(config: PipelineConfig, prepare: bool = True) -> int:
         model = config.module_file or config.training.architecture
         print(f"[graceful] run on span {span} with model '{model}', loss "
               f"'{config.training.loss}' (window: {config.window_spans or 'all'} spans)")
-        release_decided(config)  # decisions taken since the last run, timeouts included
+        # decisions taken since the last run, timeouts included
+        release_decided(release_config or config)
         started = time.monotonic()
         failure = None
         try:
@@ -312,8 +318,8 @@ def cmd_run(args) -> int:
             print(f"[graceful] spans {todo} are new; training on the newest, {span} (run "
                   "`graceful run --span N` to ingest an older one)")
         config.span = span
-        return run_once(config, prepare=False)
-    return run_once(config)
+        return run_once(config, prepare=False, release_config=_home_config(args))
+    return run_once(config, release_config=_home_config(args))
 
 
 def cmd_history(args) -> int:

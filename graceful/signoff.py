@@ -19,7 +19,8 @@ and whoever looks at it next closes it with a system rejection ("abandoned"). Wi
 person could "approve" a run that no longer exists and believe a model is on its way to serving.
 
 A *deferred* request (opened with a `deadline_at`) has no waiting process: the run ended, and the
-decision later releases the candidate (`claim_release`, once). Nothing heartbeats it, so it is never
+decision later releases the candidate (`claim_release`, once; a release run that failed before
+its push gives its claim back, `unclaim_release`). Nothing heartbeats it, so it is never
 abandoned; past its deadline whoever looks at it next closes it with a system rejection ("timeout").
 
 TFX-free (the MySQL driver is loaded only for a MySQL store): the component, the CLI and the
@@ -72,7 +73,7 @@ _SQLITE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS requests (
   request_id TEXT PRIMARY KEY, model_id INTEGER, evidence TEXT NOT NULL, created_at REAL NOT NULL,
   slack_channel TEXT, slack_ts TEXT, heartbeat_at REAL, max_poll REAL, deadline_at REAL,
-  released_at REAL);
+  released_at REAL, released_by TEXT);
 CREATE TABLE IF NOT EXISTS decisions (
   request_id TEXT PRIMARY KEY REFERENCES requests(request_id), decision TEXT NOT NULL,
   approver_id TEXT NOT NULL, approver_name TEXT NOT NULL, reason TEXT NOT NULL,
@@ -80,14 +81,17 @@ CREATE TABLE IF NOT EXISTS decisions (
 """
 # absent in SQLite stores made before them
 _ADDED_COLUMNS = {"heartbeat_at": "REAL", "max_poll": "REAL", "deadline_at": "REAL",
-                  "released_at": "REAL"}
+                  "released_at": "REAL", "released_by": "TEXT"}
+# MySQL tables made before these columns get them on first use (graceful_signoff_requests).
+_MYSQL_ADDED_COLUMNS = {"released_by": "VARCHAR(255)"}
 # The same tables in ml-metadata's MySQL database, prefixed so that they can never collide with
 # its tables (Artifact, Execution, ...). Request ids compare exactly (binary collation).
 _MYSQL_SCHEMA = ("""
 CREATE TABLE IF NOT EXISTS graceful_signoff_requests (
   request_id VARCHAR(255) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, model_id BIGINT,
   evidence MEDIUMTEXT NOT NULL, created_at DOUBLE NOT NULL, slack_channel TEXT, slack_ts TEXT,
-  heartbeat_at DOUBLE, max_poll DOUBLE, deadline_at DOUBLE, released_at DOUBLE
+  heartbeat_at DOUBLE, max_poll DOUBLE, deadline_at DOUBLE, released_at DOUBLE,
+  released_by VARCHAR(255)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4""", """
 CREATE TABLE IF NOT EXISTS graceful_signoff_decisions (
   request_id VARCHAR(255) COLLATE utf8mb4_bin NOT NULL PRIMARY KEY, decision VARCHAR(16) NOT NULL,
@@ -113,6 +117,7 @@ class Request:
     max_poll: float | None = None       # its longest poll interval (sets when it is abandoned)
     deadline_at: float | None = None    # deferred: no waiting run; rejected if undecided by then
     released_at: float | None = None    # when the decision was claimed for release (once)
+    released_by: str | None = None      # the release run that claimed it (its pipeline run id)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,7 +157,8 @@ def _iso(timestamp: float) -> str:
 def _request(row: dict) -> Request:
     return Request(row["request_id"], row["model_id"], json.loads(row["evidence"]),
                    row["created_at"], row["slack_channel"], row["slack_ts"], row["heartbeat_at"],
-                   row["max_poll"], row["deadline_at"], row["released_at"])
+                   row["max_poll"], row["deadline_at"], row["released_at"],
+                   row.get("released_by"))
 
 
 class _SQLite:
@@ -243,6 +249,15 @@ class _MySQL:
         with db.cursor() as cursor:
             for statement in _MYSQL_SCHEMA:
                 cursor.execute(statement)
+            for column, sql_type in _MYSQL_ADDED_COLUMNS.items():
+                cursor.execute(f"SHOW COLUMNS FROM {self.requests} LIKE '{column}'")
+                if cursor.fetchone():
+                    continue
+                try:
+                    cursor.execute(f"ALTER TABLE {self.requests} ADD COLUMN {column} {sql_type}")
+                except Exception as error:  # noqa: BLE001 - another process added it first
+                    if not (getattr(error, "args", None) and error.args[0] == 1060):
+                        raise
 
 
 def _check_person(approver_id: str, approver_name: str, reason: str,
@@ -430,17 +445,38 @@ class Store:
         raise SignOffError(f"Sign-off {request_id} was already {winner.describe()}; "
                            "the first decision stands.")
 
-    def claim_release(self, request_id: str) -> bool:
-        """Marks a decided request as released: True for the first caller, False for every later
-        one, so the decision's consequence (evaluate and push, or record the rejection) happens
-        once however many processes see the decision. Refuses an undecided request."""
+    def claim_release(self, request_id: str, claimer: str | None = None) -> bool:
+        """Marks a decided request as released by `claimer` (the release run's pipeline run id):
+        True for the first caller, False for every later one, so the decision's consequence
+        (evaluate and push, or record the rejection) happens once however many processes see the
+        decision. The same claimer (not None) claiming again gets True too: a retried step of
+        the same release run (an Airflow task retry) goes on with the claim it holds. Refuses an
+        undecided request."""
+        if claimer is not None:
+            _check_length("release run id", claimer, MAX_REQUEST_ID_CHARS)
         self.request(request_id)  # must exist; closed first if its deadline passed
         if self.decision(request_id) is None:
             raise SignOffError(f"Sign-off {request_id} is not decided yet; nothing can be released "
                                "before `graceful approve|reject` (or its deadline).")
         with self._db() as db:
-            return self._execute(db, "UPDATE {requests} SET released_at = ? WHERE request_id = ?"
-                                 " AND released_at IS NULL", (self._clock(), request_id)).rowcount == 1
+            if self._execute(db, "UPDATE {requests} SET released_at = ?, released_by = ?"
+                             " WHERE request_id = ? AND released_at IS NULL",
+                             (self._clock(), claimer, request_id)).rowcount == 1:
+                return True
+        # Read after the update: a claim is only ever taken back by its own claimer
+        # (unclaim_release), so a claim by `claimer` seen here is still its own.
+        return claimer is not None and self.request(request_id).released_by == claimer
+
+    def unclaim_release(self, request_id: str, claimer: str) -> bool:
+        """Gives back `claimer`'s claim on `request_id`, so that the decision can be released again:
+        for a release run that failed before its push completed (pipeline/release.py's `run`),
+        which pushed nothing. Only the claimer's own claim: True if it was taken back, False if
+        the request is not claimed, or claimed by another run (left as it is)."""
+        with self._db() as db:
+            return self._execute(db, "UPDATE {requests} SET released_at = NULL, released_by = NULL"
+                                 " WHERE request_id = ? AND released_by = ?"
+                                 " AND released_at IS NOT NULL",
+                                 (request_id, claimer)).rowcount == 1
 
     def wait(self, request_id: str, timeout_seconds: float, first_poll: float = 0.5,
              max_poll: float = DEFAULT_MAX_POLL, log=print) -> Decision | None:

@@ -201,9 +201,60 @@ def create_release_pipeline(config: PipelineConfig, parameters: Mapping[str, Val
 def run(config: PipelineConfig, parameters: Mapping[str, str], log=print) -> None:
     """Runs the release of one request (`values(request)`) with TFX's LocalDagRunner into the runs'
     ML Metadata store (raises on failure), the way a run is run (local_runner.run_under_home: the
-    home's run lock, unfinished pushes repaired first, a lost store refused)."""
+    home's run lock, unfinished pushes repaired first, a lost store refused).
+
+    A release run that fails after its SignOffRelease claimed the request (its Evaluator or Pusher
+    failed) gives the claim back unless its Pusher completed, so that `graceful release` can run it
+    again: the decision is not lost, and a push still happens once (a push that died half-way is
+    set aside by the next run's repair, graceful.recovery, before anything resolves a baseline)."""
+    from graceful.home_lock import home_lock
     from graceful.pipeline import local_runner
 
-    local_runner.run_under_home(
-        config, lambda connection: create_release_pipeline(config, parameters, connection),
-        log=log)
+    request_id = parameters[REQUEST_ID]
+    with home_lock(config.home):  # held here too: no other local release claims meanwhile
+        store = signoff.Store(config.sign_off_store)
+        claimed_before = store.request(request_id).released_at is not None
+        try:
+            local_runner.run_under_home(
+                config, lambda connection: create_release_pipeline(config, parameters, connection),
+                log=log)
+        except Exception:
+            if not claimed_before:
+                _give_back_claim(config, store, request_id, log)
+            raise
+
+
+def _give_back_claim(config: PipelineConfig, store: signoff.Store, request_id: str,
+                     log=print) -> None:
+    """After a failed local release run: its claim on `request_id` (if it got that far) is taken
+    back, unless ML Metadata shows a completed Pusher in that run (or cannot be read: then the
+    claim stays, and nothing can be pushed twice)."""
+    claimer = store.request(request_id).released_by
+    if claimer is None:
+        return  # it failed before claiming (or the claim is anonymous)
+    try:
+        pushed = pusher_completed(config, claimer)
+    except Exception as error:  # noqa: BLE001 - unknown: keep the claim rather than risk a 2nd push
+        log(f"[graceful] {request_id} stays claimed by release run {claimer}: could not read ML "
+            f"Metadata to check that it pushed nothing ({error})")
+        return
+    if not pushed and store.unclaim_release(request_id, claimer):
+        log(f"[graceful] the release run {claimer} of {request_id} failed before its push "
+            f"completed; nothing was pushed, and the decision stands: run it again with "
+            f"`graceful release {request_id}`")
+
+
+def pusher_completed(config: PipelineConfig, run_id: str) -> bool:
+    """Whether the pipeline run `run_id` (a run context in `config`'s ML Metadata) has a Pusher
+    execution that completed."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    from graceful import history
+
+    done = (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED)
+    store = history.open_store(config.metadata_uri)
+    nodes = history.node_ids(store)
+    runs = [c for t in history.RUN_CONTEXT_TYPES for c in store.get_contexts_by_type(t)
+            if c.name == run_id]
+    return any(nodes.get(x.id) == "Pusher" and x.last_known_state in done
+               for c in runs for x in store.get_executions_by_context(c.id))

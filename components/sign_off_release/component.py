@@ -15,8 +15,11 @@ location and the request id (a RuntimeParameter on Airflow and Kubeflow).
 It checks, in order, and fails the run without claiming anything when one does not hold:
   * the request exists, was opened for a release, and names this candidate;
   * it is decided (a person, or its deadline passed: the store then closes it as "timeout");
-and then claims the release (`Store.claim_release`): exactly once per request, however many
-releases start (a double click, a retried DAG run); a later release fails saying it was released.
+and then claims the release for this release run (`Store.claim_release` with the pipeline run id):
+once per request, however many releases start (a double click, a second DAG run); a later release
+fails saying it was released. A retry of this step within the same release run (an Airflow task
+retry) holds the claim still and goes on. A local release run that fails before its push completed
+gives the claim back (pipeline/release.py's `run`), so `graceful release` can run it again.
 The claimed outcome:
   * approved and the baseline resolved now is the one the candidate was judged against → blessed=1;
   * approved, but the served model changed since (another release, a rollback) → blessed=0,

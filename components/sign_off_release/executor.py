@@ -43,11 +43,15 @@ class Executor(base_executor.BaseExecutor):
                 f"but the request judged model {release.candidate_model_id} "
                 f"({release.candidate_model_uri}). Release it with the request's own values "
                 f"(`graceful release {request_id}` fills them in); nothing was released.")
-        if not store.claim_release(request_id):  # refuses an undecided request itself
+        # Claimed by this release run (its pipeline run id): a retry of this step in the same run
+        # (an Airflow task retry) holds the claim still; any other run is refused.
+        if not store.claim_release(request_id, release_run_id(self._context)):
+            claimed = store.request(request_id)  # refuses an undecided request above, itself
             raise signoff.SignOffError(
-                f"Sign-off {request_id} was already released (at "
-                f"{utc_iso(store.request(request_id).released_at)}): a decision releases its "
-                "candidate once. `graceful history` shows the outcome; nothing was done now.")
+                f"Sign-off {request_id} was already released (at {utc_iso(claimed.released_at)}"
+                f"{f', by release run {claimed.released_by}' if claimed.released_by else ''}): a "
+                "decision releases its candidate once. `graceful history` shows the outcome; "
+                "nothing was done now.")
         decision = store.decision(request_id)
         baseline_now = baselines[0].id if baselines else None
         if decision.approved and not _same_baseline(baselines, release):
@@ -63,6 +67,22 @@ class Executor(base_executor.BaseExecutor):
         record(sign_off, model, request_id, decision, request)
         sign_off.set_int_custom_property(RELEASE_PROPERTY, 1)
 
+
+
+def release_run_id(context) -> str | None:
+    """The release run this step runs in, as the claim's owner: the pipeline run id IR runners
+    (local, Kubeflow) give the executor, else (TFX's Airflow runner gives none) the Airflow DAG
+    run's id, the same for every retry of the task. None if neither is known: the claim is then
+    anonymous and no retry can take it again."""
+    run_id = getattr(context, "pipeline_run_id", None)
+    if run_id:
+        return str(run_id)
+    try:
+        from airflow.operators.python import get_current_context
+
+        return f"airflow:{get_current_context()['run_id']}"
+    except Exception:  # noqa: BLE001 - not in an Airflow task (or no Airflow): no run id
+        return None
 
 
 def _same_baseline(baselines: list, release: ReleaseEvidence) -> bool:

@@ -252,6 +252,55 @@ def test_a_decision_is_released_once(store):
         store.claim_release("run-9")
 
 
+
+def test_a_release_run_holds_its_claim_across_retries_and_only_it_can_give_it_back(store):
+    """The claim names the release run (its pipeline run id): the same run claiming again (an
+    Airflow task retry) goes on; any other run, or an anonymous claim, is refused. Only the
+    claimer gives it back (a failed local release), and then the next run may claim it."""
+    store.decide("run-1", "approve", "bob", "bob", "fine", "cli", APPROVERS)
+    assert store.claim_release("run-1", "release-a") is True
+    claimed = store.request("run-1")
+    assert claimed.released_by == "release-a" and claimed.released_at is not None
+    assert store.claim_release("run-1", "release-a") is True, "a retry in the same run"
+    assert store.request("run-1").released_at == claimed.released_at
+    assert store.claim_release("run-1", "release-b") is False
+    assert store.claim_release("run-1") is False
+    assert store.unclaim_release("run-1", "release-b") is False, "not its claim"
+    assert store.request("run-1") == claimed
+    assert store.unclaim_release("run-1", "release-a") is True
+    back = store.request("run-1")
+    assert back.released_at is None and back.released_by is None
+    assert store.unclaim_release("run-1", "release-a") is False, "nothing left to give back"
+    assert store.decision("run-1").approved, "the decision stands"
+    assert store.claim_release("run-1", "release-b") is True
+    assert store.claim_release("run-1", "release-a") is False
+    assert store.request("run-1").released_by == "release-b"
+    with pytest.raises(signoff.SignOffError, match="release run id is 256 characters"):
+        store.claim_release("run-1", "x" * 256)
+
+
+def test_graceful_run_releases_other_decisions_with_the_project_config_not_its_flags(
+        tmp_path, monkeypatch):
+    """`graceful run --max-accuracy-drop ...` changes this run's gate, not the Evaluator
+    thresholds of another candidate its run releases first (cli.run_once's release_decided)."""
+    from graceful import cli, project
+
+    monkeypatch.chdir(tmp_path)
+    chosen = project.load(None).config
+    seen = {}
+    monkeypatch.setattr(cli, "run_once", lambda config, prepare=True, release_config=None:
+                        seen.update(config=config, release_config=release_config) or 0)
+    drop = chosen.gate.max_accuracy_drop / 2 + 0.123
+    home = str(tmp_path / "home")
+    assert cli.main(["run", "--home", home, "--max-accuracy-drop", str(drop), "--epochs", "7",
+                     "--auto-approve"]) == 0
+    assert seen["config"].gate.max_accuracy_drop == drop and seen["config"].training.epochs == 7
+    released_with = seen["release_config"]
+    assert released_with is not None and released_with.home == home
+    assert released_with.gate == chosen.gate and released_with.training == chosen.training
+    assert released_with.sign_off == chosen.sign_off
+
+
 # --- approvers deciding at the same moment ----------------------------------------------------
 
 CALLERS = 8

@@ -245,3 +245,48 @@ def test_a_slack_approval_releases_the_candidate_through_graceful_slack_gate(con
     assert run.pushed and (run.sign_off["source"], run.sign_off["approver_id"],
                            run.sign_off["reason"]) == ("slack", "U_ALICE", REASON)
     assert _served(config) == _fingerprint(_mlmd(config), run.model_id)
+
+
+def test_a_release_that_fails_after_its_claim_can_be_run_again_and_pushes_once(config, capsys):
+    """The release run claims the request in SignOffRelease, before its Evaluator and Pusher run.
+    If those fail (here: the eval examples are gone when the Evaluator reads them), nothing is
+    pushed and the claim is given back: the approval is not lost, and `graceful release` (the
+    examples restored) runs it again and pushes, once."""
+    assert cli.run_once(dataclasses.replace(config, span=1)) == cli.EXIT_AWAITING
+    sign_offs = signoff.Store(config.sign_off_store)
+    [request] = sign_offs.requests()
+    from graceful.pipeline import release
+
+    examples = release.values(request)[release.EVAL_EXAMPLES_URI]
+    moved = examples.rstrip("/") + ".moved"
+    os.rename(examples, moved)
+    try:
+        assert _cli("approve", "1", "--reason", REASON) == cli.EXIT_FAILED
+    finally:
+        os.rename(moved, examples)
+    printed = capsys.readouterr()
+    assert "the release failed, nothing was pushed" in printed.err, printed.err
+    assert f"graceful release {request.request_id}" in printed.out, printed.out
+    failed = sign_offs.request(request.request_id)
+    assert failed.released_at is None and failed.released_by is None, "the claim was given back"
+    assert sign_offs.decision(request.request_id).approved, "the approval stands"
+    assert serving.versions(config.serving_dir) == []
+    assert _mlmd(config).get_artifacts_by_type("PushedModel") == []
+    assert [history.property_value(b, "blessed")
+            for b in _mlmd(config).get_artifacts_by_type("ModelBlessing")] == []
+    [run] = history.runs(config.metadata_uri)
+    assert not run.pushed and run.failed_step == "Evaluator", run
+
+    # Run again: the same decision is released, and pushed.
+    assert _cli("release", "1") == cli.EXIT_PUSHED
+    released = sign_offs.request(request.request_id)
+    assert released.released_at is not None and released.released_by is not None
+    [run] = history.runs(config.metadata_uri)
+    assert run.pushed and run.blessed
+    assert _served(config) == _fingerprint(_mlmd(config), run.model_id)
+    assert len(history.run_contexts(_mlmd(config))) == 3, "the run and its two releases"
+    # Released now: a third attempt does nothing, and it was pushed exactly once.
+    assert _cli("release", "1") == cli.EXIT_NOTHING_TO_DO
+    assert len(serving.versions(config.serving_dir)) == 1
+    assert len(_mlmd(config).get_artifacts_by_type("PushedModel")) == 1
+    print(f"[release retry] history after the repeat: {run.status}")
