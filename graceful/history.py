@@ -403,12 +403,17 @@ def _fold_releases(records: list[RunRecord]) -> list[RunRecord]:
     its own. A release whose run is not in this store keeps its own row."""
     awaiting = {r.sign_off["request_id"]: r for r in records
                 if r.sign_off and r.awaiting_until and not r.release_of}
+    # What each run showed before any release: a release that failed and was repeated must not
+    # leave its failure on the row, so every release applies to this, the latest one winning
+    as_trained = {request: dataclasses.replace(r) for request, r in awaiting.items()}
     kept = []
     for record in records:
         original = awaiting.get(record.release_of)
         if original is None:
             kept.append(record)
             continue
+        for field in dataclasses.fields(RunRecord):
+            setattr(original, field.name, getattr(as_trained[record.release_of], field.name))
         original.awaiting_until = None
         for field in dataclasses.fields(RunRecord):
             value = getattr(record, field.name)

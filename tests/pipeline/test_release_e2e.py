@@ -283,6 +283,7 @@ def test_a_release_that_fails_after_its_claim_can_be_run_again_and_pushes_once(c
     assert released.released_at is not None and released.released_by is not None
     [run] = history.runs(config.metadata_uri)
     assert run.pushed and run.blessed
+    assert run.failed_step is None and run.status == "pushed", "the repeat's outcome, not the failure"
     assert _served(config) == _fingerprint(_mlmd(config), run.model_id)
     assert len(history.run_contexts(_mlmd(config))) == 3, "the run and its two releases"
     # Released now: a third attempt does nothing, and it was pushed exactly once.
