@@ -213,7 +213,10 @@ def run(config: PipelineConfig, parameters: Mapping[str, str], log=print) -> Non
     request_id = parameters[REQUEST_ID]
     with home_lock(config.home):  # held here too: no other local release claims meanwhile
         store = signoff.Store(config.sign_off_store)
-        claimed_before = store.request(request_id).released_at is not None
+        try:
+            claimed_before = store.request(request_id).released_at is not None
+        except signoff.SignOffError:  # no such request: SignOffRelease refuses it, after the
+            claimed_before = True     # run's own checks (a lost store first); nothing to give back
         try:
             local_runner.run_under_home(
                 config, lambda connection: create_release_pipeline(config, parameters, connection),
