@@ -93,8 +93,8 @@ def _contexts(store, execution_id: int) -> list:
 
 def _judging_steps(store, trainer, model) -> tuple[list, list]:
     """How the model was judged: (the steps that consumed it in the run that trained it, the steps
-    that consumed it in the release run that acted on that run's deferred sign-off, if any:
-    pipeline/release.py). A release run is recognised as `graceful history` recognises it: its
+    that consumed it in the (latest) release run that acted on that run's deferred sign-off, if
+    any: pipeline/release.py). A release run is recognised as `graceful history` recognises it: its
     SignOff is marked as a release (history.released_request) of the request the training run's
     SignOff opened. Later runs consume the model too, as their baseline (and so do later
     releases); those judged their own candidates."""
@@ -109,7 +109,10 @@ def _judging_steps(store, trainer, model) -> tuple[list, list]:
     other_runs = {run.id: run for execution_id in consumers
                   for run in _contexts(store, execution_id)
                   if run.type_id in run_types and run.id not in trained_in}
-    for run in sorted(other_runs.values(), key=lambda r: (r.create_time_since_epoch, r.id)):
+    # The latest release wins, as in `graceful history`: a release that failed after its claim can
+    # be run again (pipeline/release.py), and the repeat's outcome is the model's.
+    for run in sorted(other_runs.values(), key=lambda r: (r.create_time_since_epoch, r.id),
+                      reverse=True):
         steps = _run_steps(store, [run.id], model)
         if any(history.released_request(sign_off) in requests
                for step in steps for sign_off in step.produced(history.SIGN_OFF)):

@@ -286,6 +286,11 @@ def test_a_release_that_fails_after_its_claim_can_be_run_again_and_pushes_once(c
     assert run.failed_step is None and run.status == "pushed", "the repeat's outcome, not the failure"
     assert _served(config) == _fingerprint(_mlmd(config), run.model_id)
     assert len(history.run_contexts(_mlmd(config))) == 3, "the run and its two releases"
+    capsys.readouterr()
+    assert _cli("lineage", "--run", "1") == 0  # lineage too reads the repeat, not the failure
+    shown = capsys.readouterr().out
+    assert f"pushed to: {serving.served_version_dir(config.serving_dir)}\n" in shown, shown
+    assert "signed off: approve by alice (alice, cli) at " in shown and "evaluator (TFMA): " in shown
     # Released now: a third attempt does nothing, and it was pushed exactly once.
     assert _cli("release", "1") == cli.EXIT_NOTHING_TO_DO
     assert len(serving.versions(config.serving_dir)) == 1
