@@ -83,7 +83,7 @@ def check_approver(approver: str, reason: str, approvers: frozenset) -> None:
         raise RollbackRefused("A rollback needs a reason (it is recorded in ML Metadata), e.g. "
                               "--reason 'model 7 misreads shirts in production'; nothing was "
                               "changed.")
-    signoff._check_person(approver, approver, reason, approvers)  # pylint: disable=protected-access
+    signoff.check_person(approver, approver, reason, approvers)
 
 
 def plan(store, to: int | None = None) -> Plan:

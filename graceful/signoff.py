@@ -260,7 +260,7 @@ class _MySQL:
                         raise
 
 
-def _check_person(approver_id: str, approver_name: str, reason: str,
+def check_person(approver_id: str, approver_name: str, reason: str,
                   approvers: frozenset | None) -> None:
     """A person decides only if their id (never their changeable name) is on the allow-list, and
     only with a reason."""
@@ -428,7 +428,7 @@ class Store:
                                    ("source", source, MAX_SOURCE_CHARS)):
             _check_length(what, value, limit)
         if source not in SYSTEM_SOURCES:
-            _check_person(approver_id, approver_name, reason, approvers)
+            check_person(approver_id, approver_name, reason, approvers)
         self.request(request_id)  # must exist; closes it first if its run is gone
         with self._db() as db:
             self._execute(db, "{insert_ignore} INTO {decisions} (request_id, decision, approver_id,"

@@ -17,7 +17,7 @@ import time
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from graceful import signoff, slack
+from graceful import locations, signoff, slack
 from graceful.history import read_flip_report
 from graceful.report_html import INDEX, REPORT_FILE
 
@@ -66,7 +66,7 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
     name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
     result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
               "baseline_model_id": baseline_model_id,
-              "report": _absolute(os.path.join(report_dir, INDEX)),
+              "report": locations.absolute(os.path.join(report_dir, INDEX)),
               "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
     if report["has_baseline"]:
         worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
@@ -84,11 +84,6 @@ def utc_iso(timestamp: float) -> str:
     """A time.time() value as the store's decisions show theirs (ISO 8601, UTC, seconds)."""
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(
         timespec="seconds")
-
-
-def _absolute(path: str) -> str:
-    """An absolute local path (an approver opens it from elsewhere); URLs (gs://...) unchanged."""
-    return path if "://" in path else os.path.abspath(path)
 
 
 class Executor(base_executor.BaseExecutor):
