@@ -20,6 +20,8 @@ DEFAULT_MAX_EXAMPLES = 256
 # tf.Example feature kinds that hold one label, id or slice value per example, as parsing dtypes.
 _SCALAR_KINDS = {"int64_list": tf.int64, "bytes_list": tf.string}
 _IMAGE_KINDS = {"int64_list": tf.int64, "float_list": tf.float32}
+# Ids without an id feature: farmhash of the serialized example (stable across runs and machines).
+_DERIVED_ID_BUCKETS = 2**63 - 1
 
 
 class ContractSignature(NamedTuple):
@@ -136,6 +138,16 @@ def _slice_feature(present, name: str, where: str) -> tf.io.FixedLenFeature:
             f"{sorted(present)}).")
     dtype = _SCALAR_KINDS[kind]
     return tf.io.FixedLenFeature([1], dtype, default_value=[-1 if dtype == tf.int64 else b""])
+
+
+def example_ids(serialized, features: dict, data: DataContract) -> np.ndarray:
+    """The examples' ids as every report names them (the FlipEvaluator's flips, the trainer's
+    review queue): the id feature's values (integers or str, from `features` parsed with
+    example_spec), or, without one, a stable hash of each serialized example's bytes (farmhash:
+    the same on every run and machine)."""
+    if data.id_key:
+        return text_values(features[data.id_key].numpy())
+    return tf.strings.to_hash_bucket_fast(serialized, _DERIVED_ID_BUCKETS).numpy()
 
 
 def text_values(values: np.ndarray) -> np.ndarray:

@@ -36,6 +36,11 @@ class TrainingParams:
     # average (about the last 1/(1 - momentum) steps), less at the mercy of the last minibatches, so
     # it flips fewer examples at random: benchmarks/results/training.json, "+ema" rows.
     ema_momentum: float = 0.99
+    # The review queue (graceful.models.review): VoG of the eval examples from this many checkpoints
+    # (K-1 raw snapshots evenly spaced through training + the exported weights; 0 = off, else
+    # >= 2), the top `review_top_k` listed in the flip report and the Slack sign-off message.
+    review_checkpoints: int = 4
+    review_top_k: int = 10
 
     @classmethod
     def from_custom_config(cls, custom_config: dict | None) -> "TrainingParams":

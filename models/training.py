@@ -55,7 +55,7 @@ from tfx import v1 as tfx
 
 from graceful import compatibility, losses
 from graceful.contract import DataContract, ModelContract, from_dict
-from graceful.models import distillation, inputs
+from graceful.models import distillation, inputs, review
 from graceful.models.params import TrainingParams
 from graceful.models.user_module import ModelContext, check_model, load_build_model
 
@@ -207,9 +207,11 @@ def training_batches(cached: tf.data.Dataset, schedule: Schedule,
 
 
 def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss: str,
-          contract: ModelContract, bct: distillation.KerasReference | None = None, log=print):
+          contract: ModelContract, bct: distillation.KerasReference | None = None, log=print,
+          on_step=None):
     """Trains `model` in place on `batches`; returns the BCT projection (None without BCT). The
-    model ends as its weight average when params.ema_momentum > 0."""
+    model ends as its weight average when params.ema_momentum > 0. `on_step(number)` is called
+    after each optimizer step (the review queue's weight snapshots, graceful.models.review)."""
     params = schedule.params
     compute = objective(params, loss, contract)
     projection, forward, variables = None, model, list(model.trainable_variables)
@@ -245,6 +247,8 @@ def train(model: keras.Model, batches: tf.data.Dataset, schedule: Schedule, loss
     running = []
     for number, (features, labels, extras) in enumerate(batches, 1):
         running.append(float(step(features, labels, extras)))
+        if on_step is not None:
+            on_step(number)
         if number % schedule.steps_per_epoch == 0 or number == schedule.total_steps:
             log(f"[train] step {number}/{schedule.total_steps} loss {np.mean(running):.4f} "
                 f"({loss})")
@@ -356,16 +360,20 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         cached, count = distillation.timed_reference_outputs(examples, functions,
                                                              f"{scratch}/train", log)
         schedule = Schedule(count, setup.params)
+        snapshots = review.Snapshots(model, schedule.total_steps, setup.params.review_checkpoints)
         started = time.monotonic()
         projection = train(model, training_batches(cached, schedule,
                                                    setup.parser(model.input_names,
                                                                 setup.transform)),
-                           schedule, loss, setup.model, bct, log)
+                           schedule, loss, setup.model, bct, log, snapshots.after_step)
         seconds = time.monotonic() - started
     log(f"[train] done in {seconds:.1f}s")
     export_spec = (setup.feature_spec if setup.transform is None
                    else inputs.transform_input_spec(setup.feature_spec, setup.data))
     export(model, fn_args.serving_model_dir, export_spec, setup.model, setup.transform)
+    review.write_queue(model, snapshots, fn_args.eval_files,
+                       setup.parser(model.input_names, setup.transform), setup.data, setup.model,
+                       setup.params.review_top_k, fn_args.model_run_dir, log)
     summary = {"requested_loss": setup.params.loss, "effective_loss": loss,
                "reference_model": fn_args.base_model or None, "train_seconds": seconds,
                "train_examples": count,

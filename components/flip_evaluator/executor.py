@@ -48,8 +48,6 @@ _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # of that process (what Beam's RunInference does); holds only the most recently used pair.
 _LOADED_MODELS = shared.Shared()
 _TF_RECORD_COMPRESSION = {CompressionTypes.GZIP: "GZIP", CompressionTypes.UNCOMPRESSED: ""}
-# Ids without an id feature: farmhash of the serialized example (stable across runs and machines).
-_DERIVED_ID_BUCKETS = 2**63 - 1
 _NO_AUTOTUNE = tf.data.Options()
 _NO_AUTOTUNE.autotune.enabled = False
 _NO_AUTOTUNE.experimental_optimization.inject_prefetch = False
@@ -148,7 +146,7 @@ class _EvaluateFile(beam.DoFn):
         for serialized in _read_batches(path, self._settings.batch_size):
             spec = spec or _specs(serialized[0].numpy(), self._settings.data, path)
             features = _parse(serialized, spec[0], path)
-            predictions = (_ids(serialized, features, self._settings.data),
+            predictions = (model_check.example_ids(serialized, features, self._settings.data),
                            *self._predict(serialized, features, path))
             columns.append(predictions)
             slices.append({name: model_check.text_values(features[name].numpy())
@@ -223,14 +221,6 @@ def _parse(serialized, spec: dict, path: str) -> dict:
         return tf.io.parse_example(serialized, spec)
     except tf.errors.InvalidArgumentError as error:
         raise DataContractError(f"{path}: {error.message}") from error
-
-
-def _ids(serialized, features: dict, data: DataContract) -> np.ndarray:
-    """The id feature's values (integers or str), or, without one, a stable hash of each example's
-    bytes (farmhash: the same on every run and machine), so the report still names each flip."""
-    if data.id_key:
-        return model_check.text_values(features[data.id_key].numpy())
-    return tf.strings.to_hash_bucket_fast(serialized, _DERIVED_ID_BUCKETS).numpy()
 
 
 def _worst_first(ids: np.ndarray, confidence: np.ndarray, count: int) -> np.ndarray:

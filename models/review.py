@@ -1,0 +1,205 @@
+"""The review queue: the eval examples most worth a human look, ranked by variance of gradients
+(VoG, graceful.vog), computed by graceful's run_fn after training and written to the Trainer's
+`model_run` output (never into the exported model, which is what gets pushed to serving).
+
+How a run gets the gradients:
+  * `Snapshots` keeps the model's weights (`get_weights()`: numpy copies, in memory) at K-1 evenly
+    spaced optimizer steps during training (steps T/K, 2T/K, ... of T). These are the RAW training
+    weights. The K-th checkpoint is the model as exported, i.e. after training.train() has made it
+    its weight average (WeightAverage, when ema_momentum > 0): the one a reviewer's flips come from.
+  * after training, for each checkpoint the model is set to its weights, the gradient of each
+    example's true-class score with respect to the model's inputs is computed, and the exported
+    weights are put back (`restore`): the SavedModel is written before any of this and the model
+    object ends as it was, so the exported model is the same with or without the queue.
+  * true-class score: the pre-softmax logit of the example's true class, as the paper uses. A
+    Keras softmax/sigmoid output's logits are read from the Keras tensor (as Keras' own losses do);
+    a binary [N, 1] output gives its logit z (VoG is blind to the sign, so class 0's -z gives the
+    same); other probabilities their log-probability (graceful.models.distillation.class_logits).
+  * inputs: every floating-point model input (integer features such as Fashion-MNIST's pixels are
+    cast to the Keras input's float dtype first, as Keras would); integer or string inputs (ids
+    looked up in an embedding, vocabularies) have no gradient and are skipped. Per-example
+    gradients of several inputs are flattened and concatenated. One backward pass per batch: the
+    gradient of the SUM of the batch's true-class scores w.r.t. the inputs is each example's own
+    gradient (at inference, no example's score depends on another's inputs).
+  * examples: at most `MAX_EXAMPLES` distinct eval examples (a window repeats its eval examples once
+    per span), named by graceful.model_check.example_ids like the FlipEvaluator names its flips.
+
+Written to the model_run dir: QUEUE_FILE (the top-k: rank, id, label, class-normalised and raw
+VoG, and how it was computed) and, for image data (DataContract.image_feature), PIXELS_FILE with
+the top-k's pixels keyed by rank.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from graceful import model_check, vog
+from graceful.contract import DataContract, ModelContract
+from graceful.models import distillation, inputs
+
+QUEUE_FILE = "review_queue.json"
+PIXELS_FILE = "review_queue.npz"   # pixels of the queue's examples (image data only)
+MAX_EXAMPLES = 10_000              # distinct eval examples scored (as COMPATIBILITY_EXAMPLES)
+BATCH = 512                        # examples per gradient pass
+SCORE = "VoG, class-normalised: (VoG - mean_c) / std_c within the true class (graceful.vog)"
+
+
+class Snapshots:
+    """The model's raw weights at K-1 evenly spaced steps of a `total_steps` run; call
+    `after_step(number)` after each optimizer step (1-based). checkpoints = K (0: off)."""
+
+    def __init__(self, model, total_steps: int, checkpoints: int):
+        if checkpoints == 1 or checkpoints < 0:
+            raise ValueError(f"review_checkpoints must be 0 (no review queue) or >= 2 (VoG is a "
+                             f"variance across checkpoints), got {checkpoints}")
+        self.model = model
+        self.weights: list[list[np.ndarray]] = []
+        self.steps = sorted({max(1, round(total_steps * i / checkpoints))
+                             for i in range(1, checkpoints)}) if checkpoints else []
+
+    def after_step(self, number: int) -> None:
+        if number in self.steps:
+            self.weights.append(self.model.get_weights())
+
+
+def true_class_scores(scores, labels, contract: ModelContract) -> tf.Tensor:
+    """[B] pre-softmax score of each example's true class (see the module docstring)."""
+    keras_logits = getattr(scores, "_keras_logits", None)
+    if contract.scores == "probabilities" and keras_logits is not None:
+        logits = tf.cast(keras_logits, tf.float32)
+    elif scores.shape[-1] == 1:
+        two = distillation.class_logits(scores, contract)
+        logits = two[:, 1:] - two[:, :1]  # the log-odds z
+    else:
+        logits = distillation.class_logits(scores, contract)
+    if logits.shape[-1] == 1:
+        return logits[:, 0]
+    return tf.gather(logits, labels, batch_dims=1)
+
+
+def gradient_function(model, contract: ModelContract):
+    """fn(features, labels) -> [B, D] per-example input gradients of the true-class score (the
+    model's floating inputs flattened and concatenated in input order), and the names read."""
+    dtypes = {name: tensor.dtype for name, tensor in zip(model.input_names, model.inputs)}
+    names = [name for name, dtype in dtypes.items() if tf.as_dtype(dtype).is_floating]
+    if not names:
+        raise ValueError(f"the model's inputs {sorted(dtypes)} are all integer or string: there "
+                         "is no input gradient to rank examples by; set review_checkpoints=0")
+
+    @tf.function(reduce_retracing=True)
+    def gradients(features, labels):
+        features = dict(features)
+        for name in names:
+            features[name] = tf.cast(features[name], dtypes[name])
+        watched = [features[name] for name in names]
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            scores = model(features, training=False)
+            total = tf.reduce_sum(true_class_scores(scores, labels, contract))
+        grads = tape.gradient(total, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tf.concat([tf.reshape(g, [tf.shape(g)[0], -1]) for g in grads], axis=1)
+
+    return gradients, names
+
+
+def eval_examples(eval_files, limit: int = MAX_EXAMPLES) -> list[bytes]:
+    """Up to `limit` distinct serialized eval examples, in file order (first occurrence kept)."""
+    seen, kept = set(), []
+    for record in inputs.serialized_examples(eval_files).take(limit).as_numpy_iterator():
+        if record not in seen:
+            seen.add(record)
+            kept.append(record)
+    return kept
+
+
+def checkpoint_gradients(model, checkpoints: list, parse, serialized: list[bytes],
+                         contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
+    """([K, N, D] input gradients at each checkpoint's weights, [N] class ids); the model ends
+    with the weights it had (restored even when a checkpoint fails)."""
+    gradients, _ = gradient_function(model, contract)
+    batches = [parse(tf.constant(serialized[i:i + BATCH])) for i in range(0, len(serialized),
+                                                                            BATCH)]
+    labels = np.concatenate([batch[1].numpy() for batch in batches])
+    final = model.get_weights()
+    per_checkpoint = []
+    try:
+        for weights in checkpoints:
+            model.set_weights(weights)
+            per_checkpoint.append(np.concatenate(
+                [gradients(features, batch_labels).numpy() for features, batch_labels in batches]))
+    finally:
+        model.set_weights(final)
+    return np.stack(per_checkpoint), labels
+
+
+def build_queue(gradients: np.ndarray, labels: np.ndarray, ids: np.ndarray,
+                k: int) -> tuple[list, np.ndarray]:
+    """(the top-k as report rows, their positions): rank (1 = most worth a look), id, label, VoG
+    (class-normalised, what ranks) and raw VoG, from [K, N, D] gradients."""
+    raw = vog.vog(gradients)
+    normalised = vog.class_normalized(raw, labels)
+    rows = vog.top_k(normalised, ids, k)
+    return [{"rank": rank, "id": ids[i].item(), "label": int(labels[i]),
+             "vog": float(normalised[i]), "vog_raw": float(raw[i])}
+            for rank, i in enumerate(rows, 1)], rows
+
+
+def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContract,
+                contract: ModelContract, k: int, out_dir: str, log=print) -> dict | None:
+    """Scores the eval examples (the module docstring says how) and writes QUEUE_FILE (and
+    PIXELS_FILE for image data) into `out_dir`; returns the queue document (None when off)."""
+    if not snapshots.steps:
+        return None
+    started = time.monotonic()
+    serialized = eval_examples(eval_files)
+    if not serialized:
+        raise ValueError(f"no eval examples in {eval_files}: the review queue ranks eval "
+                         "examples; set review_checkpoints=0 to train without it")
+    checkpoints = snapshots.weights + [model.get_weights()]
+    gradients, labels = checkpoint_gradients(model, checkpoints, parse, serialized, contract)
+    where = f"{eval_files}"
+    spec = model_check.example_spec(serialized[0], data, where)
+    ids = model_check.example_ids(tf.constant(serialized),
+                                  tf.io.parse_example(tf.constant(serialized), spec), data)
+    queue, rows = build_queue(gradients, labels, ids, k)
+    seconds = time.monotonic() - started
+    document = {"score": SCORE, "checkpoints": len(checkpoints),
+                "checkpoint_steps": snapshots.steps + ["exported"],
+                "examples": len(serialized), "features": int(gradients.shape[2]),
+                "seconds": seconds, "queue": queue}
+    tf.io.gfile.makedirs(out_dir)
+    with tf.io.gfile.GFile(os.path.join(out_dir, QUEUE_FILE), "w") as handle:
+        json.dump(document, handle, indent=1)
+    if data.image_feature and queue:
+        image = model_check.image_spec(serialized[0], data, where)
+        parsed = tf.io.parse_example(tf.constant([serialized[i] for i in rows]), image)
+        pixels = tf.sparse.to_dense(parsed[data.image_feature]).numpy()
+        buffer = io.BytesIO()
+        np.savez(buffer, **{str(row["rank"]): p for row, p in zip(queue, pixels)})
+        with tf.io.gfile.GFile(os.path.join(out_dir, PIXELS_FILE), "wb") as handle:
+            handle.write(buffer.getvalue())
+    log(f"[review] VoG of {len(serialized)} examples at {len(checkpoints)} checkpoints in "
+        f"{seconds:.1f} s; top {len(queue)} written to {QUEUE_FILE}")
+    return document
+
+
+def read_queue(model_run_dir: str) -> tuple[dict | None, dict]:
+    """(the queue document, {rank: pixels}) a run wrote into its model_run dir; (None, {}) when
+    the run wrote none (review_checkpoints=0, or a team's own run_fn)."""
+    path = os.path.join(model_run_dir, QUEUE_FILE)
+    if not tf.io.gfile.exists(path):
+        return None, {}
+    with tf.io.gfile.GFile(path) as handle:
+        document = json.load(handle)
+    pixels = {}
+    pixels_path = os.path.join(model_run_dir, PIXELS_FILE)
+    if tf.io.gfile.exists(pixels_path):
+        with tf.io.gfile.GFile(pixels_path, "rb") as handle:
+            with np.load(io.BytesIO(handle.read())) as saved:
+                pixels = {int(rank): saved[rank] for rank in saved.files}
+    return document, pixels

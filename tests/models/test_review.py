@@ -1,0 +1,85 @@
+"""graceful.models.review's gradients on a linear Keras model, whose input gradient of the true-class
+logit is the weight column of that class: checked against the weights set at each checkpoint."""
+import numpy as np
+import pytest
+import tensorflow as tf
+import tf_keras as keras
+
+from graceful import vog
+from graceful.contract import ModelContract
+from graceful.models import review
+
+W1 = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]], np.float32)   # 2 features x 3 classes
+W2 = np.array([[3.0, 0.0, 2.0], [0.0, 1.0, -1.0]], np.float32)
+BIAS = np.zeros(3, np.float32)
+
+
+def _linear(activation=None, dtype="float32"):
+    x = keras.Input(shape=(2,), name="x", dtype=dtype)
+    ids = keras.Input(shape=(1,), name="bucket", dtype="int64")  # no gradient: skipped
+    return keras.Model({"x": x, "bucket": ids},
+                       keras.layers.Dense(3, activation=activation, name="head")(x))
+
+
+def _parse(features, labels):
+    return lambda serialized: ({"x": tf.constant(features), "bucket": tf.zeros([len(labels), 1],
+                                                                                tf.int64)},
+                               tf.constant(labels, tf.int64))
+
+
+@pytest.mark.parametrize("activation, scores", [(None, "logits"), ("softmax", "probabilities")])
+def test_gradients_are_the_true_class_weight_columns_at_each_checkpoint(activation, scores):
+    model = _linear(activation)
+    final = [np.full((2, 3), 7.0, np.float32), BIAS]
+    model.set_weights(final)
+    features = np.array([[0.5, -1.0], [2.0, 3.0], [1.0, 1.0]], np.float32)
+    labels = [0, 2, 1]
+    gradients, got_labels = review.checkpoint_gradients(
+        model, [[W1, BIAS], [W2, BIAS]], _parse(features, labels), [b"a", b"b", b"c"],
+        ModelContract(scores=scores))
+    # the pre-softmax logit's gradient (not the log-probability's, which depends on x)
+    np.testing.assert_allclose(gradients, [W1[:, labels].T, W2[:, labels].T])
+    assert got_labels.tolist() == labels
+    for kept, wanted in zip(model.get_weights(), final):
+        np.testing.assert_array_equal(kept, wanted)  # the model ends as it was
+    # by hand: class 0 (1,0)->(3,0): var 1 and 0 -> 0.5; class 2 (2,0)->(2,-1): 0 and 0.25 -> 0.125
+    np.testing.assert_allclose(vog.vog(gradients), [0.5, 0.125, 0.0])
+
+
+def test_integer_pixels_are_cast_to_the_float_input():
+    model = _linear()
+    gradients, _ = review.checkpoint_gradients(
+        model, [[W1, BIAS], [W2, BIAS]],
+        lambda s: ({"x": tf.constant([[3, 4]], tf.int64), "bucket": tf.zeros([1, 1], tf.int64)},
+                   tf.constant([2], tf.int64)), [b"a"], ModelContract(scores="logits"))
+    np.testing.assert_allclose(gradients[:, 0], [W1[:, 2], W2[:, 2]])
+
+
+def test_a_binary_logit_gives_the_same_vog_for_both_classes():
+    x = keras.Input(shape=(2,), name="x")
+    model = keras.Model({"x": x}, keras.layers.Dense(1)(x))
+    w1, w2 = [np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)], \
+        [np.array([[3.0], [0.0]], np.float32), np.zeros(1, np.float32)]
+    gradients, _ = review.checkpoint_gradients(
+        model, [w1, w2], lambda s: ({"x": tf.ones([2, 2])}, tf.constant([0, 1], tf.int64)),
+        [b"a", b"b"], ModelContract(scores="logits"))
+    np.testing.assert_allclose(vog.vog(gradients), [0.5, 0.5])
+
+
+def test_snapshots_are_evenly_spaced_and_need_two_checkpoints():
+    model = _linear()
+    snapshots = review.Snapshots(model, 100, 4)
+    assert snapshots.steps == [25, 50, 75]
+    for step in range(1, 101):
+        snapshots.after_step(step)
+    assert len(snapshots.weights) == 3
+    assert review.Snapshots(model, 100, 0).steps == []
+    with pytest.raises(ValueError, match="review_checkpoints"):
+        review.Snapshots(model, 100, 1)
+
+
+def test_a_model_without_float_inputs_is_refused():
+    ids = keras.Input(shape=(1,), name="bucket", dtype="int64")
+    model = keras.Model({"bucket": ids}, keras.layers.Dense(2)(tf.cast(ids, tf.float32)))
+    with pytest.raises(ValueError, match="review_checkpoints=0"):
+        review.gradient_function(model, ModelContract())
