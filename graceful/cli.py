@@ -37,6 +37,12 @@ TRAINING_HELP = {
                     "(default %(default)s)",
     "ema_momentum": "export the moving average of the weights with this momentum, 0 = off "
                     "(default %(default)s)",
+    "warm_start": "start from the served model's weights (same architecture only; the first run "
+                  "trains from scratch)",
+    "warm_start_alpha": "with --warm-start, export alpha * trained + (1 - alpha) * served weights: "
+                        "'auto' chooses alpha on a held-out 10%% of the training examples (fewest "
+                        "negative flips at no accuracy loss), 1 = no interpolation "
+                        "(default %(default)s)",
 }
 GATE_HELP = {
     "min_accuracy": "absolute accuracy floor",
@@ -113,7 +119,10 @@ def _add_run_options(parser: argparse.ArgumentParser, chosen: project.Project) -
                         help="train on the newest N ingested spans (0 = all; default %(default)s)")
     for field in dataclasses.fields(TrainingParams):
         flag = "--model" if field.name == "architecture" else "--" + field.name.replace("_", "-")
-        parser.add_argument(flag, dest=field.name, type=type(field.default),
+        # bool(text) is True for any text, so a boolean is a --flag / --no-flag pair
+        kind = ({"action": argparse.BooleanOptionalAction} if isinstance(field.default, bool)
+                else {"type": type(field.default)})
+        parser.add_argument(flag, dest=field.name, **kind,
                             default=getattr(config.training, field.name),
                             help=TRAINING_HELP.get(field.name, "(default %(default)s)"))
     for field in dataclasses.fields(GateConfig):

@@ -157,11 +157,7 @@ class KerasReference:
     (`tft_layer`): its inputs are that layer's outputs on raw features; None = raw features."""
 
     def __init__(self, path: str, embedding_layer: str):
-        try:
-            model = keras.models.load_model(path, compile=False)
-        except Exception as error:  # noqa: BLE001  any load failure means the same to the user
-            raise ValueError(f"BCT needs the reference model {path} as a Keras model (saved with "
-                             f"model.save), but Keras cannot load it: {error}") from error
+        model = load_keras_model(path, "BCT")
         model.trainable = False
         self.model = model
         self.transform = getattr(model, "tft_layer", None)
@@ -177,6 +173,16 @@ class KerasReference:
     @property
     def embedding_size(self) -> int:
         return int(self.embedder.output.shape[-1])
+
+
+def load_keras_model(path: str, purpose: str) -> keras.Model:
+    """The served model at `path` as a Keras model (for BCT or warm start, named by `purpose`), or
+    ValueError saying it must be a Keras model saved with model.save."""
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as error:  # noqa: BLE001  any load failure means the same to the user
+        raise ValueError(f"{purpose} needs the reference model {path} as a Keras model (saved with "
+                         f"model.save), but Keras cannot load it: {error}") from error
 
 
 def split_embedding(model: keras.Model, embedding_layer: str, where: str) -> keras.Model:

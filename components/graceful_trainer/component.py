@@ -10,7 +10,8 @@ It is a Trainer (same inputs, outputs and executor logic) with
     trained by graceful's run_fn; without one, graceful's built-in Fashion-MNIST models;
   * `run_fn`: or your own training function (it gets everything in fn_args.custom_config, see
     graceful.models.training, and may use graceful.models.distillation);
-  * the `base_model` input used as the frozen reference (focal distillation, BCT), not for warm start;
+  * the `base_model` input used as the frozen reference (focal distillation, BCT) and, with
+    `warm_start`, as the candidate's starting weights (graceful.models.warm_start);
   * an optional `transform_graph` (a TFX Transform's output), as TFX's Trainer takes it: graceful's
     run_fn trains on the transformed features and attaches the graph to the exported model.
 """
@@ -26,11 +27,13 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
 from graceful.components.graceful_trainer.executor import (
-    DATA_CONTRACT, MODEL_CONTRACT, PARAMETER_NAMES, Executor)
+    DATA_CONTRACT, MODEL_CONTRACT, Executor)
 from graceful.contract import DataContract, ModelContract
 from graceful.models.params import TrainingParams
 
-_TYPES = {int: int, float: float, str: str}
+# bool parameters (warm_start) travel as 0/1 ints: not every runner and MLMD backend keeps a boolean
+# type; TrainingParams.from_custom_config makes them booleans again.
+_TYPES = {int: int, float: float, str: str, bool: int}
 DEFAULT_RUN_FN = "graceful.models.training.run_fn"
 
 
@@ -64,7 +67,8 @@ class GracefulTrainer(trainer_component.Trainer):
             model_run=types.Channel(type=standard_artifacts.ModelRun),
             **{DATA_CONTRACT: json.dumps(dataclasses.asdict(data)),
                MODEL_CONTRACT: json.dumps(dataclasses.asdict(model))},
-            **{name: getattr(params, name) for name in PARAMETER_NAMES})
+            **{f.name: _TYPES[type(f.default)](getattr(params, f.name))
+               for f in dataclasses.fields(TrainingParams)})
         # Skip Trainer.__init__ (it builds a plain TrainerSpec); initialise the component directly.
         super(trainer_component.Trainer, self).__init__(spec=spec)
         if module_file and udf_utils.should_package_user_modules():

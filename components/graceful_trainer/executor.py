@@ -5,7 +5,9 @@ Every training parameter and both contracts arrive as execution properties (so M
 this executor hands them to `run_fn` as its custom_config (layout in graceful.models.training),
 runs it, then records on the Model artifact what happened: the reference model always, and from the
 run_fn's `training_summary.json` — only if it wrote one (your own run_fn need not) — the loss actually
-used (plain when there was no blessed model yet) and the BCT compatibility criterion.
+used (plain when there was no blessed model yet), the BCT compatibility criterion and, with warm
+start, the model the weights started from (`warm_start_model_id`, `warm_start_uri`) and the
+interpolation weight `warm_start_alpha` (or `warm_start_note` when there was none to start from).
 
 Unlike TFX's Trainer, `module_file` here is a module defining `build_model(context)` for graceful's
 run_fn, not a module defining run_fn; `run_fn` is always the dotted path given to the component.
@@ -74,3 +76,11 @@ class Executor(trainer_executor.GenericExecutor):
             model.set_float_custom_property("compat_new_old_top1", compat["new_old_top1"])
             model.set_float_custom_property("compat_old_old_top1", compat["old_old_top1"])
             model.set_int_custom_property("compatible", int(compat["compatible"]))
+        warm = summary.get("warm_start") or {}
+        if warm.get("from_model"):
+            for reference in input_dict.get("base_model", []):
+                model.set_int_custom_property("warm_start_model_id", reference.id)
+            model.set_string_custom_property("warm_start_uri", warm["from_model"])
+            model.set_float_custom_property("warm_start_alpha", warm["alpha"])
+        elif warm.get("note"):
+            model.set_string_custom_property("warm_start_note", warm["note"])

@@ -1,0 +1,176 @@
+"""Warm start from the served model, and weight interpolation back toward it (graceful's run_fn).
+
+Why: fine-tuning the served model instead of training from scratch keeps much of what it got right
+(and lets a team that may keep only recent data build on what the old data taught), and
+interpolating the fine-tuned weights back toward the served ones (BCWI) removes more negative flips
+at no accuracy cost. Both only make sense for the same architecture: the served model's weights
+must fit the candidate layer by layer, else the run stops and says which layer differs.
+
+  * `WarmStart`: one run's warm start, as graceful's run_fn uses it: `begin` before training,
+    `finish` after it, `summary` for training_summary.json (recorded in MLMD).
+  * `ServedWeights(path)`: the served model (the last blessed one, fn_args.base_model) loaded with
+    Keras; `start(model)` checks the architecture and copies its weights into the candidate.
+  * `split_held_out(examples)`: a deterministic HELD_OUT_PERCENT of the training examples (by a
+    hash of each serialized example, so the same examples whatever the file order), kept out of
+    training to choose alpha on; never the eval split the gates judge the candidate on.
+  * `choose_alpha(...)`: theta(alpha) = alpha * trained + (1 - alpha) * served for each alpha of
+    graceful.interpolation.GRID, scored on the held-out examples, picked by
+    graceful.interpolation.choose_alpha.
+
+The BCT projection (loss bct / bct+fd) is trained for the weights before interpolation; the
+compatibility criterion recorded with the model is computed after it, on the exported weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import tensorflow as tf
+import tf_keras as keras
+
+from graceful import interpolation
+from graceful.models import distillation
+
+_HASH_BUCKETS = 100
+
+
+def weighted_layers(model: keras.Model) -> list:
+    """The model's layers that hold weights, in order (what warm start copies)."""
+    return [layer for layer in model.layers if layer.weights]
+
+
+def describe(model: keras.Model) -> list[interpolation.LayerWeights]:
+    return [interpolation.LayerWeights(layer.name, type(layer).__name__,
+                                       tuple(tuple(weight.shape) for weight in layer.weights))
+            for layer in weighted_layers(model)]
+
+
+def layer_weights(model: keras.Model) -> list[np.ndarray]:
+    return [weight for layer in weighted_layers(model) for weight in layer.get_weights()]
+
+
+def set_layer_weights(model: keras.Model, weights: list[np.ndarray]) -> None:
+    position = 0
+    for layer in weighted_layers(model):
+        count = len(layer.weights)
+        layer.set_weights(weights[position:position + count])
+        position += count
+
+
+class ServedWeights:
+    """The served model's weights, to start a candidate of the same architecture from."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.model = distillation.load_keras_model(path, "warm start")
+        self.layers = describe(self.model)
+        self.weights = layer_weights(self.model)
+
+    def start(self, model: keras.Model, where: str) -> None:
+        """Copies the served weights into `model` (built by `where`), or raises ValueError naming
+        both architectures and the first layer that differs."""
+        mismatch = interpolation.architecture_mismatch(self.layers, describe(model))
+        if mismatch:
+            raise ValueError(
+                f"warm start needs the served model's architecture, but the served model "
+                f"{self.path} (Keras model {self.model.name!r}) and the candidate ({model.name!r}, "
+                f"from {where}) differ: {mismatch}. Train the candidate from scratch (drop "
+                "--warm-start, or warm_start=False in the project's training parameters) or build "
+                "it with the served model's architecture (built-in models: --model "
+                f"{self.model.name})")
+        set_layer_weights(model, self.weights)
+
+    def interpolate(self, model: keras.Model, trained: list[np.ndarray], alpha: float) -> None:
+        """Sets `model` to alpha * `trained` + (1 - alpha) * the served weights."""
+        set_layer_weights(model, interpolation.interpolate(trained, self.weights, alpha))
+
+
+def split_held_out(examples: tf.data.Dataset,
+                   percent: int = interpolation.HELD_OUT_PERCENT) -> tuple[tf.data.Dataset,
+                                                                           tf.data.Dataset]:
+    """(training examples, held-out examples) of serialized tf.Examples: an example is held out
+    when a fingerprint of its bytes falls in the first `percent` of 100 buckets."""
+    def held(serialized):
+        return tf.strings.to_hash_bucket_fast(serialized, _HASH_BUCKETS) < percent
+
+    return (examples.filter(lambda serialized: tf.logical_not(held(serialized))),
+            examples.filter(held))
+
+
+def choose_alpha(model: keras.Model, served: ServedWeights, held_out: tf.data.Dataset, parser,
+                 reference: distillation.ReferenceModel, contract, log=print):
+    """Scores theta(alpha) for every alpha of the grid on the held-out examples (accuracy, NFR vs
+    the served model's own predictions through its serving signature), sets `model` to the chosen
+    one and returns (its alpha, every AlphaScore). With no held-out example, alpha = 1."""
+    trained = layer_weights(model)
+    batches = held_out.batch(distillation.REFERENCE_BATCH)
+    labels, old_pred = [], []
+    for serialized in batches:
+        labels.append(parser(serialized)[1].numpy())
+        old_pred.append(contract.predict(reference.scores(serialized).numpy(),
+                                         f"served model {reference.path}")[0])
+    if not labels:
+        log("[train] warm start: no held-out example to choose alpha on; alpha = 1")
+        return 1.0, []
+    labels, old_pred = np.concatenate(labels), np.concatenate(old_pred)
+    scores = []
+    for alpha in interpolation.GRID:
+        served.interpolate(model, trained, alpha)
+        new_pred = np.concatenate([
+            contract.predict(model(parser(serialized)[0], training=False).numpy(),
+                             "candidate")[0] for serialized in batches])
+        scores.append(interpolation.AlphaScore.of(alpha, labels, old_pred, new_pred))
+    chosen = interpolation.choose_alpha(scores)
+    served.interpolate(model, trained, chosen.alpha)
+    log(f"[train] warm start: alpha {chosen.alpha} on {len(labels)} held-out examples (accuracy "
+        f"{chosen.accuracy:.4f}, NFR {chosen.nfr:.4f}; alpha 1: accuracy "
+        f"{scores[-1].accuracy:.4f}, NFR {scores[-1].nfr:.4f})")
+    return chosen.alpha, scores
+
+
+class WarmStart:
+    """One run's warm start: `begin` before training (copies the served weights, carves the held-out
+    examples when alpha is chosen), `finish` after it (interpolates); `summary` goes into
+    training_summary.json as "warm_start" (GracefulTrainer records it on the Model artifact)."""
+
+    def __init__(self, alpha_setting: str, base_model: str | None, log=print):
+        self.alpha = interpolation.parse_alpha(alpha_setting)  # None = choose on held-out data
+        self.base_model = base_model or None
+        self.log = log
+        self.served: ServedWeights | None = None
+        self.held_out: tf.data.Dataset | None = None
+        self.summary: dict = {}
+
+    def begin(self, model: keras.Model, where: str, examples: tf.data.Dataset) -> tf.data.Dataset:
+        """Starts `model` from the served weights; returns the examples to train on (all of them,
+        or all but the held-out ones when alpha is chosen on them)."""
+        if not self.base_model:
+            note = "no served model yet (first run): trained from scratch"
+            self.log(f"[train] warm start: {note}")
+            self.summary = {"from_model": None, "note": note}
+            return examples
+        self.served = ServedWeights(self.base_model)
+        self.served.start(model, where)
+        self.log(f"[train] warm start from the served model {self.base_model} "
+                 f"({len(self.served.layers)} weighted layers)")
+        self.summary = {"from_model": self.base_model,
+                        "alpha_choice": "held-out" if self.alpha is None else "fixed"}
+        if self.alpha is None:
+            examples, self.held_out = split_held_out(examples)
+            self.summary["held_out_percent"] = interpolation.HELD_OUT_PERCENT
+        return examples
+
+    def finish(self, model: keras.Model, parser, contract) -> None:
+        """Sets `model` to theta(alpha), alpha fixed or chosen on the held-out examples."""
+        if self.served is None:
+            return
+        alpha = self.alpha
+        if alpha is None:
+            reference = distillation.ReferenceModel(self.base_model, contract)
+            alpha, scores = choose_alpha(model, self.served, self.held_out, parser, reference,
+                                         contract, self.log)
+            self.summary["held_out"] = [dataclasses.asdict(score) for score in scores]
+        elif alpha != 1.0:
+            self.served.interpolate(model, layer_weights(model), alpha)
+            self.log(f"[train] warm start: weights interpolated with alpha {alpha}")
+        self.summary["alpha"] = alpha

@@ -1,0 +1,98 @@
+"""Warm start in the real pipeline: run 2 starts from run 1's served model (weights asserted,
+recorded in MLMD), and is refused when the architectures differ."""
+import glob
+import json
+import os
+
+import numpy as np
+import pytest
+import tf_keras as keras
+from ml_metadata.proto import metadata_store_pb2
+
+from graceful import history, interpolation
+from graceful.models import architectures, inputs, warm_start
+from tests.conftest import run_span, with_training
+
+pytestmark = pytest.mark.slow
+
+
+def _model(store, model_id):
+    [model] = store.get_artifacts_by_id([model_id])
+    return model
+
+
+def _trainer_outputs(store, model_id):
+    """(trainer execution, {output key: artifact}) of the run that produced `model_id`."""
+    [event] = [e for e in store.get_events_by_artifact_ids([model_id])
+               if e.type == metadata_store_pb2.Event.OUTPUT]
+    [execution] = store.get_executions_by_id([event.execution_id])
+    outputs = {e.path.steps[0].key: e.artifact_id
+               for e in store.get_events_by_execution_ids([execution.id])
+               if e.type == metadata_store_pb2.Event.OUTPUT}
+    inputs_ = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
+               if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == "examples"]
+    return execution, {key: _model(store, id_) for key, id_ in outputs.items()}, inputs_
+
+
+def _weights(model_artifact):
+    model = keras.models.load_model(os.path.join(model_artifact.uri, "Format-Serving"),
+                                    compile=False)
+    return warm_start.layer_weights(model)
+
+
+def test_warm_start_begins_from_the_served_models_weights(tiny_config):
+    config = with_training(tiny_config, warm_start=True, loss="plain")
+    run_span(config, span=1)
+    # A learning rate so small that training cannot move the weights measurably: what is exported
+    # is where training started. Without warm start that is a fresh random initialisation.
+    run_span(with_training(config, learning_rate=1e-9, ema_momentum=0.0), span=2)
+    first, second = history.runs(config.metadata_uri)
+    store = history.open_store(config.metadata_uri)
+    served, started = _model(store, first.model_id), _model(store, second.model_id)
+
+    old, new = _weights(served), _weights(started)
+    fresh = warm_start.layer_weights(architectures.build("small", probabilities=True))
+    assert [w.shape for w in new] == [w.shape for w in old] == [w.shape for w in fresh]
+    for before, after, scratch in zip(old, new, fresh):
+        np.testing.assert_allclose(after, before, atol=1e-5)
+        # the check could tell: a model trained from scratch starts far from the served weights
+        assert np.abs(scratch - before).max() > 1e-2
+
+    # MLMD: where the weights came from and alpha, on the Model; no served model for run 1.
+    assert first.pushed and first.model_id == second.reference_model_id
+    assert served.custom_properties["warm_start_note"].string_value.startswith(
+        "no served model yet (first run): trained from scratch")
+    assert started.custom_properties["warm_start_model_id"].int_value == first.model_id
+    assert started.custom_properties["warm_start_uri"].string_value.startswith(served.uri)
+    alpha = started.custom_properties["warm_start_alpha"].double_value
+    assert alpha in interpolation.GRID
+    execution, outputs, examples = _trainer_outputs(store, second.model_id)
+    assert history.property_value(execution, "warm_start") == 1
+    assert history.property_value(execution, "warm_start_alpha") == "auto"
+
+    # alpha was chosen on held-out training examples, kept out of training
+    with open(os.path.join(outputs["model_run"].uri, "training_summary.json")) as handle:
+        summary = json.load(handle)
+    held_out = summary["warm_start"]["held_out"]
+    assert [score["alpha"] for score in held_out] == list(interpolation.GRID)
+    files = [path for artifact in store.get_artifacts_by_id(examples)
+             for path in glob.glob(os.path.join(artifact.uri, "Split-train", "*"))]
+    total = sum(1 for _ in inputs.serialized_examples(files))
+    assert 0 < held_out[0]["examples"] < total / 4
+    assert summary["train_examples"] + held_out[0]["examples"] == total
+
+
+def test_warm_start_across_architectures_is_refused_and_nothing_is_pushed(tiny_config):
+    config = with_training(tiny_config, loss="plain", architecture="mlp")
+    run_span(config, span=1)
+    served = sorted(os.listdir(config.serving_dir))
+    with pytest.raises(Exception, match=(
+            r"warm start needs the served model's architecture, but the served model .* \(Keras "
+            r"model 'mlp'\) and the candidate \('small', from graceful's built-in model\) differ: "
+            r"weighted layer 1 differs: served layer 'embedding' \(Dense, weights \(784, 256\), "
+            r"\(256,\)\), candidate layer 'embedding' \(Dense, weights \(784, 64\), \(64,\)\)\. "
+            r"Train the candidate from scratch \(drop --warm-start.*--model mlp")):
+        run_span(with_training(config, architecture="small", warm_start=True), span=2)
+    first, *others = history.runs(config.metadata_uri)
+    assert first.pushed and not any(run.pushed or run.model_id for run in others)
+    assert sorted(os.listdir(config.serving_dir)) == served
