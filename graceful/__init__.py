@@ -7,7 +7,9 @@
 # first use, so that `import graceful.flips` stays free of TFX.
 _ARTIFACT_TYPES = {"FlipReport": "graceful.components.flip_evaluator.component",
                    "FlipBlessing": "graceful.components.flip_evaluator.component",
-                   "SignOff": "graceful.components.human_signoff.component"}
+                   "SignOff": "graceful.components.human_signoff.component",
+                   "EdgeModel": "graceful.components.edge_converter.component",
+                   "EdgePush": "graceful.components.edge_converter.component"}
 
 
 def __getattr__(name: str):

@@ -33,6 +33,14 @@ class GateConfig:
     max_class_nfr: float = 0.25
     max_slice_nfr: float = 0.25
     max_high_confidence_flips: int = 1000
+    # The edge (TensorFlow Lite) model, when PipelineConfig.edge is enabled: negative flips of the
+    # converted model against the cloud candidate it was converted from (examples the candidate
+    # gets right and the edge model wrong) and against the previously pushed edge model, overall
+    # and within any one class, and confident ones (edge_failures). They gate the edge push only.
+    max_edge_nfr: float = 0.01
+    max_edge_previous_nfr: float = 0.03
+    max_edge_class_nfr: float = 0.05
+    max_edge_high_confidence_flips: int = 10
 
 
 def failures(policy: GateConfig, summary: dict, per_class: dict | None = None,
@@ -72,4 +80,36 @@ def failures(policy: GateConfig, summary: dict, per_class: dict | None = None,
     if summary["high_confidence_flips"] > policy.max_high_confidence_flips:
         lines.append(f"high-confidence flips {summary['high_confidence_flips']} > "
                      f"max_high_confidence_flips {policy.max_high_confidence_flips}")
+    return lines
+
+
+def edge_failures(policy: GateConfig, vs_cloud: dict, vs_previous: dict | None = None,
+                  class_names=None) -> list[str]:
+    """Every way an edge model's flip numbers break `policy`'s edge limits; empty means it passes.
+
+    `vs_cloud` and `vs_previous` are {"summary": FlipSummary.to_dict(), "per_class": {class id:
+    FlipSummary.to_dict()}} of the edge model (new) against the cloud candidate it was converted
+    from, and against the previously pushed edge model (None when none was pushed yet). The class
+    limit applies to both comparisons; confident flips count those against the cloud candidate.
+    """
+    name = (lambda c: f"{class_names[int(c)]} ({c})") if class_names else (lambda c: str(c))
+    lines = []
+    comparisons = [("vs the cloud candidate", vs_cloud, "max_edge_nfr", policy.max_edge_nfr)]
+    if vs_previous is not None:
+        comparisons.append(("vs the previously pushed edge model", vs_previous,
+                            "max_edge_previous_nfr", policy.max_edge_previous_nfr))
+    for against, numbers, limit_name, limit in comparisons:
+        summary = numbers["summary"]
+        if summary["nfr"] > limit:
+            lines.append(f"edge NFR {against} {summary['nfr']:.4f} > {limit_name} {limit:.4g} "
+                         f"({summary['negative_flips']} of {summary['examples']} examples)")
+        for cls, metrics in sorted((numbers.get("per_class") or {}).items(),
+                                   key=lambda kv: -kv[1]["nfr"]):
+            if metrics["nfr"] > policy.max_edge_class_nfr:
+                lines.append(f"edge class {name(cls)} NFR {against} {metrics['nfr']:.4f} > "
+                             f"max_edge_class_nfr {policy.max_edge_class_nfr:.4g}")
+    confident = vs_cloud["summary"]["high_confidence_flips"]
+    if confident > policy.max_edge_high_confidence_flips:
+        lines.append(f"edge high-confidence flips vs the cloud candidate {confident} > "
+                     f"max_edge_high_confidence_flips {policy.max_edge_high_confidence_flips}")
     return lines

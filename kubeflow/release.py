@@ -45,7 +45,7 @@ def compile_release(config: PipelineConfig, output: str,
     return runner.compile_pipeline(
         config, output, image,
         create=lambda adapted: release.create_release_pipeline(adapted,
-                                                               release.runtime_parameters()))
+                                                               release.runtime_parameters(adapted)))
 
 
 def main(argv: list[str] | None = None) -> None:

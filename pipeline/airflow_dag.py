@@ -112,7 +112,7 @@ def build_release_dag(config: PipelineConfig):
     dag_config = {"schedule": None, "start_date": datetime.datetime(2026, 1, 1), "catchup": False,
                   "max_active_runs": 1}  # a release changes the baseline: one at a time
     pipeline = release.create_release_pipeline(
-        config, release.runtime_parameters(), mlmd_store.connection_config(config.metadata_uri))
+        config, release.runtime_parameters(config), mlmd_store.connection_config(config.metadata_uri))
     dag = AirflowDagRunner(AirflowPipelineConfig(airflow_dag_config=dag_config)).run(pipeline)
     # TFX names a DAG after its pipeline; the release keeps the pipeline's name in ML Metadata
     # (the baseline is resolved within it), so its DAG gets its own id here.

@@ -18,7 +18,7 @@ from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
 from graceful.models.params import TrainingParams
 
-__all__ = ["DataChecks", "DataContract", "GateConfig", "ModelContract", "PipelineConfig",
+__all__ = ["DataChecks", "DataContract", "EdgeConfig", "GateConfig", "ModelContract", "PipelineConfig",
            "SignOffConfig", "TrainingParams", "fashion_mnist_data", "fashion_mnist_model"]
 
 # The curated schema ships as package data of graceful.schemas (schemas/ in the repository).
@@ -89,6 +89,38 @@ class DataChecks:
     require_all_classes: bool = True
 
 
+EDGE_QUANTIZATIONS = ("float", "int8")
+
+
+@dataclasses.dataclass
+class EdgeConfig:
+    """The edge (TensorFlow Lite) branch: off by default (components/edge_converter, edge_pusher).
+
+    When `enabled`, each run converts the candidate to a `.tflite` model (`quantization` "float":
+    float32 weights and maths; "int8": post-training integer quantization of weights and
+    activations, calibrated on `representative_examples` examples of the training window, with
+    float input and output so callers feed the same features), checks it for negative flips
+    against the cloud candidate and the previously pushed edge model (GateConfig.max_edge_*), and
+    pushes it to `destination` (default <home>/edge_serving) only when the cloud model is pushed
+    and that check passes. An edge failure never blocks the cloud push. Needs a Keras model
+    without a TFX Transform (graceful's run_fn exports one).
+    """
+
+    enabled: bool = False
+    quantization: str = "float"
+    representative_examples: int = 200
+    destination: str = ""  # "" = <home>/edge_serving
+
+    def __post_init__(self):
+        if self.quantization not in EDGE_QUANTIZATIONS:
+            raise ValueError(f"EdgeConfig.quantization must be one of "
+                             f"{', '.join(EDGE_QUANTIZATIONS)}, not {self.quantization!r}.")
+        if self.representative_examples < 1:
+            raise ValueError("EdgeConfig.representative_examples must be at least 1 (examples of "
+                             f"the training window that calibrate int8), got "
+                             f"{self.representative_examples}.")
+
+
 def fashion_mnist_data() -> DataContract:
     """The embedded demo dataset's contract: spans that graceful.data writes into <home>/data."""
     return DataContract(format="tfrecord", label_key="label", id_key="example_id",
@@ -126,6 +158,7 @@ class PipelineConfig:
     gate: GateConfig = dataclasses.field(default_factory=GateConfig)
     sign_off: SignOffConfig = dataclasses.field(default_factory=SignOffConfig)
     data_checks: DataChecks = dataclasses.field(default_factory=DataChecks)
+    edge: EdgeConfig = dataclasses.field(default_factory=EdgeConfig)
     # Your model: a module (TFX's module_file convention) defining `build_model(context)`, which
     # graceful's run_fn trains against the served model; "" = graceful's built-in demo models.
     module_file: str = ""
@@ -185,5 +218,10 @@ class PipelineConfig:
     @property
     def serving_dir(self) -> str:
         return os.path.join(self.home, "serving")
+
+    @property
+    def edge_serving_dir(self) -> str:
+        """Where edge models are pushed (EdgeConfig.destination, else <home>/edge_serving)."""
+        return self.edge.destination or os.path.join(self.home, "edge_serving")
 
 

@@ -18,6 +18,12 @@
   GracefulTrainer       trains on the window, with the baseline as frozen reference (FD / BCT);
                         with Transform, on the transformed features, and exports the model with
                         the transform graph inside, so the served model takes raw examples
+  -- only with EdgeConfig.enabled (off by default): --
+  previous edge model   the last EdgePush that pushed, from ML Metadata (LatestEdgePushStrategy)
+  EdgeConverter         converts the candidate to TensorFlow Lite (float, or int8 calibrated on the
+                        training window) and checks its negative flips against the cloud candidate
+                        and the previous edge model (GateConfig.max_edge_*): its own verdict
+  --
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page) and the flip gate's verdict
   HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
@@ -30,6 +36,9 @@
                         (graceful.tfma_flips: NFR overall and per class, relative NFR, confident flips)
   AtomicPusher          copies the model to the serving directory, only if blessed: TFX's Pusher,
                         staged and renamed into place so no partial model is ever served
+  EdgePusher            only with EdgeConfig.enabled: the .tflite to the edge destination, only if
+                        the cloud model was pushed and the edge check passed (a failed edge check
+                        never blocks the cloud push); also in the release pipeline
 
 Why the condition: the Evaluator's ModelBlessing is what LatestBlessedModelStrategy trusts when it
 picks the next baseline, so it exists only for candidates every earlier gate passed.
@@ -47,6 +56,9 @@ from tfx.dsl.components.base import executor_spec
 from graceful.components.atomic_pusher.component import AtomicPusher
 from graceful.components.baseline_guard.component import BaselineGuard
 from graceful.components.data_gate.component import DataGate
+from graceful.components.edge_converter.component import EdgeConverter, EdgePush
+from graceful.components.edge_pusher.component import EdgePusher
+from graceful.components.edge_pusher.strategy import LatestEdgePushStrategy
 from graceful.components.flip_evaluator.component import FlipEvaluator
 from graceful.components.flip_evaluator.executor import ReportSettings
 from graceful.components.graceful_trainer.component import GracefulTrainer
@@ -134,11 +146,32 @@ def baseline_resolver() -> tfx.dsl.Resolver:
     ).with_id("baseline_model")
 
 
-def evaluate_and_push(config: PipelineConfig, sign_off, examples, model, baseline_model):
-    """(Evaluator, Pusher), both run only when `sign_off` (a SignOff channel) is blessed: the
-    Evaluator judges `model` against `baseline_model` on the eval split of `examples`, and the
-    AtomicPusher pushes it only on the Evaluator's blessing. Shared by this pipeline and the release
-    pipeline, so a released candidate passes exactly the gates a waited-for one does."""
+def edge_branch(config: PipelineConfig, model, examples, training_examples) -> list:
+    """[previous edge model resolver, EdgeConverter] when EdgeConfig.enabled, else []: the
+    candidate `model` as a .tflite model, checked on the eval split of `examples` against itself
+    and against the last pushed edge model (calibrated, for int8, on `training_examples`)."""
+    if not config.edge.enabled:
+        return []
+    previous = tfx.dsl.Resolver(
+        strategy_class=LatestEdgePushStrategy,
+        edge_push=tfx.dsl.Channel(type=EdgePush)).with_id("previous_edge_model")
+    converter = EdgeConverter(
+        model=model, examples=examples, training_examples=training_examples,
+        previous_edge=previous.outputs["edge_push"],
+        settings=ReportSettings(policy=config.gate, data=config.data, model=config.model),
+        quantization=config.edge.quantization,
+        representative_examples=config.edge.representative_examples)
+    return [previous, converter]
+
+
+def evaluate_and_push(config: PipelineConfig, sign_off, examples, model, baseline_model,
+                      edge_model=None) -> list:
+    """[Evaluator, Pusher] (+ EdgePusher with an `edge_model` channel), all run only when
+    `sign_off` (a SignOff channel) is blessed: the Evaluator judges `model` against
+    `baseline_model` on the eval split of `examples`, the AtomicPusher pushes it only on the
+    Evaluator's blessing, and the EdgePusher pushes the edge model only when that push happened and
+    the edge check passed. Shared by this pipeline and the release pipeline, so a released
+    candidate passes exactly the gates a waited-for one does."""
     approved = sign_off.future()[0].custom_property("blessed") == 1
     with tfx.dsl.Cond(approved):
         evaluator = tfx.components.Evaluator(
@@ -151,7 +184,12 @@ def evaluate_and_push(config: PipelineConfig, sign_off, examples, model, baselin
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(
                     base_directory=config.serving_dir))).with_id("Pusher")
-    return evaluator, pusher
+        nodes = [evaluator, pusher]
+        if edge_model is not None:
+            nodes.append(EdgePusher(model=model, edge_model=edge_model,
+                                    pushed_model=pusher.outputs["pushed_model"],
+                                    destination=config.edge_serving_dir))
+    return nodes
 
 
 def create_pipeline(config: PipelineConfig,
@@ -196,10 +234,14 @@ def create_pipeline(config: PipelineConfig,
     ).with_id("Trainer")
     trainer.add_upstream_node(data_gate)
 
+    edge_nodes = edge_branch(config, trainer.outputs["model"], examples_gen.outputs["examples"],
+                             training_examples)
+    edge_model = edge_nodes[-1].outputs["edge_model"] if edge_nodes else None
+
     flip_evaluator = FlipEvaluator(
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
-        baseline_model=baseline_model.outputs["model"],
+        baseline_model=baseline_model.outputs["model"], model_run=trainer.outputs["model_run"],
         settings=ReportSettings(policy=config.gate, data=config.data, model=config.model))
 
     sign_off = HumanSignOff(
@@ -211,18 +253,21 @@ def create_pipeline(config: PipelineConfig,
         auto_approve=config.sign_off.auto_approve, wait=config.sign_off.wait,
         timeout_seconds=config.sign_off.timeout_seconds,
         slack_channel=config.sign_off.slack_channel,
-        max_poll_seconds=config.sign_off.max_poll_seconds)
+        max_poll_seconds=config.sign_off.max_poll_seconds,
+        edge_model=edge_model)
 
-    evaluator, pusher = evaluate_and_push(
+    release_nodes = evaluate_and_push(
         config, sign_off.outputs["sign_off"], examples=examples_gen.outputs["examples"],
-        model=trainer.outputs["model"], baseline_model=baseline_model.outputs["model"])
+        model=trainer.outputs["model"], baseline_model=baseline_model.outputs["model"],
+        edge_model=edge_model)
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
                     *window_nodes, *([transformer] if transformer else []), baseline_model,
-                    baseline_guard, trainer, flip_evaluator, sign_off, evaluator, pusher],
+                    baseline_guard, trainer, *edge_nodes, flip_evaluator, sign_off,
+                    *release_nodes],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

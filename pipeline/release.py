@@ -16,17 +16,22 @@ pipeline:
   SignOffRelease    reads the decision from the sign-off store, claims the release once, checks that
                     the baseline is still the one the candidate was judged against, and records a
                     SignOff: blessed=1 only for an approval (components/sign_off_release)
+  edge_model        with EdgeConfig.enabled and a request that carries one: Importer(reimport=False)
+                    of the EdgeConverter's EdgeModel (ReleaseEvidence.edge_model_uri)
   -- only if blessed: --
   Evaluator, Pusher the main pipeline's own nodes (pipeline.evaluate_and_push): TFMA against that
                     baseline, then the staged push
+  EdgePusher        (with the edge model) the .tflite to the edge destination, only if the cloud
+                    model was pushed and its edge check passed
 
 A rejection and a timeout end the same way: a SignOff with blessed=0 and the reason, nothing pushed.
 
 It runs under the same pipeline name, pipeline root and ML Metadata store as the runs: TFX resolves
 the baseline within the pipeline's context, so the release must see the runs' blessings, and the
-next run must see the release's. The request's values (id, candidate URI, examples URI) are plain
-strings on the local runner and TFX RuntimeParameters on Airflow (`dag_run.conf`, see
-pipeline/airflow_dag.py) and Kubeflow (pipeline parameters, see kubeflow/release.py).
+next run must see the release's. The request's values (id, candidate URI, examples URI, and the
+edge model's URI when it has one) are plain strings on the local runner and TFX RuntimeParameters
+on Airflow (`dag_run.conf`, see pipeline/airflow_dag.py) and Kubeflow (pipeline parameters, see
+kubeflow/release.py).
 
 Where it runs is SignOffConfig.release_on: "local", `run` here, in the deciding process; "airflow",
 one run of the Airflow release DAG queued per request (`trigger_on_airflow`), with `values(request)`
@@ -42,6 +47,7 @@ from tfx import v1 as tfx
 from tfx.dsl.components.common import importer
 
 from graceful import signoff
+from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.human_signoff.executor import ReleaseEvidence
 from graceful.components.sign_off_release.component import SignOffRelease
 from graceful.pipeline.configs import PipelineConfig
@@ -50,6 +56,8 @@ from graceful.pipeline.pipeline import baseline_resolver, evaluate_and_push
 REQUEST_ID, CANDIDATE_MODEL_URI, EVAL_EXAMPLES_URI = (
     "request_id", "candidate_model_uri", "eval_examples_uri")
 PARAMETERS = (REQUEST_ID, CANDIDATE_MODEL_URI, EVAL_EXAMPLES_URI)
+# Optional: present when the request's run had the edge branch on (EdgeConfig.enabled).
+EDGE_MODEL_URI = "edge_model_uri"
 SIGN_OFF_NODE = "SignOffRelease"
 Value = Union[str, tfx.dsl.experimental.RuntimeParameter]
 
@@ -74,9 +82,12 @@ def values(request: signoff.Request) -> dict[str, str]:
     """The release's parameters for `request`, from the evidence HumanSignOff stored in it
     (SignOffError if it was not opened for a release)."""
     evidence = ReleaseEvidence.of(request)
-    return {REQUEST_ID: request.request_id,
-            CANDIDATE_MODEL_URI: evidence.candidate_model_uri,
-            EVAL_EXAMPLES_URI: evidence.eval_examples_uri}
+    found = {REQUEST_ID: request.request_id,
+             CANDIDATE_MODEL_URI: evidence.candidate_model_uri,
+             EVAL_EXAMPLES_URI: evidence.eval_examples_uri}
+    if evidence.edge_model_uri:  # only then: a release compiled without the edge branch has no
+        found[EDGE_MODEL_URI] = evidence.edge_model_uri  # such parameter (Kubeflow refuses one)
+    return found
 
 
 class ReleaseNotQueued(RuntimeError):
@@ -134,13 +145,18 @@ def trigger_on_airflow(pipeline_name: str, request: signoff.Request) -> tuple[st
     return run_id, True
 
 
-def runtime_parameters() -> dict[str, tfx.dsl.experimental.RuntimeParameter]:
+def runtime_parameters(config: PipelineConfig | None = None
+                       ) -> dict[str, tfx.dsl.experimental.RuntimeParameter]:
     """The parameters as TFX RuntimeParameters, for runners that compile the pipeline once and take
     the values when a run starts. Strings (the only type TFX's Airflow runner takes), default ""
-    (it needs one): a release started without them finds no request and releases nothing."""
+    (it needs one): a release started without them finds no request and releases nothing. With
+    `config`'s edge branch on, also EDGE_MODEL_URI: such a release then needs every request to
+    carry an edge model (requests opened before the edge branch was turned on cannot be released
+    by it; release them with a pipeline compiled without it, or locally)."""
+    names = PARAMETERS + ((EDGE_MODEL_URI,) if config is not None and config.edge.enabled else ())
     return {name: tfx.dsl.experimental.RuntimeParameter(
         name=name, ptype=str, default="",
-        description=f"the sign-off request's {name.replace('_', ' ')}") for name in PARAMETERS}
+        description=f"the sign-off request's {name.replace('_', ' ')}") for name in names}
 
 
 class _Importer(importer.Importer):
@@ -181,18 +197,23 @@ def create_release_pipeline(config: PipelineConfig, parameters: Mapping[str, Val
     examples = _Importer(source_uri=parameters[EVAL_EXAMPLES_URI],
                          artifact_type=tfx.types.standard_artifacts.Examples,
                          reimport=False).with_id("eval_examples")
+    edge = []
+    if config.edge.enabled and parameters.get(EDGE_MODEL_URI):
+        edge = [_Importer(source_uri=parameters[EDGE_MODEL_URI], artifact_type=EdgeModel,
+                          reimport=False).with_id("edge_model")]
     baseline_model = baseline_resolver()
     sign_off = SignOffRelease(model=candidate.outputs["result"],
                               baseline_model=baseline_model.outputs["model"],
                               store_path=config.sign_off_store,
                               request_id=parameters[REQUEST_ID]).with_id(SIGN_OFF_NODE)
-    evaluator, pusher = evaluate_and_push(
+    release_nodes = evaluate_and_push(
         config, sign_off.outputs["sign_off"], examples=examples.outputs["result"],
-        model=candidate.outputs["result"], baseline_model=baseline_model.outputs["model"])
+        model=candidate.outputs["result"], baseline_model=baseline_model.outputs["model"],
+        edge_model=edge[0].outputs["result"] if edge else None)
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
-        components=[candidate, examples, baseline_model, sign_off, evaluator, pusher],
+        components=[candidate, examples, *edge, baseline_model, sign_off, *release_nodes],
         enable_cache=False,  # a release is one decision acted on once, never a cached result
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=config.beam_pipeline_args)

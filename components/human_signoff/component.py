@@ -34,6 +34,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.flip_evaluator.component import FlipBlessing, FlipReport
 from graceful.components.human_signoff.executor import Executor
 
@@ -59,6 +60,9 @@ class HumanSignOffSpec(ComponentSpec):
         "flip_blessing": ChannelParameter(type=FlipBlessing),
         # the eval examples the flip gate judged on; the release evaluates on them (not for wait=1)
         "examples": ChannelParameter(type=standard_artifacts.Examples, optional=True),
+        # the EdgeConverter's output when the edge branch is on: its URI goes into the release
+        # evidence (the release pushes it too) and its verdict into what the approver sees
+        "edge_model": ChannelParameter(type=EdgeModel, optional=True),
     }
     OUTPUTS = {"sign_off": ChannelParameter(type=SignOff)}
 
@@ -70,7 +74,8 @@ class HumanSignOff(base_component.BaseComponent):
     def __init__(self, model: types.BaseChannel, flip_report: types.BaseChannel,
                  flip_blessing: types.BaseChannel, store_path: str, timeout_seconds: int,
                  auto_approve: bool = False, slack_channel: str = "", max_poll_seconds: int = 15,
-                 wait: bool = False, examples: types.BaseChannel | None = None):
+                 wait: bool = False, examples: types.BaseChannel | None = None,
+                 edge_model: types.BaseChannel | None = None):
         if not (wait or auto_approve) and examples is None:
             raise ValueError("HumanSignOff defers the decision (wait=False) and needs `examples`, "
                              "the eval examples the flip gate judged on, for the release to "
@@ -78,6 +83,7 @@ class HumanSignOff(base_component.BaseComponent):
                              "someone decides).")
         super().__init__(spec=HumanSignOffSpec(
             model=model, flip_report=flip_report, flip_blessing=flip_blessing, examples=examples,
+            edge_model=edge_model,
             store_path=store_path, timeout_seconds=timeout_seconds,
             auto_approve=int(auto_approve), slack_channel=slack_channel,
             max_poll_seconds=max_poll_seconds, wait=int(wait),

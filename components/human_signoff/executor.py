@@ -15,15 +15,17 @@ import os
 import time
 
 from tfx.dsl.components.base import base_executor
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from graceful import locations, signoff, slack
 from graceful.history import read_flip_report
-from graceful.report_html import INDEX, REPORT_FILE
+from graceful.report_html import INDEX, REPORT_FILE, REVIEW_PNG, review_caption
 
 PENDING = "pending"              # a SignOff's decision while a deferred request awaits a person
 DEFERRED_SOURCE = "deferred"     # ... and its source
 RELEASE_EVIDENCE = "release"     # the evidence key holding ReleaseEvidence
+MAX_REVIEW_LINES = 10            # review-queue examples named in the Slack message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,9 @@ class ReleaseEvidence:
     # step as JSON doubles, so only the URI names the baseline reliably (None: no baseline, or a
     # request opened before this field)
     baseline_model_uri: str | None = None
+    # The EdgeConverter's EdgeModel (pipeline with EdgeConfig.enabled): the release imports it and
+    # pushes it after the cloud model when its edge check passed (None: no edge branch)
+    edge_model_uri: str | None = None
 
     @classmethod
     def of(cls, request: signoff.Request) -> "ReleaseEvidence":
@@ -77,7 +82,30 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
                               f"{m['examples']})" for c, m in worst],
             "top_flips": [f"#{f['id']}: {name(f['label'])} → {name(f['new_pred'])} "
                           f"({f['confidence']:.2f})" for f in report["flips"][:5]]})
+    if report.get("review_queue"):  # the Trainer's top-k by VoG (graceful.models.review)
+        result["review_queue"] = [review_caption(row, names) for row in
+                                  report["review_queue"]["examples"][:MAX_REVIEW_LINES]]
     return result
+
+
+def review_png(report_dir: str) -> bytes | None:
+    """The review queue's images as one PNG, when the FlipEvaluator drew it (image data)."""
+    path = os.path.join(report_dir, REVIEW_PNG)
+    if not fileio.exists(path):
+        return None
+    with fileio.open(path, "rb") as handle:
+        return handle.read()
+
+
+def edge_evidence(edge_model) -> str:
+    """One line on the edge model for the approver: its check's verdict and edge NFR."""
+    failures = json.loads(edge_model.get_string_custom_property("failures") or "[]")
+    verdict = "passed" if edge_model.get_int_custom_property("blessed") == 1 else (
+        "blocked (" + "; ".join(failures) + "): only the cloud model would be pushed")
+    return (f"{edge_model.get_string_custom_property('quantization')} TFLite, "
+            f"{edge_model.get_int_custom_property('size_bytes')} bytes, edge NFR vs the cloud "
+            f"candidate {edge_model.get_float_custom_property('edge_nfr'):.4f}; edge check "
+            f"{verdict}")
 
 
 def utc_iso(timestamp: float) -> str:
@@ -109,21 +137,26 @@ class Executor(base_executor.BaseExecutor):
         baseline_model_id = report_artifact.get_int_custom_property("baseline_model_id") or None
         shown = evidence(report, report_artifact.uri, pipeline_name(self._context),
                          report_artifact.get_int_custom_property("span") or None, baseline_model_id)
+        edge_models = input_dict.get("edge_model") or []
+        if edge_models:
+            shown["edge"] = edge_evidence(edge_models[0])
         deferred = not (exec_properties["wait"] or exec_properties["auto_approve"])
         if not deferred:
             request = store.open_request(request_id, model.id, shown,
                                          max_poll=exec_properties["max_poll_seconds"])
-            decision = self._ask_and_wait(store, request, exec_properties, report)
+            decision = self._ask_and_wait(store, request, exec_properties, report,
+                                          review_png(report_artifact.uri))
             record(sign_off, model, request_id, decision, store.request(request_id))
             return
         examples = artifact_utils.get_single_instance(input_dict["examples"])  # HumanSignOff checks
         shown[RELEASE_EVIDENCE] = dataclasses.asdict(ReleaseEvidence(
             model.id, model.uri, examples.uri, baseline_model_id,
-            report_artifact.get_string_custom_property("baseline_model_uri") or None))
+            report_artifact.get_string_custom_property("baseline_model_uri") or None,
+            edge_models[0].uri if edge_models else None))
         deadline = time.time() + exec_properties["timeout_seconds"]
         until = utc_iso(deadline)
         request = store.open_request(request_id, model.id, shown, deadline_at=deadline)
-        failed = _ask(store, request, exec_properties, report)
+        failed = _ask(store, request, exec_properties, report, review_png(report_artifact.uri))
         if failed is not None:  # Slack failed: rejected now, so there is nothing left to release
             store.claim_release(request_id)
             record(sign_off, model, request_id, failed, store.request(request_id))
@@ -137,7 +170,8 @@ class Executor(base_executor.BaseExecutor):
             DEFERRED_SOURCE), store.request(request_id))
         sign_off.set_string_custom_property("deadline_at", until)
 
-    def _ask_and_wait(self, store, request, exec_properties, report) -> signoff.Decision:
+    def _ask_and_wait(self, store, request, exec_properties, report,
+                      images: bytes | None) -> signoff.Decision:
         request_id = request.request_id
         if exec_properties["auto_approve"]:
             print(f"[sign-off] auto_approve is set: approving {request_id} without asking",
@@ -145,7 +179,7 @@ class Executor(base_executor.BaseExecutor):
             return store.decide(request_id, signoff.APPROVE, "auto_approve", "auto_approve",
                                 "auto_approve is set in the pipeline config", "auto",
                                 approvers=frozenset({"auto_approve"}))
-        failed = _ask(store, request, exec_properties, report)
+        failed = _ask(store, request, exec_properties, report, images)
         if failed is not None:
             return failed
         print(f"[sign-off] decide from a shell: graceful approve {request_id} --reason '...' "
@@ -167,7 +201,8 @@ class Executor(base_executor.BaseExecutor):
         return decision
 
 
-def _ask(store, request, exec_properties, report: dict) -> signoff.Decision | None:
+def _ask(store, request, exec_properties, report: dict,
+         images: bytes | None = None) -> signoff.Decision | None:
     """Posts the request to Slack when it is configured (else says how to set it up), the flip
     report's plots in its thread; a Slack failure to post rejects the request at once (fail
     closed) and that rejection is returned."""
@@ -179,7 +214,7 @@ def _ask(store, request, exec_properties, report: dict) -> signoff.Decision | No
 
     try:
         ts = slack.post_request(  # report: its plots go in the thread
-            request, channel, report,
+            request, channel, report, review_png=images,
             on_posted=lambda ts: store.set_slack_message(request.request_id, channel, ts))
     except (SlackApiError, OSError) as error:
         reason = f"Slack API error, message not sent: {slack.error_text(error)}"
