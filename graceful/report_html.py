@@ -119,14 +119,33 @@ def _table(rows) -> str:
     return f"<table>{cells}</table>"
 
 
-def _gate_section(report: dict) -> str:
+def _gate_section(report: dict, name: str = "Flip gate") -> str:
     gate = report.get("gate")
     if gate is None:
         return ""
     if gate["blessed"]:
-        return '<p class="pass">Flip gate: <b>passed</b>.</p>'
+        return f'<p class="pass">{name}: <b>passed</b>.</p>'
     items = "".join(f"<li>{html.escape(line)}</li>" for line in gate["failures"])
-    return f'<p class="fail">Flip gate: <b>blocked</b></p><ul>{items}</ul>'
+    return f'<p class="fail">{name}: <b>blocked</b></p><ul>{items}</ul>'
+
+
+def _edge_section(report: dict) -> str:
+    """The edge (TensorFlow Lite) model's numbers and its own verdict, which gates the edge push
+    only (components/edge_converter), when the pipeline's edge branch is on."""
+    edge = report.get("edge")
+    if not edge:
+        return ""
+    cloud, previous = edge["vs_cloud"], edge.get("vs_previous")
+    rows = [("model", f"{edge['quantization']} TFLite, {edge['size_bytes']:,} bytes"),
+            ("accuracy cloud → edge", f"{edge['cloud_accuracy']:.4f} → {edge['edge_accuracy']:.4f}"),
+            ("negative flips vs the cloud candidate (NFR)",
+             f"{cloud['negative_flips']} ({cloud['nfr']:.4f})"),
+            ("high-confidence flips vs the cloud candidate", str(cloud["high_confidence_flips"]))]
+    rows.append(("negative flips vs the previously pushed edge model (NFR)",
+                 f"{previous['negative_flips']} ({previous['nfr']:.4f})" if previous
+                 else "none pushed yet"))
+    return ("<h2>Edge model (TensorFlow Lite)</h2>" + _table(rows)
+            + _gate_section(edge, "Edge check (gates the edge push only)"))
 
 
 def _slices_section(report: dict) -> str:
@@ -175,7 +194,7 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
         body = (f"<p>{html.escape(report.get('reason', 'no baseline'))}</p>"
                 + _table([("examples", str(report["summary"]["examples"])),
                           ("accuracy", f"{report['summary']['new_accuracy']:.4f}")])
-                + _gate_section(report))
+                + _gate_section(report) + _edge_section(report))
         return {INDEX: (head + body + "</body></html>").encode()}
 
     s, names = report["summary"], _names(report)
@@ -194,7 +213,8 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
     files.update(images_files)
     plots = "".join(f'<img src="{name}" alt="{name[:-4].replace("_", " ")}">'
                     for name in ("flip_matrix.png", "class_nfr.png", "confidence.png"))
-    body = (headline + _gate_section(report) + f'<div class="plots">{plots}</div>'
+    body = (headline + _gate_section(report) + _edge_section(report)
+            + f'<div class="plots">{plots}</div>'
             + _slices_section(report) + gallery)
     files[INDEX] = (head + body + "</body></html>").encode()
     return files

@@ -25,7 +25,8 @@
                         and the previous edge model (GateConfig.max_edge_*): its own verdict
   --
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
-                        writes the flip report (JSON + web page) and the flip gate's verdict
+                        writes the flip report (JSON + web page, with the edge model's numbers
+                        when the edge branch is on) and the flip gate's verdict
   HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
                         `graceful approve|reject`); otherwise it records that nobody was asked.
                         By default the run does not wait: it ends awaiting sign-off, and the
@@ -242,7 +243,8 @@ def create_pipeline(config: PipelineConfig,
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"], model_run=trainer.outputs["model_run"],
-        settings=ReportSettings(policy=config.gate, data=config.data, model=config.model))
+        settings=ReportSettings(policy=config.gate, data=config.data, model=config.model),
+        edge_model=edge_model)
 
     sign_off = HumanSignOff(
         model=trainer.outputs["model"],

@@ -325,3 +325,16 @@ def _record(edge_artifact, report: dict, previous) -> None:
         edge_artifact.set_float_custom_property("edge_previous_nfr",
                                                 report["vs_previous"]["summary"]["nfr"])
         edge_artifact.set_int_custom_property("previous_edge_push_id", previous.id)
+
+
+def report_section(edge_model_uri: str) -> dict:
+    """What the flip report shows of the edge model (its "edge" key): the verdict and the headline
+    numbers vs the cloud candidate and vs the previously pushed edge model."""
+    report = read_report(edge_model_uri)
+    previous = report.get("vs_previous")
+    return {"uri": edge_model_uri, "quantization": report["quantization"],
+            "size_bytes": report["size_bytes"], "cloud_accuracy": report["cloud_accuracy"],
+            "edge_accuracy": report["edge_accuracy"], "gate": report["gate"],
+            "vs_cloud": report["vs_cloud"]["summary"],
+            "vs_previous": previous["summary"] if previous else None,
+            "previous_edge_model": report.get("previous_edge_model")}

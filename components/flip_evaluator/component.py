@@ -13,6 +13,9 @@ examples through its data contract (label, optional id, slice and image features
                and the candidate's probabilities (.npz per eval file).
   blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
                `current_model_id` and readable `failures`.
+With the edge branch on, `edge_model` (the EdgeConverter's EdgeModel) adds the edge model's numbers
+and verdict to the report (its "edge" key and a section of the page); that verdict gates the edge
+push only, never this gate.
 FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
 ModelBlessings, and the pipeline lets the Evaluator (the one ModelBlessing producer) run only when
 this gate passed, so a model the flip gate rejected can never become a baseline.
@@ -25,6 +28,7 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
+from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.flip_evaluator.executor import Executor, ReportSettings
 
 
@@ -55,6 +59,7 @@ class FlipEvaluatorSpec(ComponentSpec):
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+        EDGE_MODEL_KEY: ChannelParameter(type=EdgeModel, optional=True),  # edge branch on
     }
     OUTPUTS = {"flip_report": ChannelParameter(type=FlipReport),
                "blessing": ChannelParameter(type=FlipBlessing)}
@@ -66,9 +71,11 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
 
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, settings: ReportSettings,
+                 edge_model: types.BaseChannel | None = None,
                  split: str = "eval"):
         super().__init__(spec=FlipEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, split=split,
+            edge_model=edge_model,
             high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
             policy=json.dumps(dataclasses.asdict(settings.policy)),
             data_contract=json.dumps(dataclasses.asdict(settings.data)),

@@ -38,10 +38,12 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from graceful import flips, gate, model_check, report_html
+from graceful.components.edge_converter import executor as edge_converter
 from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
 from graceful.report_html import GALLERY_FILE, REPORT_FILE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
+EDGE_MODEL_KEY = "edge_model"  # the optional input with the EdgeConverter's model and verdict
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
 _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
@@ -332,6 +334,16 @@ def write_page(out_dir: str) -> None:
     _write_files(out_dir, report_html.render(report, images))
 
 
+def add_edge_section(out_dir: str, edge_model_uri: str) -> None:
+    """The edge model's numbers and verdict (edge_converter.report_section) into the report in
+    `out_dir` as its "edge" key, for the page and the sign-off; the flip gate ignores them."""
+    path = os.path.join(out_dir, REPORT_FILE)
+    with tf.io.gfile.GFile(path) as handle:
+        report = json.load(handle)
+    report["edge"] = edge_converter.report_section(edge_model_uri)
+    _write_files(out_dir, {REPORT_FILE: json.dumps(report, separators=(",", ":")).encode()})
+
+
 def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
                     shard_dir: str, settings: ReportSettings) -> None:
     """Adds the model pass to a Beam pipeline: each file read in batches, both models, one shard."""
@@ -387,6 +399,9 @@ class Executor(base_beam_executor.BaseBeamExecutor):
                           path_utils.serving_model_path(candidate.uri),
                           path_utils.serving_model_path(baselines[0].uri) if baselines else None,
                           report_artifact.uri, settings_from(exec_properties))
+        edge_models = input_dict.get(EDGE_MODEL_KEY) or []
+        if edge_models:
+            add_edge_section(report_artifact.uri, edge_models[0].uri)
         write_page(report_artifact.uri)
         report_artifact.set_int_custom_property("span", examples.get_int_custom_property("span"))
         _record(report, report_artifact, blessing, candidate, baselines[0] if baselines else None)
