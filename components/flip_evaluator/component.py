@@ -29,6 +29,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from graceful.components.edge_converter.component import EdgeModel
+from graceful.components.flip_evaluator.executor import EDGE_MODEL_KEY
 from graceful.components.flip_evaluator.executor import Executor, ReportSettings
 
 
