@@ -20,6 +20,7 @@ INDEX = "index.html"
 REPORT_FILE = "flip_report.json"  # the same report as data, written beside the page
 GALLERY_FILE = "gallery.npz"  # pixels of the gallery's flipped examples, keyed by example id
 GALLERY_COLUMNS = 8
+REVIEW_PNG = "review_queue.png"  # the review queue's images in one grid (also sent to Slack)
 
 
 def _figure():
@@ -178,6 +179,78 @@ def _gallery(report: dict, images: dict, names: list[str]) -> tuple[str, dict]:
             + "</div>"), files
 
 
+def _label(names: list[str], label) -> str:
+    return names[label] if label is not None and label < len(names) else str(label)
+
+
+def review_caption(row: dict, names: list[str]) -> str:
+    """One line per review-queue example: rank, id, true class, VoG and what the candidate did."""
+    if row.get("new_pred") is None:
+        verdict = "not in this evaluation"
+    else:
+        verdict = (("FLIPPED to " if row["flipped"] else "candidate says ")
+                   + f"{_label(names, row['new_pred'])} ({row['confidence']:.2f})")
+    return (f"{row['rank']}. #{row['id']}: {_label(names, row['label'])}, VoG {row['vog']:.2f}"
+            f" — {verdict}")
+
+
+def review_queue_png(report: dict, images: dict) -> bytes | None:
+    """The review queue's images (image data only) in one captioned grid, None without images."""
+    rows = [row for row in report.get("review_queue", {}).get("examples", [])
+            if row["id"] in images]
+    if not rows:
+        return None
+    plt, names = _figure(), list(report.get("class_names") or [])
+    columns = min(5, len(rows))
+    lines = -(-len(rows) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(2.2 * columns, 2.5 * lines),
+                                squeeze=False)
+    for axis in axes.flat:
+        axis.axis("off")
+    for axis, row in zip(axes.flat, rows):
+        flat = np.asarray(images[row["id"]], dtype=np.float64).reshape(-1)
+        side = int(round(np.sqrt(flat.size)))
+        axis.imshow(flat.reshape(side, side), cmap="gray_r", vmin=0, vmax=255)
+        verdict = "flipped" if row["flipped"] else ""
+        axis.set_title(f"{row['rank']}. {_label(names, row['label'])}\nVoG {row['vog']:.2f} "
+                       f"{verdict}", fontsize=8, color="#c0392b" if row["flipped"] else "black")
+    figure.suptitle("Review queue: highest variance of gradients (VoG)")
+    return _png(figure)
+
+
+def _review_section(report: dict, images: dict) -> tuple[str, dict]:
+    """The Trainer's review queue (graceful.models.review): a table and, for image data, the
+    images; "" when the run has none."""
+    queue = report.get("review_queue")
+    if not queue:
+        return "", {}
+    names = list(report.get("class_names") or [])
+    rows = "".join(
+        f"<tr><td>{r['rank']}</td><td>{html.escape(str(r['id']))}</td>"
+        f"<td>{html.escape(_label(names, r['label']))}</td><td>{r['vog']:.3f}</td>"
+        f"<td>{r['vog_raw']:.3g}</td><td>{'yes' if r['flipped'] else 'no'}</td>"
+        f"<td>{'-' if r['new_pred'] is None else html.escape(_label(names, r['new_pred']))}"
+        f"</td></tr>" for r in queue["examples"])
+    files, cells = {}, []
+    for r in queue["examples"]:
+        if r["id"] in images:
+            name = f"review_{r['rank']}.png"
+            files[name] = image_png(images[r["id"]])
+            caption = html.escape(review_caption(r, names))
+            cells.append(f'<figure><img src="{name}" alt="{caption}">'
+                         f"<figcaption>{caption}</figcaption></figure>")
+    grid = review_queue_png(report, images)
+    if grid is not None:
+        files[REVIEW_PNG] = grid
+    gallery = f'<div class="gallery">{"".join(cells)}</div>' if cells else ""
+    return (f"<h2>Review queue: the {len(queue['examples'])} examples most worth a look</h2>"
+            f"<p>Ranked by {html.escape(queue['score'])}, from input gradients at "
+            f"{queue['checkpoints']} training checkpoints, over {queue['examples_ranked']} eval "
+            "examples: atypical, ambiguous or mislabelled examples rank high.</p>"
+            "<table><tr><th>rank</th><th>id</th><th>label</th><th>VoG</th><th>raw VoG</th>"
+            f"<th>flipped</th><th>candidate predicts</th></tr>{rows}</table>" + gallery), files
+
+
 STYLE = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 10px;
 text-align:left}th{background:#f4f4f4}.pass{color:#1e8449}.fail{color:#c0392b}
@@ -195,7 +268,8 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
                 + _table([("examples", str(report["summary"]["examples"])),
                           ("accuracy", f"{report['summary']['new_accuracy']:.4f}")])
                 + _gate_section(report) + _edge_section(report))
-        return {INDEX: (head + body + "</body></html>").encode()}
+        review, files = _review_section(report, images or {})
+        return {**files, INDEX: (head + body + review + "</body></html>").encode()}
 
     s, names = report["summary"], _names(report)
     files = {**evidence_plots(report), "confidence.png": confidence_png(report)}
@@ -213,8 +287,10 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
     files.update(images_files)
     plots = "".join(f'<img src="{name}" alt="{name[:-4].replace("_", " ")}">'
                     for name in ("flip_matrix.png", "class_nfr.png", "confidence.png"))
+    review, review_files = _review_section(report, images or {})
+    files.update(review_files)
     body = (headline + _gate_section(report) + _edge_section(report)
             + f'<div class="plots">{plots}</div>'
-            + _slices_section(report) + gallery)
+            + _slices_section(report) + gallery + review)
     files[INDEX] = (head + body + "</body></html>").encode()
     return files

@@ -10,6 +10,9 @@ The evidence goes where the approver is: the flip matrix and NFR per class are u
 the message's thread (`files_upload_v2`), visible only to the channel's members; the full report, with
 flipped examples, stays in the pipeline's artifact store, and the message names its location
 without pretending it is a link. A failed upload is said in the message and never stops the sign-off.
+The Trainer's review queue (the eval examples with the highest variance of gradients,
+graceful.models.review) is listed next to the top flips, and its images (image data) go in the
+thread too, as one PNG (report_html.review_queue_png).
 
 A click asks before it decides: Approve / Reject opens a modal (`views.open` with the click's
 trigger_id) asking for the reason, which is the audit trail; only the modal's submission records a
@@ -66,8 +69,11 @@ SETUP_HINT = (f"Slack is not configured: set {TOKEN_ENV} (a bot token with the c
               "`graceful slack-gate` behind your app's interactivity Request URL. Until then, "
               "decide with `graceful approve` / `graceful reject`.")
 PLOT_TITLES = {"flip_matrix.png": "Negative flips: old class -> new class (counts)",
-               "class_nfr.png": "Negative flip rate per class, against max_class_nfr"}
+               "class_nfr.png": "Negative flip rate per class, against max_class_nfr",
+               report_html.REVIEW_PNG: "Review queue: the examples with the highest variance of "
+                                       "gradients (VoG)"}
 PLOTS_FOLLOW = ":bar_chart: The flip matrix and NFR per class follow in this message's thread."
+REVIEW_FOLLOWS = ":mag: The review queue's images follow in this message's thread."
 
 
 def client(token: str | None = None):
@@ -121,6 +127,9 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
         blocks.append(_mrkdwn("*Worst classes*\n" + "\n".join(e["worst_classes"])))
     if e.get("top_flips"):
         blocks.append(_mrkdwn("*Top flips*\n" + "\n".join(e["top_flips"])))
+    if e.get("review_queue"):  # the Trainer's top-k by VoG (graceful.models.review)
+        blocks.append(_mrkdwn("*Review queue* (highest variance of gradients: worth a look)\n"
+                              + "\n".join(e["review_queue"])))
     # Not a link: the report is a file in the pipeline root, which Slack cannot open.
     blocks.append(_mrkdwn(f"*Full report* (with the flipped examples), in the pipeline's artifact "
                           f"store, not reachable from Slack: `{e['report']}`"))
@@ -158,18 +167,24 @@ def error_text(error: Exception) -> str:
 
 
 def post_request(request: signoff.Request, channel: str, report: dict | None = None, web=None,
-                 log=print, on_posted=None) -> str:
+                 log=print, on_posted=None, review_png: bytes | None = None) -> str:
     """Posts the sign-off message and returns its ts; raises slack_sdk's errors after its retries
     (no message, no sign-off). If `report` (the flip report) has a baseline, the message says its
     evidence plots follow in the thread, and they are uploaded there; a failed upload is logged
     and said in the message instead, never raised: the message and the CLI still let a person
     decide. `on_posted(ts)` runs as soon as the message exists, before the upload (about a
-    second): a decision made during the upload must find the message to update."""
+    second): a decision made during the upload must find the message to update. `review_png`
+    (report_html.review_queue_png: the review queue's images, image data only) goes in the
+    thread too."""
     web = web or client()
     plots = report_html.evidence_plots(report) if report and report.get("has_baseline") else {}
+    notes = [PLOTS_FOLLOW] if plots else []
+    if review_png:
+        plots[report_html.REVIEW_PNG] = review_png
+        notes.append(REVIEW_FOLLOWS)
     text = f"Model sign-off requested for run {request.request_id}"
     response = web.chat_postMessage(channel=channel, text=text, blocks=message_blocks(
-        request, PLOTS_FOLLOW if plots else None))
+        request, " ".join(notes) if notes else None))
     ts = response["ts"]
     if on_posted is not None:
         on_posted(ts)
@@ -188,19 +203,24 @@ def _attach(web, request: signoff.Request, channel: str, ts: str, plots: dict, t
     try:
         web.files_upload_v2(
             channel=channel, thread_ts=ts,
-            initial_comment=f"Evidence for run {request.request_id}: flip matrix and NFR per class",
+            initial_comment=f"Evidence for run {request.request_id}: "
+                            + "; ".join(PLOT_TITLES[name] for name in plots),
             file_uploads=[{"file": data, "filename": name, "title": PLOT_TITLES[name],
                            "alt_txt": PLOT_TITLES[name]} for name, data in plots.items()])
         return
     except (SlackClientError, OSError) as error:
         problem = error_text(error)
     log(f"[sign-off] could not attach the plots to the Slack message: {problem}")
-    note = (f":warning: The flip matrix and NFR per class could not be attached to this thread "
-            f"({problem}); they are in the full report above.")
+    note = (f":warning: The {' and '.join(_FILE_NAMES[name] for name in plots)} could not be "
+            f"attached to this thread ({problem}); they are in the full report above.")
     try:
         web.chat_update(channel=channel, ts=ts, text=text, blocks=message_blocks(request, note))
     except (SlackClientError, OSError) as error:
         log(f"[sign-off] and could not say so in the message either: {error_text(error)}")
+
+
+_FILE_NAMES = {"flip_matrix.png": "flip matrix", "class_nfr.png": "NFR per class",
+               report_html.REVIEW_PNG: "review queue's images"}
 
 
 def show_decision(store: signoff.Store, decision: signoff.Decision, web=None, log=print) -> None:

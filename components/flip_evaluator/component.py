@@ -4,7 +4,9 @@ Inputs: the examples (its `split`, default eval), the candidate model and the ba
 from MLMD (optional: on the first run there is none and the report says so), both read through the
 settings' model contract (their `signature` on serialized tf.Examples, the class scores under
 `output_key`: multiclass probabilities or logits [N, K], binary [N, 1] by threshold) and the
-examples through its data contract (label, optional id, slice and image features). Outputs:
+examples through its data contract (label, optional id, slice and image features); optionally
+the Trainer's `model_run`, whose review queue (graceful.models.review: the eval examples ranked by
+variance of gradients) the report lists with the candidate's predictions. Outputs:
   flip_report  a FlipReport artifact: `flip_report.json` (flip metrics overall, per class and per
                value of each of the data contract's `slice_features`, the flip matrix, the
                flipped examples worst first) and `index.html` with PNG plots and, when the data
@@ -30,7 +32,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.flip_evaluator.executor import EDGE_MODEL_KEY
-from graceful.components.flip_evaluator.executor import Executor, ReportSettings
+from graceful.components.flip_evaluator.executor import MODEL_RUN_KEY, Executor, ReportSettings
 
 
 class FlipReport(types.Artifact):
@@ -61,6 +63,8 @@ class FlipEvaluatorSpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
         EDGE_MODEL_KEY: ChannelParameter(type=EdgeModel, optional=True),  # edge branch on
+        # the Trainer's model_run: its review queue (graceful.models.review) joins the report
+        MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
     }
     OUTPUTS = {"flip_report": ChannelParameter(type=FlipReport),
                "blessing": ChannelParameter(type=FlipBlessing)}
@@ -73,10 +77,11 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, settings: ReportSettings,
                  edge_model: types.BaseChannel | None = None,
-                 split: str = "eval"):
+                 split: str = "eval", model_run: types.BaseChannel | None = None):
         super().__init__(spec=FlipEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, split=split,
             edge_model=edge_model,
+            model_run=model_run,
             high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
             policy=json.dumps(dataclasses.asdict(settings.policy)),
             data_contract=json.dumps(dataclasses.asdict(settings.data)),

@@ -38,12 +38,14 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from graceful import flips, gate, model_check, report_html
+from graceful.models import review
 from graceful.components.edge_converter import executor as edge_converter
 from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
 from graceful.report_html import GALLERY_FILE, REPORT_FILE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
 EDGE_MODEL_KEY = "edge_model"  # the optional input with the EdgeConverter's model and verdict
+MODEL_RUN_KEY = "model_run"  # the optional input with the Trainer's review queue
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
 _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
@@ -246,8 +248,10 @@ def read_predictions(shard_dir: str) -> list[tuple]:
     return batches
 
 
-def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -> tuple[dict, dict]:
-    """(report, {id: pixels} of the gallery) from per-batch predictions, in any order."""
+def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
+                 queue: tuple[dict | None, dict] = (None, {})) -> tuple[dict, dict]:
+    """(report, {id: pixels} of the gallery and the review queue) from per-batch predictions, in
+    any order; `queue` is the Trainer's review queue and its pixels (review.read_queue)."""
     data = settings.data
     ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
                                                  for i in range(5))
@@ -281,6 +285,10 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True) -
                   for f in report["flips"][:settings.gallery_size] if f["id"] in all_images}
     else:
         report["reason"] = NO_BASELINE_REASON
+    if queue[0] is not None:
+        report["review_queue"], review_images = review_section(
+            queue, ids, labels, old_pred if has_baseline else new_pred, new_pred, new_prob)
+        images.update(review_images)
     failures = gate.failures(settings.policy, summary, report.get("per_class"), has_baseline,
                              data.class_names, report.get("per_slice"))
     report["gate"] = {"blessed": not failures, "failures": failures}
@@ -303,6 +311,29 @@ def _unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
     return ids - occurrence
 
 
+def review_section(queue: tuple[dict, dict], ids, labels, old_pred, new_pred,
+                   new_prob) -> tuple[dict, dict]:
+    """The report's "review_queue" (the Trainer's top-k by VoG, graceful.models.review) with, per
+    example, whether the candidate flipped it and its prediction (from this evaluation: `ids`
+    sorted, as build_report holds them; without a baseline `old_pred` is `new_pred`: nothing
+    flips), and {id: pixels} of its images. An example this
+    evaluation did not see (a different eval split) keeps its VoG, with no prediction."""
+    document, pixels = queue
+    rows = []
+    for row in document["queue"]:
+        at = np.searchsorted(ids, row["id"])
+        seen = at < len(ids) and ids[at] == row["id"]
+        rows.append({**row, "evaluated": bool(seen),
+                     "flipped": bool(seen and flips.negative_flip_mask(
+                         labels[at:at + 1], old_pred[at:at + 1], new_pred[at:at + 1])[0]),
+                     "new_pred": int(new_pred[at]) if seen else None,
+                     "confidence": float(new_prob[at, new_pred[at]]) if seen else None})
+    section = {"score": document["score"], "checkpoints": document["checkpoints"],
+               "examples_ranked": document["examples"], "seconds": document["seconds"],
+               "examples": rows}
+    return section, {row["id"]: pixels[row["rank"]] for row in rows if row["rank"] in pixels}
+
+
 def _write_files(out_dir: str, files: dict) -> None:
     tf.io.gfile.makedirs(out_dir)
     for name, content in files.items():
@@ -310,10 +341,11 @@ def _write_files(out_dir: str, files: dict) -> None:
             handle.write(content)
 
 
-def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool) -> dict:
+def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool,
+                 queue: tuple[dict | None, dict] = (None, {})) -> dict:
     """flip_report.json and the gallery's pixels (gallery.npz) into `out_dir` (any tf.io.gfile
     path); returns the report."""
-    report, images = build_report(batches, settings, has_baseline)
+    report, images = build_report(batches, settings, has_baseline, queue)
     gallery = io.BytesIO()
     np.savez(gallery, **{str(example_id): pixels for example_id, pixels in images.items()})
     # Compact: json's C encoder runs only without indent (indented, it took ~3% of a 10k pass);
@@ -329,8 +361,9 @@ def write_page(out_dir: str) -> None:
         report = json.load(handle)
     with tf.io.gfile.GFile(os.path.join(out_dir, GALLERY_FILE), "rb") as handle:
         with np.load(io.BytesIO(handle.read())) as gallery:
-            images = {flip["id"]: gallery[str(flip["id"])] for flip in report.get("flips", [])
-                      if str(flip["id"]) in gallery.files}
+            shown = report.get("flips", []) + report.get("review_queue", {}).get("examples", [])
+            images = {row["id"]: gallery[str(row["id"])] for row in shown
+                      if str(row["id"]) in gallery.files}
     _write_files(out_dir, report_html.render(report, images))
 
 
@@ -359,9 +392,11 @@ def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_di
 
 
 def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
-             out_dir: str, settings: ReportSettings) -> dict:
+             out_dir: str, settings: ReportSettings,
+             queue: tuple[dict | None, dict] = (None, {})) -> dict:
     """The Beam pass (`make_pipeline()` gives the pipeline), then the report from its shards into
-    `out_dir`; returns the report. write_page draws the page from it afterwards."""
+    `out_dir` (with the Trainer's review queue, if given); returns the report. write_page draws
+    the page from it afterwards."""
     shard_dir = os.path.join(out_dir, PREDICTIONS_DIR)
     if tf.io.gfile.exists(shard_dir):  # a rerun into the same folder must not count old shards
         tf.io.gfile.rmtree(shard_dir)
@@ -372,7 +407,7 @@ def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir:
         raise ValueError(f"No examples in {file_pattern}: the split is empty, so there is nothing "
                          "to compare the models on. Check the span's data and the ExampleGen "
                          "split that the FlipEvaluator reads.")
-    return write_report(batches, out_dir, settings, baseline_dir is not None)
+    return write_report(batches, out_dir, settings, baseline_dir is not None, queue)
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:
@@ -393,12 +428,14 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
         candidate = artifact_utils.get_single_instance(input_dict["model"])
         baselines = input_dict.get("baseline_model") or []
+        runs = input_dict.get(MODEL_RUN_KEY) or []  # the Trainer's model_run: its review queue
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split_uri = artifact_utils.get_split_uri([examples], exec_properties["split"])
         report = evaluate(self._make_beam_pipeline, os.path.join(split_uri, "*"),
                           path_utils.serving_model_path(candidate.uri),
                           path_utils.serving_model_path(baselines[0].uri) if baselines else None,
-                          report_artifact.uri, settings_from(exec_properties))
+                          report_artifact.uri, settings_from(exec_properties),
+                          review.read_queue(runs[0].uri) if runs else (None, {}))
         edge_models = input_dict.get(EDGE_MODEL_KEY) or []
         if edge_models:
             add_edge_section(report_artifact.uri, edge_models[0].uri)

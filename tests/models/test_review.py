@@ -17,8 +17,11 @@ BIAS = np.zeros(3, np.float32)
 def _linear(activation=None, dtype="float32"):
     x = keras.Input(shape=(2,), name="x", dtype=dtype)
     ids = keras.Input(shape=(1,), name="bucket", dtype="int64")  # no gradient: skipped
-    return keras.Model({"x": x, "bucket": ids},
-                       keras.layers.Dense(3, activation=activation, name="head")(x))
+    if activation == "Softmax layer":  # as graceful's built-in models end
+        scores = keras.layers.Softmax()(keras.layers.Dense(3, name="head")(x))
+    else:
+        scores = keras.layers.Dense(3, activation=activation, name="head")(x)
+    return keras.Model({"x": x, "bucket": ids}, scores)
 
 
 def _parse(features, labels):
@@ -27,7 +30,8 @@ def _parse(features, labels):
                                tf.constant(labels, tf.int64))
 
 
-@pytest.mark.parametrize("activation, scores", [(None, "logits"), ("softmax", "probabilities")])
+@pytest.mark.parametrize("activation, scores", [(None, "logits"), ("softmax", "probabilities"),
+                                               ("Softmax layer", "probabilities")])
 def test_gradients_are_the_true_class_weight_columns_at_each_checkpoint(activation, scores):
     model = _linear(activation)
     final = [np.full((2, 3), 7.0, np.float32), BIAS]
