@@ -150,19 +150,25 @@ def baseline_resolver() -> tfx.dsl.Resolver:
 def edge_branch(config: PipelineConfig, model, examples, training_examples) -> list:
     """[previous edge model resolver, EdgeConverter] when EdgeConfig.enabled, else []: the
     candidate `model` as a .tflite model, checked on the eval split of `examples` against itself
-    and against the last pushed edge model (calibrated, for int8, on `training_examples`)."""
+    and against the last pushed edge model (calibrated, for int8, on `training_examples`).
+
+    The resolver is a custom strategy, which Kubeflow v2's compiler cannot compile (as the
+    training window's): where `cross_run_window` is off, the edge model is checked against the
+    cloud candidate only."""
     if not config.edge.enabled:
         return []
-    previous = tfx.dsl.Resolver(
-        strategy_class=LatestEdgePushStrategy,
-        edge_push=tfx.dsl.Channel(type=EdgePush)).with_id("previous_edge_model")
+    previous = None
+    if config.cross_run_window:
+        previous = tfx.dsl.Resolver(
+            strategy_class=LatestEdgePushStrategy,
+            edge_push=tfx.dsl.Channel(type=EdgePush)).with_id("previous_edge_model")
     converter = EdgeConverter(
         model=model, examples=examples, training_examples=training_examples,
-        previous_edge=previous.outputs["edge_push"],
+        previous_edge=previous.outputs["edge_push"] if previous else None,
         settings=ReportSettings(policy=config.gate, data=config.data, model=config.model),
         quantization=config.edge.quantization,
         representative_examples=config.edge.representative_examples)
-    return [previous, converter]
+    return [*([previous] if previous else []), converter]
 
 
 def evaluate_and_push(config: PipelineConfig, sign_off, examples, model, baseline_model,
