@@ -55,10 +55,13 @@ def load_keras(model_dir: str):
     try:
         model = keras.models.load_model(model_dir, compile=False)
     except Exception as error:  # noqa: BLE001 - any load failure means the same to the user
+        model = error
+    if not isinstance(model, keras.Model):  # a SavedModel not saved by Keras loads as a plain object
         raise EdgeConversionError(
             f"The edge branch converts the candidate's Keras model, but Keras cannot load "
-            f"{model_dir} ({error}). Export it with Keras' model.save (graceful's run_fn does), or "
-            "turn the edge branch off (EdgeConfig.enabled=False).") from error
+            f"{model_dir} as one ({model if isinstance(model, Exception) else type(model).__name__})."
+            " Export it with Keras' model.save (graceful's run_fn does), or turn the edge branch "
+            "off (EdgeConfig.enabled=False).")
     if getattr(model, "tft_layer", None) is not None:
         raise EdgeConversionError(
             f"{model_dir} carries a TFX Transform graph (tft_layer): the edge branch needs a Keras "
