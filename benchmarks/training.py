@@ -76,11 +76,14 @@ def predict(model, inputs):
 LOGITS = ModelContract(scores="logits", embedding_layer=architectures.EMBEDDING_LAYER)
 
 
-def train_model(params, train_x, train_y, reference=None):
+def train_model(params, train_x, train_y, reference=None, start=None):
     """graceful's training loop (models.training.train) on in-memory arrays: the reference's
-    logits and embeddings computed once, then shuffled batches as the pipeline streams them."""
+    logits and embeddings computed once, then shuffled batches as the pipeline streams them.
+    `start(model)`, if given, is called on the freshly built model first (warm start)."""
     keras.utils.set_random_seed(params.seed)
     model = architectures.build(params.architecture, embedding_layer=LOGITS.embedding_layer)
+    if start is not None:
+        start(model)
     loss = params.loss if reference is not None else "plain"
     extras = {}
     if loss != "plain":

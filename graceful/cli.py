@@ -40,8 +40,9 @@ TRAINING_HELP = {
     "warm_start": "start from the served model's weights (same architecture only; the first run "
                   "trains from scratch)",
     "warm_start_alpha": "with --warm-start, export alpha * trained + (1 - alpha) * served weights: "
-                        "'auto' chooses alpha on a held-out 10%% of the training examples (fewest "
-                        "negative flips at no accuracy loss), 1 = no interpolation "
+                        "'auto' chooses alpha on a held-out 10%% of the newest span's training "
+                        "examples (fewest negative flips at no accuracy loss), 1 = no "
+                        "interpolation "
                         "(default %(default)s)",
 }
 GATE_HELP = {

@@ -156,6 +156,10 @@ def lineage(metadata_path: str, model_id: int | None = None) -> dict:
                        for examples in graph.artifacts(trainer, INPUT, history.EXAMPLES)],
               "schema": [a.uri for a in graph.artifacts(trainer, INPUT, history.SCHEMA)],
               "reference_model": [a.id for a in graph.artifacts(trainer, INPUT, history.MODEL)]}
+    warm = {key: history.property_value(model, "warm_start_" + key)
+            for key in ("model_id", "alpha", "note")}  # GracefulTrainer's, with --warm-start
+    if any(value is not None for value in warm.values()):
+        result["warm_start"] = {key: value for key, value in warm.items() if value is not None}
     trained, released = _judging_steps(store, trainer, model)
     # What the training run judged it against (a release evaluates against that same model, or
     # records that the served model changed and evaluates nothing).
@@ -204,6 +208,11 @@ def format_lineage(info: dict) -> str:
     lines.append("training parameters: " + (json.dumps(info["training"]) if info["training"]
                                             else "- (not graceful's trainer)"))
     lines.append(f"reference model (frozen teacher): {info['reference_model'] or 'none'}")
+    warm = info.get("warm_start")
+    if warm:
+        lines.append("warm start: " + (f"from model {warm['model_id']}, weights interpolated "
+                                       f"with alpha {warm['alpha']:g}" if "model_id" in warm
+                                       else warm.get("note", "-")))
     lines.append(f"baseline model: {info['baseline_model'] or 'none (first model)'}")
     if "flips" in info:
         s, gate = info["flips"]["summary"], info["flips"]["gate"]

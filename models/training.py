@@ -6,7 +6,8 @@ What a run does:
      (`build_model(context)`, graceful.models.user_module) and checks it; with `warm_start`, copies
      the served model's weights into it (same architecture, else the run stops naming the first
      layer that differs; first run: from scratch) and, when alpha is chosen on data, keeps a
-     hashed 10% of the training examples out of training (graceful.models.warm_start);
+     hashed 10% of the newest span's training examples out of training
+     (graceful.models.warm_start);
   2. one unshuffled pass over the window's examples computes the reference's outputs (through the
      served model's serving signature) and caches them on disk (graceful.models.distillation);
   3. trains from that cache, shuffled in a bounded buffer (memory does not grow with the window);
@@ -41,7 +42,8 @@ without Transform.
 
 `fn_args.custom_config` as GracefulTrainer fills it (also what your own run_fn receives):
   {"training": TrainingParams fields, "data_contract": DataContract fields,
-   "model_contract": ModelContract fields, "module_file": str, "module_path": str}
+   "model_contract": ModelContract fields, "module_file": str, "module_path": str,
+   "newest_train_files": [train-split file patterns of the window's newest span]}
 """
 from __future__ import annotations
 
@@ -66,6 +68,9 @@ from graceful.models.params import TrainingParams
 from graceful.models.user_module import ModelContext, check_model, load_build_model
 
 SUMMARY_FILE = "training_summary.json"
+# custom_config key: the train-split file patterns of the window's newest span (GracefulTrainer's
+# executor), the data the served model has not seen: warm start chooses alpha on part of it.
+NEWEST_TRAIN_FILES = "newest_train_files"
 DEFAULT_OUTPUT_KEY = "scores"   # the serving output's name when the contract names none
 SHUFFLE_BUFFER = 10_000         # examples; bounds memory whatever the window's size
 COMPATIBILITY_EXAMPLES = 10_000  # eval examples the BCT compatibility criterion is computed on
@@ -90,6 +95,7 @@ class TrainingSetup:
     module_path: str = ""
     transform: Any = None         # the TFT layer (raw features -> transformed), None = no Transform
     transformed_spec: dict | None = None  # the transform graph's output feature spec
+    newest_train_files: tuple = ()  # train files of the window's newest span (warm start)
 
     @classmethod
     def from_fn_args(cls, fn_args) -> "TrainingSetup":
@@ -107,7 +113,8 @@ class TrainingSetup:
                    class_names=inputs.class_names(data, schema),
                    module_file=config.get("module_file") or "",
                    module_path=config.get("module_path") or "",
-                   transform=transform, transformed_spec=transformed_spec)
+                   transform=transform, transformed_spec=transformed_spec,
+                   newest_train_files=tuple(config.get(NEWEST_TRAIN_FILES) or ()))
 
     @property
     def where(self) -> str:
@@ -369,7 +376,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     warm = None
     if setup.params.warm_start:
         warm = warm_start.WarmStart(setup.params.warm_start_alpha, fn_args.base_model, log)
-        examples = warm.begin(model, setup.where, examples)
+        examples = warm.begin(model, setup.where, fn_args.train_files, setup.newest_train_files)
     functions, reference, bct = reference_functions(setup, fn_args.base_model, loss, examples)
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tempfile.TemporaryDirectory(dir=fn_args.model_run_dir, prefix="cache-") as scratch:

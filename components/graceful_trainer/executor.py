@@ -20,9 +20,12 @@ from tfx.components.trainer import executor as trainer_executor
 from tfx.components.util import udf_utils
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils
+
+from graceful.components.span_window.strategy import span_of
 
 from graceful.models.params import TrainingParams
-from graceful.models.training import SUMMARY_FILE
+from graceful.models.training import NEWEST_TRAIN_FILES, SUMMARY_FILE
 
 PARAMETER_NAMES = tuple(field for field in TrainingParams.__dataclass_fields__)
 DATA_CONTRACT, MODEL_CONTRACT = "data_contract", "model_contract"
@@ -37,7 +40,8 @@ class Executor(trainer_executor.GenericExecutor):
             "training": {name: exec_properties[name] for name in PARAMETER_NAMES},
             DATA_CONTRACT: json.loads(exec_properties.get(DATA_CONTRACT) or "{}"),
             MODEL_CONTRACT: json.loads(exec_properties.get(MODEL_CONTRACT) or "{}"),
-            **{key: exec_properties.get(key) or "" for key in _MODULE_KEYS}}
+            **{key: exec_properties.get(key) or "" for key in _MODULE_KEYS},
+            NEWEST_TRAIN_FILES: _newest_train_files(input_dict["examples"])}
         return fn_args
 
     def Do(self, input_dict, output_dict, exec_properties):
@@ -84,3 +88,10 @@ class Executor(trainer_executor.GenericExecutor):
             model.set_float_custom_property("warm_start_alpha", warm["alpha"])
         elif warm.get("note"):
             model.set_string_custom_property("warm_start_note", warm["note"])
+
+
+def _newest_train_files(examples) -> list[str]:
+    """Train-split file patterns (as fn_args.train_files lists them) of the window's newest span."""
+    newest = max(span_of(artifact) for artifact in examples)
+    return [io_utils.all_files_pattern(uri) for uri in artifact_utils.get_split_uris(
+        [artifact for artifact in examples if span_of(artifact) == newest], "train")]

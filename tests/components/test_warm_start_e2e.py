@@ -9,7 +9,7 @@ import pytest
 import tf_keras as keras
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import history, interpolation
+from graceful import history, interpolation, lineage
 from graceful.models import architectures, inputs, warm_start
 from tests.conftest import run_span, with_training
 
@@ -66,20 +66,30 @@ def test_warm_start_begins_from_the_served_models_weights(tiny_config):
     assert started.custom_properties["warm_start_uri"].string_value.startswith(served.uri)
     alpha = started.custom_properties["warm_start_alpha"].double_value
     assert alpha in interpolation.GRID
+    info = lineage.lineage(config.metadata_uri, second.model_id)
+    assert info["warm_start"] == {"model_id": first.model_id, "alpha": alpha}
+    assert (f"warm start: from model {first.model_id}, weights interpolated with alpha {alpha:g}"
+            in lineage.format_lineage(info))
+    assert lineage.lineage(config.metadata_uri, first.model_id)["warm_start"]["note"].startswith(
+        "no served model yet")
     execution, outputs, examples = _trainer_outputs(store, second.model_id)
     assert history.property_value(execution, "warm_start") == 1
     assert history.property_value(execution, "warm_start_alpha") == "auto"
 
-    # alpha was chosen on held-out training examples, kept out of training
+    # alpha was chosen on training examples of the newest span (which the served model never saw),
+    # kept out of training
     with open(os.path.join(outputs["model_run"].uri, "training_summary.json")) as handle:
         summary = json.load(handle)
     held_out = summary["warm_start"]["held_out"]
     assert [score["alpha"] for score in held_out] == list(interpolation.GRID)
-    files = [path for artifact in store.get_artifacts_by_id(examples)
-             for path in glob.glob(os.path.join(artifact.uri, "Split-train", "*"))]
-    total = sum(1 for _ in inputs.serialized_examples(files))
-    assert 0 < held_out[0]["examples"] < total / 4
-    assert summary["train_examples"] + held_out[0]["examples"] == total
+    window = {history.property_value(a, "span"): a for a in store.get_artifacts_by_id(examples)}
+    assert sorted(window) == [1, 2]
+    [newest] = summary["warm_start"]["held_out_from"]
+    assert newest.startswith(os.path.join(window[2].uri, "Split-train"))
+    counts = {span: sum(1 for _ in inputs.serialized_examples(
+        glob.glob(os.path.join(artifact.uri, "Split-train", "*")))) for span, artifact in window.items()}
+    assert 0 < held_out[0]["examples"] < counts[2] / 4
+    assert summary["train_examples"] + held_out[0]["examples"] == counts[1] + counts[2]
 
 
 def test_warm_start_across_architectures_is_refused_and_nothing_is_pushed(tiny_config):
