@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
 from tfx.utils import path_utils
 
 from graceful import history, serving, signoff
@@ -64,6 +65,25 @@ def _cloud_classes(model_uri, serialized):
     loaded = tf.saved_model.load(path_utils.serving_model_path(model_uri))
     scores = loaded.signatures["serving_default"](examples=tf.constant(serialized))
     return np.argmax(scores["probabilities"].numpy(), axis=1)
+
+
+def _assert_one_model_and_one_run(config, model_id, *nodes):
+    """Lineage in ML Metadata: each of `nodes` has one execution consuming the Model `model_id`,
+    and all of them belong to one pipeline run."""
+    store = history.open_store(config.metadata_uri)
+    node_of = history.node_ids(store)
+    executions = {node_of.get(event.execution_id): event.execution_id
+                  for event in store.get_events_by_artifact_ids([model_id])
+                  if event.type == metadata_store_pb2.Event.INPUT}
+    assert set(nodes) <= set(executions), executions
+    runs = [{c.id for c in store.get_contexts_by_execution(executions[node])
+             if c.type in history.RUN_CONTEXT_TYPES or c.type_id in _run_type_ids(store)}
+            for node in nodes]
+    assert runs[0] and all(run == runs[0] for run in runs), runs
+
+
+def _run_type_ids(store):
+    return {t.id for t in store.get_context_types() if t.name in history.RUN_CONTEXT_TYPES}
 
 
 def _nfr(labels, old, new):
@@ -131,6 +151,8 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
             _artifacts(config, "graceful.EdgeModel")[0].uri, EDGE_MODEL_FILE), "rb") as converted:
         assert pushed.read() == converted.read()
 
+    _assert_one_model_and_one_run(config, _artifacts(config, "Model")[0].id, "Pusher", "EdgePusher")
+
     # Run 2 defers its sign-off: the release pipeline pushes both models after the approval.
     deferred = dataclasses.replace(config, sign_off=SignOffConfig(timeout_seconds=3600))
     run_span(deferred, span=2)
@@ -157,3 +179,6 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
     versions = serving.versions(config.edge_serving_dir)
     assert len(versions) == 2 and versions[-1] == serving.versions(config.serving_dir)[-1]
     assert _prop(second_push, "model_uri") == _artifacts(config, "Model")[-1].uri
+    # The release run pushed both halves of run 2's model: one model, one (release) run.
+    _assert_one_model_and_one_run(config, _artifacts(config, "Model")[-1].id, "Pusher",
+                                  "EdgePusher")
