@@ -31,7 +31,9 @@ GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 # example in a thousand), so a tie that sampling noise breaks either way does not forbid a
 # smaller alpha.
 ACCURACY_TOLERANCE = 0.001
-HELD_OUT_PERCENT = 10  # share of the training examples kept out of training to choose alpha
+# Share of the newest span's training examples kept out of training to choose alpha on (data the
+# served model never saw: on its own training data it looks better than it is).
+HELD_OUT_PERCENT = 10
 
 
 def parse_alpha(text: str) -> float | None:

@@ -17,6 +17,27 @@ def test_bad_distillation_parameter_is_refused(tmp_path, capsys):
     assert "lam must be in [0, 1]" in capsys.readouterr().err
 
 
+def test_a_bad_warm_start_alpha_is_refused(tmp_path, capsys):
+    assert cli.main(["run", "--home", str(tmp_path / "h"), "--warm-start",
+                     "--warm-start-alpha", "1.5"]) == 2
+    assert "warm_start_alpha must be 'auto' or a number in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "h").exists()
+
+
+def test_warm_start_is_an_on_off_flag(tmp_path):
+    parser = cli.build_parser()
+    home = ["run", "--home", str(tmp_path / "h")]
+
+    def training(*flags):
+        args = parser.parse_args(home + list(flags))
+        return cli.config_from_args(args, args.project_config).training
+
+    assert training("--warm-start").warm_start is True
+    assert training("--no-warm-start").warm_start is False
+    assert training().warm_start is False and training().warm_start_alpha == "auto"
+    assert training("--warm-start-alpha", "0.5").warm_start_alpha == "0.5"
+
+
 def test_history_of_an_empty_home_says_what_to_do(tmp_path, capsys):
     assert cli.main(["history", "--home", str(tmp_path)]) == 2
     assert "run `graceful run` first" in capsys.readouterr().err
