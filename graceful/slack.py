@@ -130,6 +130,8 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
     if e.get("review_queue"):  # the Trainer's top-k by VoG (graceful.models.review)
         blocks.append(_mrkdwn("*Review queue* (highest variance of gradients: worth a look)\n"
                               + "\n".join(e["review_queue"])))
+    if e.get("edge"):  # the edge (TFLite) model's check: it gates the edge push only
+        blocks.append(_mrkdwn(f"*Edge model*\n{e['edge']}"))
     # Not a link: the report is a file in the pipeline root, which Slack cannot open.
     blocks.append(_mrkdwn(f"*Full report* (with the flipped examples), in the pipeline's artifact "
                           f"store, not reachable from Slack: `{e['report']}`"))
