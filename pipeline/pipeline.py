@@ -19,7 +19,8 @@
                         with Transform, on the transformed features, and exports the model with
                         the transform graph inside, so the served model takes raw examples
   -- only with EdgeConfig.enabled (off by default): --
-  previous edge model   the last EdgePush that pushed, from ML Metadata (LatestEdgePushStrategy)
+  previous edge model   the last EdgePush that pushed, from ML Metadata (LatestEdgePushStrategy;
+                        like the training window, not on Kubeflow v2)
   EdgeConverter         converts the candidate to TensorFlow Lite (float, or int8 calibrated on the
                         training window) and checks its negative flips against the cloud candidate
                         and the previous edge model (GateConfig.max_edge_*): its own verdict

@@ -126,12 +126,12 @@ class EdgeModel:
         return self._runner(**fed)[_OUTPUT]
 
 
-def feature_spec(first_record: bytes, names, where: str) -> dict:
-    """tf.io.parse_example spec of the model's input features, typed from the first example
-    (the model's own dtypes may differ: integer pixels feed a float input)."""
+def feature_spec(first_record: bytes, shapes: dict, where: str) -> dict:
+    """tf.io.parse_example spec of the model's input features ({name: shape}), typed from the
+    first example (the model's own dtypes may differ: integer pixels feed a float input)."""
     present = tf.train.Example.FromString(first_record).features.feature
     spec = {}
-    for name, shape in names.items():
+    for name, shape in shapes.items():
         kind = present[name].WhichOneof("kind") if name in present else None
         if kind not in _FEATURE_DTYPES:
             raise EdgeConversionError(f"{where}: the model's input {name!r} is not a feature of "
@@ -248,8 +248,11 @@ def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | Non
     labels, edge_pred, edge_prob = found["labels"], found["edge_pred"][0], found["edge_prob"][0]
     report["vs_cloud"] = flip_numbers(labels, found["cloud_pred"], edge_pred, edge_prob,
                                       high_confidence)
+    ids = found["ids"]
+    if len(np.unique(ids)) != len(ids):  # ids that repeat cannot name a flip: positions do
+        ids = np.arange(len(ids))
     report["vs_cloud"]["flips"] = flips.ranked_flips(labels, found["cloud_pred"], edge_pred,
-                                                     edge_prob, found["ids"])[:LISTED_FLIPS]
+                                                     edge_prob, ids)[:LISTED_FLIPS]
     if len(edges) > 1:
         report["vs_previous"] = flip_numbers(labels, found["edge_pred"][1], edge_pred, edge_prob,
                                              high_confidence)

@@ -15,7 +15,7 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tfx.utils import path_utils
 
-from graceful import history, serving, signoff
+from graceful import history, serving, signoff, slack
 from graceful.components.edge_converter.executor import EDGE_MODEL_FILE, EDGE_REPORT_FILE
 from graceful.pipeline import release
 from graceful.pipeline.configs import EdgeConfig, SignOffConfig
@@ -171,6 +171,11 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
     store = signoff.Store(config.sign_off_store)
     [request] = [r for r in store.requests() if r.deadline_at is not None]
     assert release.values(request)[release.EDGE_MODEL_URI] == second_edge.uri
+    # What the approver sees of the edge model, also in the Slack message.
+    assert request.evidence["edge"].startswith("float TFLite, ")
+    assert request.evidence["edge"].endswith("edge check passed")
+    assert any(request.evidence["edge"] in json.dumps(block)
+               for block in slack.message_blocks(request))
     store.decide(request.request_id, signoff.APPROVE, "alice", "alice", "edge test", "cli",
                  approvers=frozenset({"alice"}))
     release.run(config, release.values(request), log=lambda _: None)
