@@ -76,6 +76,16 @@ def predict(model, inputs):
 LOGITS = ModelContract(scores="logits", embedding_layer=architectures.EMBEDDING_LAYER)
 
 
+def load_spans(span_size: int):
+    """(old_x, old_y, new_x, new_y, test_x, test_y): span 1 (the first `span_size` training
+    images), spans 1+2 and the 10k test images, pixels as float32 (the models scale them)."""
+    train, test = data.load("train"), data.load("test")
+    to_inputs = lambda pixels: pixels.astype(np.float32)  # noqa: E731
+    return (to_inputs(train.images[:span_size]), train.labels[:span_size],
+            to_inputs(train.images[:2 * span_size]), train.labels[:2 * span_size],
+            to_inputs(test.images), test.labels)
+
+
 def train_model(params, train_x, train_y, reference=None, start=None):
     """graceful's training loop (models.training.train) on in-memory arrays: the reference's
     logits and embeddings computed once, then shuffled batches as the pipeline streams them.
@@ -187,11 +197,7 @@ def main():
     parser.add_argument("--out", default=str(RESULTS / "training.json"))
     args = parser.parse_args()
 
-    train, test = data.load("train"), data.load("test")
-    to_inputs = lambda pixels: pixels.astype(np.float32)  # noqa: E731  the models scale them
-    old_x, old_y = to_inputs(train.images[:args.span_size]), train.labels[:args.span_size]
-    new_x, new_y = to_inputs(train.images[:2 * args.span_size]), train.labels[:2 * args.span_size]
-    test_x, test_y = to_inputs(test.images), test.labels
+    old_x, old_y, new_x, new_y, test_x, test_y = load_spans(args.span_size)
 
     # Warm-up: the first training in a process pays TensorFlow's one-time start-up costs; keep them
     # out of the timed runs so the time ratios compare methods, not start-up.

@@ -38,7 +38,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from benchmarks import training as bench  # noqa: E402
-from graceful import data, flips, interpolation  # noqa: E402
+from graceful import flips, interpolation  # noqa: E402
 from graceful.models import warm_start  # noqa: E402
 from graceful.models.params import TrainingParams  # noqa: E402
 
@@ -99,11 +99,7 @@ def main():
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # Keras' retracing notes on each model.predict
 
-    train, test = data.load("train"), data.load("test")
-    to_inputs = lambda pixels: pixels.astype(np.float32)  # noqa: E731  the models scale them
-    old_x, old_y = to_inputs(train.images[:args.span_size]), train.labels[:args.span_size]
-    new_x, new_y = to_inputs(train.images[:2 * args.span_size]), train.labels[:2 * args.span_size]
-    test_x, test_y = to_inputs(test.images), test.labels
+    old_x, old_y, new_x, new_y, test_x, test_y = bench.load_spans(args.span_size)
     # Held out as the pipeline does: from the newest span only (the old model never saw it).
     order = args.span_size + np.random.default_rng(12345).permutation(args.span_size)
     cut = args.span_size * interpolation.HELD_OUT_PERCENT // 100

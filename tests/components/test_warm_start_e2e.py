@@ -11,27 +11,22 @@ from ml_metadata.proto import metadata_store_pb2
 
 from graceful import history, interpolation, lineage
 from graceful.models import architectures, inputs, warm_start
+from tests.components.test_graceful_trainer_e2e import _trainer_execution_and_model
 from tests.conftest import run_span, with_training
 
 pytestmark = pytest.mark.slow
 
 
-def _model(store, model_id):
-    [model] = store.get_artifacts_by_id([model_id])
-    return model
-
-
-def _trainer_outputs(store, model_id):
-    """(trainer execution, {output key: artifact}) of the run that produced `model_id`."""
-    [event] = [e for e in store.get_events_by_artifact_ids([model_id])
-               if e.type == metadata_store_pb2.Event.OUTPUT]
-    [execution] = store.get_executions_by_id([event.execution_id])
-    outputs = {e.path.steps[0].key: e.artifact_id
-               for e in store.get_events_by_execution_ids([execution.id])
-               if e.type == metadata_store_pb2.Event.OUTPUT}
-    inputs_ = [e.artifact_id for e in store.get_events_by_execution_ids([execution.id])
-               if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == "examples"]
-    return execution, {key: _model(store, id_) for key, id_ in outputs.items()}, inputs_
+def _trainer_io(store, model_id):
+    """(trainer execution, the model, its ModelRun artifact, the ids of the Examples it read)."""
+    execution, model = _trainer_execution_and_model(store, model_id)
+    events = store.get_events_by_execution_ids([execution.id])
+    [model_run] = store.get_artifacts_by_id([
+        e.artifact_id for e in events
+        if e.type == metadata_store_pb2.Event.OUTPUT and e.path.steps[0].key == "model_run"])
+    examples = [e.artifact_id for e in events
+                if e.type == metadata_store_pb2.Event.INPUT and e.path.steps[0].key == "examples"]
+    return execution, model, model_run, examples
 
 
 def _weights(model_artifact):
@@ -48,7 +43,8 @@ def test_warm_start_begins_from_the_served_models_weights(tiny_config):
     run_span(with_training(config, learning_rate=1e-9, ema_momentum=0.0), span=2)
     first, second = history.runs(config.metadata_uri)
     store = history.open_store(config.metadata_uri)
-    served, started = _model(store, first.model_id), _model(store, second.model_id)
+    _, served, _, _ = _trainer_io(store, first.model_id)
+    execution, started, model_run, examples = _trainer_io(store, second.model_id)
 
     old, new = _weights(served), _weights(started)
     fresh = warm_start.layer_weights(architectures.build("small", probabilities=True))
@@ -72,13 +68,12 @@ def test_warm_start_begins_from_the_served_models_weights(tiny_config):
             in lineage.format_lineage(info))
     assert lineage.lineage(config.metadata_uri, first.model_id)["warm_start"]["note"].startswith(
         "no served model yet")
-    execution, outputs, examples = _trainer_outputs(store, second.model_id)
     assert history.property_value(execution, "warm_start") == 1
     assert history.property_value(execution, "warm_start_alpha") == "auto"
 
     # alpha was chosen on training examples of the newest span (which the served model never saw),
     # kept out of training
-    with open(os.path.join(outputs["model_run"].uri, "training_summary.json")) as handle:
+    with open(os.path.join(model_run.uri, "training_summary.json")) as handle:
         summary = json.load(handle)
     held_out = summary["warm_start"]["held_out"]
     assert [score["alpha"] for score in held_out] == list(interpolation.GRID)
