@@ -42,8 +42,7 @@ TRAINING_HELP = {
     "warm_start_alpha": "with --warm-start, export alpha * trained + (1 - alpha) * served weights: "
                         "'auto' chooses alpha on a held-out 10%% of the newest span's training "
                         "examples (fewest negative flips at no accuracy loss), 1 = no "
-                        "interpolation "
-                        "(default %(default)s)",
+                        "interpolation (default %(default)s)",
 }
 GATE_HELP = {
     "min_accuracy": "absolute accuracy floor",

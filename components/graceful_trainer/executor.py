@@ -23,7 +23,6 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
 from graceful.components.span_window.strategy import span_of
-
 from graceful.models.params import TrainingParams
 from graceful.models.training import NEWEST_TRAIN_FILES, SUMMARY_FILE
 
@@ -41,7 +40,8 @@ class Executor(trainer_executor.GenericExecutor):
             DATA_CONTRACT: json.loads(exec_properties.get(DATA_CONTRACT) or "{}"),
             MODEL_CONTRACT: json.loads(exec_properties.get(MODEL_CONTRACT) or "{}"),
             **{key: exec_properties.get(key) or "" for key in _MODULE_KEYS},
-            NEWEST_TRAIN_FILES: _newest_train_files(input_dict["examples"])}
+            NEWEST_TRAIN_FILES: _newest_train_files(
+                input_dict[standard_component_specs.EXAMPLES_KEY])}
         return fn_args
 
     def Do(self, input_dict, output_dict, exec_properties):
