@@ -31,8 +31,8 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from graceful.components.edge_converter.component import EdgeModel
-from graceful.components.flip_evaluator.executor import EDGE_MODEL_KEY
-from graceful.components.flip_evaluator.executor import MODEL_RUN_KEY, Executor, ReportSettings
+from graceful.components.flip_evaluator.executor import (EDGE_MODEL_KEY, MODEL_RUN_KEY, Executor,
+                                                         ReportSettings)
 
 
 class FlipReport(types.Artifact):
