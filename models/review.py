@@ -44,7 +44,10 @@ from graceful.models import distillation, inputs
 
 QUEUE_FILE = "review_queue.json"
 PIXELS_FILE = "review_queue.npz"   # pixels of the queue's examples (image data only)
-MAX_EXAMPLES = 10_000              # distinct eval examples scored (as COMPATIBILITY_EXAMPLES)
+# Distinct eval examples scored (the first ones, in file order, as the BCT compatibility check
+# reads them): 5,000 keeps the queue under 10% of the training loop in the demo regime
+# (benchmarks/results/review_queue.json; 10,000 measured 10-11% on a quiet 2-core VM).
+MAX_EXAMPLES = 5_000
 BATCH = 512                        # examples per gradient pass
 SCORE = "VoG, class-normalised: (VoG - mean_c) / std_c within the true class (graceful.vog)"
 
@@ -82,16 +85,17 @@ def true_class_scores(scores, labels, contract: ModelContract) -> tf.Tensor:
     return tf.gather(logits, labels, batch_dims=1)
 
 
-def gradient_function(model, contract: ModelContract):
+def gradient_function(model, contract: ModelContract, features: dict, labels):
     """fn(features, labels) -> [B, D] per-example input gradients of the true-class score (the
-    model's floating inputs flattened and concatenated in input order), and the names read."""
+    model's floating inputs flattened and concatenated in input order), traced once for any batch
+    size from one example batch (`features`, `labels`)."""
     dtypes = {name: tensor.dtype for name, tensor in zip(model.input_names, model.inputs)}
     names = [name for name, dtype in dtypes.items() if tf.as_dtype(dtype).is_floating]
     if not names:
         raise ValueError(f"the model's inputs {sorted(dtypes)} are all integer or string: there "
                          "is no input gradient to rank examples by; set review_checkpoints=0")
 
-    @tf.function(reduce_retracing=True)
+    @tf.function
     def gradients(features, labels):
         features = dict(features)
         for name in names:
@@ -104,44 +108,58 @@ def gradient_function(model, contract: ModelContract):
         grads = tape.gradient(total, watched, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return tf.concat([tf.reshape(g, [tf.shape(g)[0], -1]) for g in grads], axis=1)
 
-    return gradients, names
+    any_batch = (lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype))  # noqa: E731
+    return gradients.get_concrete_function(tf.nest.map_structure(any_batch, dict(features)),
+                                           any_batch(labels))
 
 
-def eval_examples(eval_files, limit: int = MAX_EXAMPLES) -> list[bytes]:
-    """Up to `limit` distinct serialized eval examples, in file order (first occurrence kept)."""
-    seen, kept = set(), []
-    for record in inputs.serialized_examples(eval_files).take(limit).as_numpy_iterator():
-        if record not in seen:
-            seen.add(record)
-            kept.append(record)
-    return kept
+def eval_examples(eval_files, limit: int = MAX_EXAMPLES) -> np.ndarray:
+    """Up to `limit` distinct serialized eval examples (first occurrences, in file order)."""
+    chunks = list(inputs.serialized_examples(eval_files).take(limit).batch(4096)
+                  .as_numpy_iterator())
+    if not chunks:
+        return np.array([], dtype=object)
+    records = np.concatenate(chunks)
+    _, first = np.unique(records, return_index=True)
+    return records[np.sort(first)]
 
 
-def checkpoint_gradients(model, checkpoints: list, parse, serialized: list[bytes],
-                         contract: ModelContract) -> tuple[np.ndarray, np.ndarray]:
-    """([K, N, D] input gradients at each checkpoint's weights, [N] class ids); the model ends
-    with the weights it had (restored even when a checkpoint fails)."""
-    gradients, _ = gradient_function(model, contract)
-    batches = [parse(tf.constant(serialized[i:i + BATCH])) for i in range(0, len(serialized),
-                                                                            BATCH)]
-    labels = np.concatenate([batch[1].numpy() for batch in batches])
-    final = model.get_weights()
-    per_checkpoint = []
+def checkpoint_gradients(model, checkpoints: list, parse, serialized,
+                         contract: ModelContract):
+    """Yields ([K, B, D] input gradients at each checkpoint's weights, [B] class ids) per batch of
+    `serialized` examples: memory holds one batch's gradients, whatever the eval set's size. The
+    model ends with the weights it had (restored even when a checkpoint fails)."""
+    final, gradients = model.get_weights(), None
     try:
-        for weights in checkpoints:
-            model.set_weights(weights)
-            per_checkpoint.append(np.concatenate(
-                [gradients(features, batch_labels).numpy() for features, batch_labels in batches]))
+        for start in range(0, len(serialized), BATCH):
+            features, labels = parse(tf.constant(serialized[start:start + BATCH]))
+            if gradients is None:
+                gradients = gradient_function(model, contract, features, labels)
+            per_checkpoint = []
+            for weights in checkpoints:
+                model.set_weights(weights)
+                per_checkpoint.append(gradients(features=features, labels=labels).numpy())
+            yield np.stack(per_checkpoint), labels.numpy()
     finally:
         model.set_weights(final)
-    return np.stack(per_checkpoint), labels
 
 
-def build_queue(gradients: np.ndarray, labels: np.ndarray, ids: np.ndarray,
+def checkpoint_vog(model, checkpoints: list, parse, serialized,
+                   contract: ModelContract) -> tuple[np.ndarray, np.ndarray, int]:
+    """([N] raw VoG, [N] class ids, features per example) of `serialized` examples."""
+    scores, labels, width = [], [], 0
+    for gradients, batch_labels in checkpoint_gradients(model, checkpoints, parse, serialized,
+                                                        contract):
+        scores.append(vog.vog(gradients))
+        labels.append(batch_labels)
+        width = gradients.shape[2]
+    return np.concatenate(scores), np.concatenate(labels), width
+
+
+def build_queue(raw: np.ndarray, labels: np.ndarray, ids: np.ndarray,
                 k: int) -> tuple[list, np.ndarray]:
     """(the top-k as report rows, their positions): rank (1 = most worth a look), id, label, VoG
-    (class-normalised, what ranks) and raw VoG, from [K, N, D] gradients."""
-    raw = vog.vog(gradients)
+    (class-normalised, what ranks) and raw VoG, from the [N] raw VoG scores."""
     normalised = vog.class_normalized(raw, labels)
     rows = vog.top_k(normalised, ids, k)
     return [{"rank": rank, "id": ids[i].item(), "label": int(labels[i]),
@@ -157,27 +175,31 @@ def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContra
         return None
     started = time.monotonic()
     serialized = eval_examples(eval_files)
-    if not serialized:
+    if not len(serialized):
         raise ValueError(f"no eval examples in {eval_files}: the review queue ranks eval "
                          "examples; set review_checkpoints=0 to train without it")
     checkpoints = snapshots.weights + [model.get_weights()]
-    gradients, labels = checkpoint_gradients(model, checkpoints, parse, serialized, contract)
+    read = time.monotonic() - started
+    raw, labels, width = checkpoint_vog(model, checkpoints, parse, serialized, contract)
+    scored = time.monotonic() - started - read
     where = f"{eval_files}"
     spec = model_check.example_spec(serialized[0], data, where)
     ids = model_check.example_ids(tf.constant(serialized),
                                   tf.io.parse_example(tf.constant(serialized), spec), data)
-    queue, rows = build_queue(gradients, labels, ids, k)
+    queue, rows = build_queue(raw, labels, ids, k)
     seconds = time.monotonic() - started
     document = {"score": SCORE, "checkpoints": len(checkpoints),
                 "checkpoint_steps": snapshots.steps + ["exported"],
-                "examples": len(serialized), "features": int(gradients.shape[2]),
-                "seconds": seconds, "queue": queue}
+                "examples": len(serialized), "features": int(width),
+                "seconds": seconds, "queue": queue,
+                "seconds_by_step": {"read": read, "gradients_and_vog": scored,
+                                    "ids_and_queue": seconds - read - scored}}
     tf.io.gfile.makedirs(out_dir)
     with tf.io.gfile.GFile(os.path.join(out_dir, QUEUE_FILE), "w") as handle:
         json.dump(document, handle, indent=1)
     if data.image_feature and queue:
         image = model_check.image_spec(serialized[0], data, where)
-        parsed = tf.io.parse_example(tf.constant([serialized[i] for i in rows]), image)
+        parsed = tf.io.parse_example(tf.constant(serialized[rows]), image)
         pixels = tf.sparse.to_dense(parsed[data.image_feature]).numpy()
         buffer = io.BytesIO()
         np.savez(buffer, **{str(row["rank"]): p for row, p in zip(queue, pixels)})

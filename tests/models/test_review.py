@@ -30,6 +30,13 @@ def _parse(features, labels):
                                tf.constant(labels, tf.int64))
 
 
+def _gradients(*args):
+    """[K, N, D] gradients and [N] labels from the per-batch stream."""
+    batches = list(review.checkpoint_gradients(*args))
+    return (np.concatenate([g for g, _ in batches], axis=1),
+            np.concatenate([labels for _, labels in batches]))
+
+
 @pytest.mark.parametrize("activation, scores", [(None, "logits"), ("softmax", "probabilities"),
                                                ("Softmax layer", "probabilities")])
 def test_gradients_are_the_true_class_weight_columns_at_each_checkpoint(activation, scores):
@@ -38,7 +45,7 @@ def test_gradients_are_the_true_class_weight_columns_at_each_checkpoint(activati
     model.set_weights(final)
     features = np.array([[0.5, -1.0], [2.0, 3.0], [1.0, 1.0]], np.float32)
     labels = [0, 2, 1]
-    gradients, got_labels = review.checkpoint_gradients(
+    gradients, got_labels = _gradients(
         model, [[W1, BIAS], [W2, BIAS]], _parse(features, labels), [b"a", b"b", b"c"],
         ModelContract(scores=scores))
     # the pre-softmax logit's gradient (not the log-probability's, which depends on x)
@@ -52,7 +59,7 @@ def test_gradients_are_the_true_class_weight_columns_at_each_checkpoint(activati
 
 def test_integer_pixels_are_cast_to_the_float_input():
     model = _linear()
-    gradients, _ = review.checkpoint_gradients(
+    gradients, _ = _gradients(
         model, [[W1, BIAS], [W2, BIAS]],
         lambda s: ({"x": tf.constant([[3, 4]], tf.int64), "bucket": tf.zeros([1, 1], tf.int64)},
                    tf.constant([2], tf.int64)), [b"a"], ModelContract(scores="logits"))
@@ -64,7 +71,7 @@ def test_a_binary_logit_gives_the_same_vog_for_both_classes():
     model = keras.Model({"x": x}, keras.layers.Dense(1)(x))
     w1, w2 = [np.array([[1.0], [0.0]], np.float32), np.zeros(1, np.float32)], \
         [np.array([[3.0], [0.0]], np.float32), np.zeros(1, np.float32)]
-    gradients, _ = review.checkpoint_gradients(
+    gradients, _ = _gradients(
         model, [w1, w2], lambda s: ({"x": tf.ones([2, 2])}, tf.constant([0, 1], tf.int64)),
         [b"a", b"b"], ModelContract(scores="logits"))
     np.testing.assert_allclose(vog.vog(gradients), [0.5, 0.5])
@@ -86,4 +93,24 @@ def test_a_model_without_float_inputs_is_refused():
     ids = keras.Input(shape=(1,), name="bucket", dtype="int64")
     model = keras.Model({"bucket": ids}, keras.layers.Dense(2)(tf.cast(ids, tf.float32)))
     with pytest.raises(ValueError, match="review_checkpoints=0"):
-        review.gradient_function(model, ModelContract())
+        review.gradient_function(model, ModelContract(), {"bucket": tf.zeros([1, 1], tf.int64)},
+                                 tf.zeros([1], tf.int64))
+
+
+def test_vog_streams_batch_by_batch(monkeypatch):
+    """Three examples in batches of 2 (the last one smaller): the same VoG as by hand."""
+    monkeypatch.setattr(review, "BATCH", 2)
+    model = _linear()
+    features = tf.constant([[0.5, -1.0], [2.0, 3.0], [1.0, 1.0]])
+    labels = tf.constant([0, 2, 1], tf.int64)
+
+    def parse(serialized):
+        rows = tf.strings.to_number(serialized, tf.int32)
+        return ({"x": tf.gather(features, rows), "bucket": tf.zeros([len(serialized), 1], tf.int64)},
+                tf.gather(labels, rows))
+
+    raw, got_labels, width = review.checkpoint_vog(model, [[W1, BIAS], [W2, BIAS]], parse,
+                                                   np.array([b"0", b"1", b"2"], dtype=object),
+                                                   ModelContract(scores="logits"))
+    np.testing.assert_allclose(raw, [0.5, 0.125, 0.0])
+    assert got_labels.tolist() == [0, 2, 1] and width == 2
