@@ -9,6 +9,7 @@ SUBPACKAGES = ["components", "pipeline", "models", "kubeflow", "schemas"]
 
 KUBEFLOW = ["kfp==2.5.0", "kfp-pipeline-spec==0.2.2", "kfp-server-api==2.0.5"]
 AIRFLOW = ["apache-airflow==2.10.3"]
+BENCHMARKS = ["mnist1d==0.0.2.post1"]
 
 setup(
     name="graceful-tfx",
@@ -39,9 +40,12 @@ setup(
     extras_require={
         "kubeflow": KUBEFLOW,
         "airflow": AIRFLOW,
-        # The tests cover every runner, run the notebooks headless and fuzz the Slack endpoint.
+        # benchmarks/training.py's second dataset, generated procedurally (mnist1d.data.make_dataset).
+        "benchmarks": BENCHMARKS,
+        # The tests cover every runner, run the notebooks headless and fuzz the Slack endpoint; the
+        # test extra (setup.sh's default) also brings the benchmarks' dependencies.
         "test": ["pytest", "hypothesis", "import-linter", "nbclient", "nbformat", "ipykernel",
-                 *KUBEFLOW, *AIRFLOW],
+                 *KUBEFLOW, *AIRFLOW, *BENCHMARKS],
     },
     entry_points={"console_scripts": ["graceful=graceful.cli:main"]},
 )

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up graceful on a fresh machine: Python 3.10 venv in .venv, the pinned TFX 1.16 stack, this
 # package (editable, so `schemas/` and the components are found), and the Fashion-MNIST data package.
-# Idempotent: a second run only checks. Extras: GRACEFUL_EXTRAS="test,kubeflow,airflow".
+# Idempotent: a second run only checks. Extras: GRACEFUL_EXTRAS="test,kubeflow,airflow,benchmarks"
+# (test, the default, includes the benchmarks' mnist1d).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${GRACEFUL_EXTRAS:-test}"
