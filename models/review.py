@@ -9,8 +9,8 @@ How a run gets the gradients:
     its weight average (WeightAverage, when ema_momentum > 0): the one a reviewer's flips come from.
   * after training, for each checkpoint the model is set to its weights, the gradient of each
     example's true-class score with respect to the model's inputs is computed, and the exported
-    weights are put back (`restore`): the SavedModel is written before any of this and the model
-    object ends as it was, so the exported model is the same with or without the queue.
+    weights are put back (also on an error): the SavedModel is written before any of this and the
+    model object ends as it was, so the exported model is the same with or without the queue.
   * true-class score: the pre-softmax logit of the example's true class, as the paper uses. A
     Keras softmax/sigmoid output's logits are read from the Keras tensor (as Keras' own losses do);
     a binary [N, 1] output gives its logit z (VoG is blind to the sign, so class 0's -z gives the
