@@ -172,6 +172,25 @@ def flip_confidence(new_prob, new_pred) -> np.ndarray:
     return prob[np.arange(len(n)), n]
 
 
+def rates(examples, old_right, new_right, negative_flips) -> dict:
+    """NFR, relative NFR and the accuracy change (new - old) from counts: the one definition of these
+    ratios, for plain ints (`summarize`), weighted float counts (graceful.tfma_flips) and arrays of
+    counts, one per bootstrap resample (graceful.bootstrap), elementwise. Relative NFR is
+    neg * N / (old_right * new_wrong), computed from counts so small cases are exact, and 0 when that
+    denominator is 0 (see `FlipSummary`); NFR and the accuracy change are 0 without examples.
+    """
+    examples, old_right, new_right, negative_flips = (
+        np.asarray(v, dtype=np.float64) for v in (examples, old_right, new_right, negative_flips))
+    denominator = old_right * (examples - new_right)
+    has_examples = examples > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {"nfr": np.where(has_examples, negative_flips / examples, 0.0),
+               "relative_nfr": np.where(denominator > 0,
+                                        negative_flips * examples / denominator, 0.0),
+               "accuracy_change": np.where(has_examples, (new_right - old_right) / examples, 0.0)}
+    return {k: float(v) if v.ndim == 0 else v for k, v in out.items()}
+
+
 def _summarize(y: np.ndarray, o: np.ndarray, n: np.ndarray,
                prob: np.ndarray | None, threshold: float) -> FlipSummary:
     """Computes the summary from already-validated arrays (shared by summarize and per_group)."""
@@ -189,9 +208,7 @@ def _summarize(y: np.ndarray, o: np.ndarray, n: np.ndarray,
     n_both_right = int((old_right & new_right).sum())
     n_both_wrong = int((~old_right & ~new_right).sum())
 
-    # relative NFR = (neg/N) / ((old_right/N) * (new_wrong/N)) = neg * N / (old_right * new_wrong),
-    # computed from counts so small cases are exact.
-    rel_denominator = n_old_right * n_new_wrong
+    ratios = rates(total, n_old_right, total - n_new_wrong, n_neg)
     high = 0
     if prob is not None:
         confidence = prob[np.arange(total), n]
@@ -203,10 +220,10 @@ def _summarize(y: np.ndarray, o: np.ndarray, n: np.ndarray,
         new_accuracy=(total - n_new_wrong) / total,
         negative_flips=n_neg,
         positive_flips=n_pos,
-        nfr=n_neg / total,
+        nfr=ratios["nfr"],
         pfr=n_pos / total,
         nfi=n_neg / n_new_wrong if n_new_wrong else 0.0,
-        relative_nfr=n_neg * total / rel_denominator if rel_denominator else 0.0,
+        relative_nfr=ratios["relative_nfr"],
         btc=n_both_right / n_old_right if n_old_right else 1.0,
         bec=n_both_wrong / n_old_wrong if n_old_wrong else 0.0,
         high_confidence_flips=high,

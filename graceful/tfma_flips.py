@@ -154,15 +154,18 @@ class _FlipCountsCombiner(beam.CombineFn):
         return {self._key: counts}
 
 
+def _rates(counts: FlipCounts) -> dict:
+    """graceful.flips' definitions of the ratios, from the weighted counts."""
+    return flips.rates(counts.examples, counts.old_right, counts.new_right, counts.negative_flips)
+
+
 def nfr(counts: FlipCounts) -> float:
-    return counts.negative_flips / counts.examples if counts.examples else 0.0
+    return _rates(counts)["nfr"]
 
 
 def relative_nfr(counts: FlipCounts) -> float:
     """Same convention as graceful.flips: 0 when the old model is never right or the new never wrong."""
-    new_wrong = counts.examples - counts.new_right
-    denominator = counts.old_right * new_wrong
-    return counts.negative_flips * counts.examples / denominator if denominator else 0.0
+    return _rates(counts)["relative_nfr"]
 
 
 def high_confidence_flips(counts: FlipCounts) -> float:

@@ -26,7 +26,16 @@ def eval_config(gate: GateConfig, data: DataContract, model: ModelContract) -> t
 
     On the first run there is no baseline: the Evaluator ignores the change threshold, and the flip
     metrics, which exist only relative to a baseline, are 0.
+
+    TFMA compares point values. With gate.flip_bound "point" it checks the same limits as the
+    FlipEvaluator, a second check on the same numbers. With "lower" or "upper" the FlipEvaluator
+    alone judges NFR, relative NFR, class NFR and the accuracy drop on their bootstrap bounds, and
+    those four get no TFMA threshold (the metrics are still computed and shown): on points TFMA would
+    block a "lower" candidate whose NFR is over the limit but not confidently (what that mode lets
+    through), and adds nothing to "upper", whose bound is stricter than the point. The accuracy
+    floor, slice NFR and confident flips are point values in every mode and keep their thresholds.
     """
+    on_points = gate.flip_bound == "point"
     overall, per_class = tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=[data.label_key])
     per_slice = [tfma.SlicingSpec(feature_keys=[name]) for name in data.slice_features]
     # Only what the metrics read: paths and patterns stay out of the Evaluator's config.
@@ -38,7 +47,7 @@ def eval_config(gate: GateConfig, data: DataContract, model: ModelContract) -> t
         value_threshold=tfma.GenericValueThreshold(lower_bound={"value": gate.min_accuracy}),
         change_threshold=tfma.GenericChangeThreshold(
             direction=tfma.MetricDirection.HIGHER_IS_BETTER,
-            absolute={"value": -gate.max_accuracy_drop - _DROP_TOLERANCE}))
+            absolute={"value": -gate.max_accuracy_drop - _DROP_TOLERANCE}) if on_points else None)
     return tfma.EvalConfig(
         model_specs=[tfma.ModelSpec(signature_name=model.signature, label_key=data.label_key,
                                     prediction_key=model.output_key,
@@ -50,9 +59,11 @@ def eval_config(gate: GateConfig, data: DataContract, model: ModelContract) -> t
                                                   threshold=accuracy_threshold)]),
             tfma.MetricConfig(class_name="ExampleCount"),
             _flip_metric("NegativeFlipRate", contracts,
-                         [(overall, gate.max_nfr), (per_class, gate.max_class_nfr),
+                         [*([(overall, gate.max_nfr), (per_class, gate.max_class_nfr)]
+                            if on_points else []),
                           *[(spec, gate.max_slice_nfr) for spec in per_slice]]),
-            _flip_metric("RelativeNegativeFlipRate", contracts, [(overall, gate.max_relative_nfr)]),
+            _flip_metric("RelativeNegativeFlipRate", contracts,
+                         [(overall, gate.max_relative_nfr)] if on_points else []),
             _flip_metric("HighConfidenceFlips", contracts,
                          [(overall, gate.max_high_confidence_flips)]),
         ])])
