@@ -1,6 +1,8 @@
 """graceful.gate: the flip policy on hand-written report numbers (bounds inclusive, like TFMA)."""
 import dataclasses
 
+import pytest
+
 from graceful.gate import GateConfig, failures
 
 POLICY = GateConfig(min_accuracy=0.6, max_accuracy_drop=0.0, max_nfr=0.03, max_relative_nfr=0.3,
@@ -60,3 +62,61 @@ def test_every_slice_value_is_held_to_max_slice_nfr_worst_first():
         "slice device=tv NFR 0.7500 > max_slice_nfr 0.25 (3 of 4 examples)",
         "slice device=phone NFR 0.5000 > max_slice_nfr 0.25 (2 of 4 examples)"]
     assert failures(POLICY, _summary(), per_slice=per_slice, has_baseline=False) == []
+
+
+# flip_bound: which value of each interval-gated metric meets its limit. The same report in all three
+# modes: NFR 0.032 over max_nfr 0.03 but not confidently; relative NFR 0.28 under 0.3 but not
+# confidently; class 6 confidently over; the accuracy change -0.005 under the allowed 0.
+INTERVALS = {"level": 0.95, "resamples": 1000, "seed": 0, "nfr": [0.029, 0.0351],
+             "relative_nfr": [0.25, 0.31], "accuracy_change": [-0.009, 0.001],
+             "per_class": {"6": [0.26, 0.5], "0": [0.05, 0.15]}}
+BOUNDED = dataclasses.replace(POLICY, max_high_confidence_flips=100)
+
+
+def _bounded(mode):
+    return failures(dataclasses.replace(BOUNDED, flip_bound=mode),
+                    _summary(nfr=0.032, negative_flips=32, relative_nfr=0.28, new_accuracy=0.795),
+                    {"0": {"nfr": 0.1}, "6": {"nfr": 0.4}}, class_names=None, intervals=INTERVALS)
+
+
+def test_point_mode_ignores_the_intervals():
+    assert _bounded("point") == [
+        "accuracy dropped 0.8000 -> 0.7950 (-0.0050; max_accuracy_drop 0)",
+        "NFR 0.0320 > max_nfr 0.03 (32 of 100 examples)",
+        "class 6 NFR 0.4000 > max_class_nfr 0.25"]
+
+
+def test_lower_mode_blocks_only_what_is_confidently_over_a_limit():
+    assert _bounded("lower") == [
+        "class 6 NFR 0.4000 [0.2600, 0.5000] lower bound > max_class_nfr 0.25"]
+
+
+def test_upper_mode_blocks_unless_confidently_within_each_limit():
+    assert _bounded("upper") == [
+        "accuracy dropped 0.8000 -> 0.7950 (-0.0050 [-0.0090, +0.0010] lower bound < "
+        "-max_accuracy_drop 0)",
+        "NFR 0.0320 [0.0290, 0.0351] upper bound > max_nfr 0.03 (32 of 100 examples)",
+        "relative NFR 0.280 [0.250, 0.310] upper bound > max_relative_nfr 0.3",
+        "class 6 NFR 0.4000 [0.2600, 0.5000] upper bound > max_class_nfr 0.25"]
+
+
+def test_bounds_are_inclusive_and_points_stand_in_for_missing_intervals():
+    at_limit = {**INTERVALS, "nfr": [0.03, 0.03], "relative_nfr": [0.3, 0.3],
+                "accuracy_change": [0.0, 0.0], "per_class": {}}
+    for mode in ("lower", "upper"):
+        policy = dataclasses.replace(BOUNDED, flip_bound=mode)
+        assert failures(policy, _summary(nfr=0.04), intervals=at_limit) == []
+        # no intervals (an older report) or a class without one: the point value is judged
+        assert failures(policy, _summary(nfr=0.04, negative_flips=4)) == [
+            "NFR 0.0400 > max_nfr 0.03 (4 of 100 examples)"]
+        assert failures(policy, _summary(), {"2": {"nfr": 0.3}}, intervals=at_limit) == [
+            "class 2 NFR 0.3000 > max_class_nfr 0.25"]
+
+
+def test_an_unknown_bound_or_confidence_is_refused_by_name():
+    with pytest.raises(ValueError, match="flip_bound must be one of point, lower, upper, got 'low'"):
+        GateConfig(flip_bound="low")
+    with pytest.raises(ValueError, match="confidence must be in"):
+        GateConfig(confidence=95)
+    with pytest.raises(ValueError, match="bootstrap_resamples must be at least 1"):
+        GateConfig(bootstrap_resamples=0)
