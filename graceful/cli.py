@@ -52,6 +52,11 @@ GATE_HELP = {
     "max_class_nfr": "allowed NFR within any one class",
     "max_slice_nfr": "allowed NFR within any one value of a --slice-by feature",
     "max_high_confidence_flips": "allowed flips with confidence >= 0.9",
+    "golden_ids": "comma-separated ids of golden examples, which must never flip",
+    "golden_ids_file": "a file (path or URI) of golden example ids, one a line",
+    "max_golden_flips": "allowed negative flips of golden examples",
+    "history_models": "also compare with the last N pushed models (0 = off)",
+    "max_history_nfr": "allowed NFR vs any of those earlier pushed models",
 }
 DEMO_HOME = "graceful_demo_home"
 DEMO_GRACEFUL_LOSS = TrainingParams().loss
@@ -62,6 +67,11 @@ DEMO_MARKER = ".graceful-demo-home"
 
 class UsageError(ValueError):
     """A command-line value that cannot work; nothing was written."""
+
+
+def _id_list(text: str) -> tuple:
+    """A comma-separated list of example ids (--golden-ids)."""
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def positive_int(text: str) -> int:
@@ -127,7 +137,8 @@ def _add_run_options(parser: argparse.ArgumentParser, chosen: project.Project) -
                             help=TRAINING_HELP.get(field.name, "(default %(default)s)"))
     for field in dataclasses.fields(GateConfig):
         parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name,
-                            type=type(field.default), default=getattr(config.gate, field.name),
+                            type=_id_list if isinstance(field.default, tuple)
+                            else type(field.default), default=getattr(config.gate, field.name),
                             help=GATE_HELP.get(field.name, "") + " (default %(default)s)")
     parser.add_argument("--slice-by", dest="slice_features", action="append", default=None,
                         metavar="FEATURE", help="an integer or string feature of the examples to "

@@ -67,6 +67,19 @@ class GateConfig:
     flip_bound: str = "point"
     confidence: float = 0.95
     bootstrap_resamples: int = 1000
+    # Golden examples (graceful.golden): ids of examples that must never flip, listed here and/or
+    # in a file of ids (one a line; a path or URI the FlipEvaluator reads on every run). More than
+    # max_golden_flips golden negative flips block the run, and so does a golden id missing from
+    # the eval data; their failure lines come first.
+    golden_ids: tuple = ()
+    golden_ids_file: str = ""
+    max_golden_flips: int = 0
+    # Flips against earlier releases (graceful.releases): the candidate's NFR against each of the
+    # last `history_models` pushed models (0 = off; the newest is the baseline), and examples an
+    # earlier release fixed that the candidate breaks again. max_history_nfr = 1.0: informational.
+    # Needs a custom resolver: not on Kubeflow v2 (PipelineConfig.cross_run_window off).
+    history_models: int = 0
+    max_history_nfr: float = 1.0
 
     def __post_init__(self):
         if self.flip_bound not in FLIP_BOUNDS:

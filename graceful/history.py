@@ -13,7 +13,7 @@ from collections import defaultdict
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import mlmd_store, signoff
+from graceful import golden, mlmd_store, releases, signoff
 from graceful.report_html import REPORT_FILE
 from graceful.models.params import TrainingParams
 
@@ -522,13 +522,16 @@ def _verdict(report: dict) -> str:
 
 
 def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
-    """A text summary of a FlipEvaluator report: headline metrics, worst classes, worst flips,
-    and the flip gate's verdict."""
-    if not report.get("has_baseline"):
-        return f"no flips to report: {report.get('reason', 'no baseline')}\n{_verdict(report)}"
+    """A text summary of a FlipEvaluator report: golden examples first (graceful.golden), headline
+    metrics, worst classes, worst flips, flips against earlier releases (graceful.releases) and
+    the flip gate's verdict."""
     name = (lambda c: classes[int(c)]) if classes else str
+    first = _golden_lines(report, name)
+    if not report.get("has_baseline"):
+        return "\n".join(first + [f"no flips to report: {report.get('reason', 'no baseline')}",
+                                  _verdict(report)])
     s = report["summary"]
-    lines = [f"examples {s['examples']}: old accuracy {s['old_accuracy']:.4f}, new accuracy "
+    lines = first + [f"examples {s['examples']}: old accuracy {s['old_accuracy']:.4f}, new accuracy "
              f"{s['new_accuracy']:.4f}",
              f"negative flips {s['negative_flips']} (NFR {s['nfr']:.4f}, relative NFR "
              f"{s['relative_nfr']:.3f}, NFI {s['nfi']:.3f}, high-confidence {s['high_confidence_flips']})"
@@ -541,5 +544,20 @@ def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
     lines.append(f"worst flips (of {len(report['flips'])} listed):")
     lines += [f"  example {f['id']}: {name(f['label'])} was right, now {name(f['new_pred'])} "
               f"with confidence {f['confidence']:.3f}" for f in report["flips"][:top]]
+    if report.get("history"):
+        lines.append("against earlier releases (newest first; re-broken: that release right, the "
+                     "baseline wrong, the candidate wrong):")
+        lines += releases.summary_lines(report["history"])
     lines.append(_verdict(report))
     return "\n".join(lines)
+
+
+def _golden_lines(report: dict, name) -> list[str]:
+    """The golden examples' line and each golden flip, first in the text report."""
+    section = report.get("golden")
+    if not section:
+        return []
+    limit = report.get("policy", {}).get("max_golden_flips", 0)
+    return [golden.summary_line(section, limit)] + [
+        f"  golden example {f['id']}: {name(f['label'])} was right, now {name(f['new_pred'])}"
+        for f in section["flipped"]]

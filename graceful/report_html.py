@@ -149,6 +149,48 @@ def _edge_section(report: dict) -> str:
             + _gate_section(edge, "Edge check (gates the edge push only)"))
 
 
+def _golden_section(report: dict) -> str:
+    """Golden examples (graceful.golden), first on the page: how many were checked, every golden
+    flip, and configured ids missing from the eval data."""
+    section = report.get("golden")
+    if not section:
+        return ""
+    names = list(report.get("class_names") or [])
+    limit = report.get("policy", {}).get("max_golden_flips", 0)
+    flipped = len(section["flipped"])
+    css = "fail" if flipped > limit or section["missing"] else "pass"
+    text = (f'<h2>Golden examples</h2><p class="{css}">{flipped} of {section["found"]} golden '
+            f"examples flipped (max_golden_flips {limit}); {section['configured']} configured, "
+            f"the candidate gets {section['wrong']} wrong.</p>")
+    if section["flipped"]:
+        rows = "".join(
+            f"<tr><td>{html.escape(str(f['id']))}</td><td>{html.escape(_label(names, f['label']))}"
+            f"</td><td>{html.escape(_label(names, f['old_pred']))}</td>"
+            f"<td>{html.escape(_label(names, f['new_pred']))}</td></tr>" for f in section["flipped"])
+        text += ("<table><tr><th>golden example</th><th>label</th><th>old prediction</th>"
+                 f"<th>new prediction</th></tr>{rows}</table>")
+    if section["missing"]:
+        text += ('<p class="fail">Configured golden ids not in the eval data (not checked): '
+                 + html.escape(", ".join(str(m) for m in section["missing"])) + "</p>")
+    return text
+
+
+def _history_section(report: dict) -> str:
+    """The candidate against each of the last pushed models (graceful.releases), newest first."""
+    history = report.get("history")
+    if not history:
+        return ""
+    rows = "".join(
+        f"<tr><td>{h['model_id']}</td><td>{html.escape(h['uri'])}</td><td>{h['accuracy']:.4f}</td>"
+        f"<td>{h['negative_flips']}</td><td>{h['nfr']:.4f}</td><td>{h['rebroken']}</td></tr>"
+        for h in history)
+    return ("<h2>Against earlier releases</h2><p>The candidate's negative flips against each of "
+            "the last pushed models, newest (the baseline) first. Re-broken: examples that "
+            "release got right, the baseline gets wrong and the candidate gets wrong too.</p>"
+            "<table><tr><th>model</th><th>location</th><th>its accuracy</th>"
+            f"<th>negative flips</th><th>NFR</th><th>re-broken</th></tr>{rows}</table>")
+
+
 def _slices_section(report: dict) -> str:
     """One table per slice feature: each value's examples, flips and NFR, worst first."""
     parts = []
@@ -264,7 +306,8 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
     head = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}'
             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
     if not report.get("has_baseline"):
-        body = (f"<p>{html.escape(report.get('reason', 'no baseline'))}</p>"
+        body = (_golden_section(report)
+                + f"<p>{html.escape(report.get('reason', 'no baseline'))}</p>"
                 + _table([("examples", str(report["summary"]["examples"])),
                           ("accuracy", f"{report['summary']['new_accuracy']:.4f}")])
                 + _gate_section(report) + _edge_section(report))
@@ -289,8 +332,8 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
                     for name in ("flip_matrix.png", "class_nfr.png", "confidence.png"))
     review, review_files = _review_section(report, images or {})
     files.update(review_files)
-    body = (headline + _gate_section(report) + _edge_section(report)
-            + f'<div class="plots">{plots}</div>'
+    body = (_golden_section(report) + headline + _gate_section(report) + _edge_section(report)
+            + _history_section(report) + f'<div class="plots">{plots}</div>'
             + _slices_section(report) + gallery + review)
     files[INDEX] = (head + body + "</body></html>").encode()
     return files

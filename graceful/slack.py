@@ -118,6 +118,7 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
               f"*Flip gate*\n{e['flip_gate']}"]
     blocks = [
         {"type": "header", "text": _plain("Model sign-off requested")},
+        *([_mrkdwn(f"*Golden examples*: {e['golden']}")] if e.get("golden") else []),
         _mrkdwn(f"Pipeline *{e['pipeline']}*, run `{request.request_id}`, span {e.get('span', '-')}: "
                 f"candidate model {request.model_id} vs baseline "
                 f"{e.get('baseline_model_id') or '(none: first model)'}"),
@@ -127,6 +128,9 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
         blocks.append(_mrkdwn("*Worst classes*\n" + "\n".join(e["worst_classes"])))
     if e.get("top_flips"):
         blocks.append(_mrkdwn("*Top flips*\n" + "\n".join(e["top_flips"])))
+    if e.get("history"):  # the candidate against the last pushed models (graceful.releases)
+        blocks.append(_mrkdwn("*Against earlier releases* (newest first)\n"
+                              + "\n".join(e["history"])))
     if e.get("review_queue"):  # the Trainer's top-k by VoG (graceful.models.review)
         blocks.append(_mrkdwn("*Review queue* (highest variance of gradients: worth a look)\n"
                               + "\n".join(e["review_queue"])))

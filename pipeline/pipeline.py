@@ -25,9 +25,12 @@
                         training window) and checks its negative flips against the cloud candidate
                         and the previous edge model (GateConfig.max_edge_*): its own verdict
   --
+  release history       only with GateConfig.history_models: the last N blessed (pushed, not
+                        rolled back) models (LatestBlessedModelsStrategy; not on Kubeflow v2)
   FlipEvaluator         lists, in one Beam pass over both models, the examples the candidate broke,
                         writes the flip report (JSON + web page, with the edge model's numbers
-                        when the edge branch is on) and the flip gate's verdict
+                        when the edge branch is on) and the flip gate's verdict; golden examples
+                        (GateConfig.golden_ids) first, and the NFR against each earlier release
   HumanSignOff          if the flip gate passed, a person approves or rejects (Slack or
                         `graceful approve|reject`); otherwise it records that nobody was asked.
                         By default the run does not wait: it ends awaiting sign-off, and the
@@ -65,6 +68,7 @@ from graceful.components.flip_evaluator.component import FlipEvaluator
 from graceful.components.flip_evaluator.executor import ReportSettings
 from graceful.components.graceful_trainer.component import GracefulTrainer
 from graceful.components.human_signoff.component import HumanSignOff
+from graceful.components.release_history.strategy import LatestBlessedModelsStrategy
 from graceful.components.span_reader import executor as span_reader
 from graceful.components.span_window.strategy import SpanWindowStrategy
 from graceful.pipeline.configs import PipelineConfig
@@ -146,6 +150,20 @@ def baseline_resolver() -> tfx.dsl.Resolver:
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
     ).with_id("baseline_model")
+
+
+def release_history(config: PipelineConfig) -> tfx.dsl.Resolver | None:
+    """The last `config.gate.history_models` blessed (so pushed, not rolled back) models, newest
+    first, for the FlipEvaluator's flips against earlier releases; None when that is off (0) or
+    where `cross_run_window` is off (Kubeflow v2, which cannot compile a custom strategy)."""
+    if not config.gate.history_models or not config.cross_run_window:
+        return None
+    return tfx.dsl.Resolver(
+        strategy_class=LatestBlessedModelsStrategy,
+        config={"num_models": config.gate.history_models},
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id("release_history")
 
 
 def edge_branch(config: PipelineConfig, model, examples, training_examples) -> list:
@@ -246,12 +264,14 @@ def create_pipeline(config: PipelineConfig,
                              training_examples)
     edge_model = edge_nodes[-1].outputs["edge_model"] if edge_nodes else None
 
+    releases = release_history(config)
     flip_evaluator = FlipEvaluator(
         examples=examples_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline_model.outputs["model"], model_run=trainer.outputs["model_run"],
         settings=ReportSettings(policy=config.gate, data=config.data, model=config.model),
-        edge_model=edge_model)
+        edge_model=edge_model,
+        history_models=releases.outputs["model"] if releases else None)
 
     sign_off = HumanSignOff(
         model=trainer.outputs["model"],
@@ -275,7 +295,8 @@ def create_pipeline(config: PipelineConfig,
         pipeline_root=config.pipeline_root,
         components=[examples_gen, statistics_gen, schema_importer, example_validator, data_gate,
                     *window_nodes, *([transformer] if transformer else []), baseline_model,
-                    baseline_guard, trainer, *edge_nodes, flip_evaluator, sign_off,
+                    baseline_guard, trainer, *edge_nodes, *([releases] if releases else []),
+                    flip_evaluator, sign_off,
                     *release_nodes],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,

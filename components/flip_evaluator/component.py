@@ -15,7 +15,10 @@ variance of gradients) the report lists with the candidate's predictions. Output
                and the candidate's probabilities (.npz per eval file).
   blessing     a FlipBlessing: the verdict of the settings' policy (graceful.gate.GateConfig), with `blessed`,
                `current_model_id` and readable `failures`.
-With the edge branch on, `edge_model` (the EdgeConverter's EdgeModel) adds the edge model's numbers
+Golden examples (GateConfig.golden_ids / golden_ids_file, graceful.golden) are checked first: the
+report's "golden" section and the verdict's first lines. With `history_models` (the last N pushed
+models, components/release_history) the report's "history" section holds the candidate's flips
+against each of them (graceful.releases). With the edge branch on, `edge_model` (the EdgeConverter's EdgeModel) adds the edge model's numbers
 and verdict to the report (its "edge" key and a section of the page); that verdict gates the edge
 push only, never this gate.
 FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStrategy looks only at
@@ -31,8 +34,8 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from graceful.components.edge_converter.component import EdgeModel
-from graceful.components.flip_evaluator.executor import (EDGE_MODEL_KEY, MODEL_RUN_KEY, Executor,
-                                                         ReportSettings)
+from graceful.components.flip_evaluator.executor import (EDGE_MODEL_KEY, HISTORY_MODELS_KEY,
+                                                         MODEL_RUN_KEY, Executor, ReportSettings)
 
 
 class FlipReport(types.Artifact):
@@ -65,6 +68,8 @@ class FlipEvaluatorSpec(ComponentSpec):
         EDGE_MODEL_KEY: ChannelParameter(type=EdgeModel, optional=True),  # edge branch on
         # the Trainer's model_run: its review queue (graceful.models.review) joins the report
         MODEL_RUN_KEY: ChannelParameter(type=standard_artifacts.ModelRun, optional=True),
+        # the last N pushed models (components/release_history): flips against earlier releases
+        HISTORY_MODELS_KEY: ChannelParameter(type=standard_artifacts.Model, optional=True),
     }
     OUTPUTS = {"flip_report": ChannelParameter(type=FlipReport),
                "blessing": ChannelParameter(type=FlipBlessing)}
@@ -77,11 +82,12 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
     def __init__(self, examples: types.BaseChannel, model: types.BaseChannel,
                  baseline_model: types.BaseChannel, settings: ReportSettings,
                  edge_model: types.BaseChannel | None = None,
-                 split: str = "eval", model_run: types.BaseChannel | None = None):
+                 split: str = "eval", model_run: types.BaseChannel | None = None,
+                 history_models: types.BaseChannel | None = None):
         super().__init__(spec=FlipEvaluatorSpec(
             examples=examples, model=model, baseline_model=baseline_model, split=split,
             edge_model=edge_model,
-            model_run=model_run,
+            model_run=model_run, history_models=history_models,
             high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
             policy=json.dumps(dataclasses.asdict(settings.policy)),
             data_contract=json.dumps(dataclasses.asdict(settings.data)),

@@ -34,10 +34,11 @@ import tensorflow as tf
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.utils import shared
 from tfx.dsl.components.base import base_beam_executor
+from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from graceful import flips, gate, model_check, report_html
+from graceful import flips, gate, golden, model_check, releases, report_html
 from graceful.models import review
 from graceful.components.edge_converter import executor as edge_converter
 from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
@@ -46,6 +47,8 @@ from graceful.report_html import GALLERY_FILE, REPORT_FILE
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
 EDGE_MODEL_KEY = "edge_model"  # the optional input with the EdgeConverter's model and verdict
 MODEL_RUN_KEY = "model_run"  # the optional input with the Trainer's review queue
+HISTORY_MODELS_KEY = "history_models"  # optional: the last N pushed models (graceful.releases)
+HISTORY_COLUMN = "history_pred"  # shards: [N, H] predicted classes of the H earlier releases
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
 _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
@@ -98,18 +101,21 @@ class _Predictor:
     example is read. A class so Beam can share it.
     """
 
-    def __init__(self, candidate_dir: str, baseline_dir: str, model: ModelContract):
+    def __init__(self, candidate_dir: str, baseline_dir: str, model: ModelContract,
+                 history_dirs: tuple = ()):
+        dirs = (candidate_dir, baseline_dir, *history_dirs)  # earlier releases: graceful.releases
         # Held by the instance: a loaded function whose model object is gone has lost its variables.
-        self._loaded = {d: tf.saved_model.load(d) for d in {candidate_dir, baseline_dir}}
-        new, old = (model_check.contract_signature(self._loaded[d], d, model)
-                    for d in (candidate_dir, baseline_dir))
-        self.where = (new.where, old.where)
-        same_model = candidate_dir == baseline_dir  # first run: the candidate stands in
+        # Each distinct model once (first run: the candidate stands in for the baseline; the
+        # baseline is also the newest earlier release).
+        self._loaded = {d: tf.saved_model.load(d) for d in dict.fromkeys(dirs)}
+        signatures = {d: model_check.contract_signature(self._loaded[d], d, model)
+                      for d in self._loaded}
+        self.where = tuple(signatures[d].where for d in dirs)
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
         def predict(serialized):
-            new_scores = new.scores(serialized)
-            return new_scores, new_scores if same_model else old.scores(serialized)
+            scores = {d: signature.scores(serialized) for d, signature in signatures.items()}
+            return tuple(scores[d] for d in dirs)
 
         self.predict = predict
         atexit.register(_unload_at_exit, weakref.ref(self))
@@ -134,25 +140,28 @@ class _EvaluateFile(beam.DoFn):
     """
 
     def __init__(self, candidate_dir: str, baseline_dir: str | None, shard_dir: str,
-                 settings: ReportSettings):
-        self._dirs = (candidate_dir, baseline_dir or candidate_dir)
+                 settings: ReportSettings, history_dirs: tuple = ()):
+        self._dirs = (candidate_dir, baseline_dir or candidate_dir, *history_dirs)
         self._shard_dir = shard_dir
         self._settings = settings
         self._predictor = None
 
     def setup(self):
         self._predictor = _LOADED_MODELS.acquire(
-            lambda: _Predictor(*self._dirs, self._settings.model), tag="\n".join(self._dirs))
+            lambda: _Predictor(*self._dirs[:2], self._settings.model, self._dirs[2:]),
+            tag="\n".join(self._dirs))
 
     def process(self, indexed_path):
         index, path = indexed_path
-        columns, slices, candidates, spec = [], [], [], None
+        columns, slices, candidates, history, spec = [], [], [], [], None
         for serialized in _read_batches(path, self._settings.batch_size):
             spec = spec or _specs(serialized[0].numpy(), self._settings.data, path)
             features = _parse(serialized, spec[0], path)
-            predictions = (model_check.example_ids(serialized, features, self._settings.data),
-                           *self._predict(serialized, features, path))
+            *predictions, history_pred = (
+                model_check.example_ids(serialized, features, self._settings.data),
+                *self._predict(serialized, features, path))
             columns.append(predictions)
+            history.append(history_pred)
             slices.append({name: model_check.text_values(features[name].numpy())
                            for name in self._settings.data.slice_features})
             candidates.append(self._gallery_candidates(serialized, *predictions))
@@ -161,19 +170,23 @@ class _EvaluateFile(beam.DoFn):
             arrays.update({f"slice:{name}": np.concatenate([s[name] for s in slices])
                            for name in self._settings.data.slice_features})
             arrays.update(self._gallery(candidates, spec[1]))
+            if len(self._dirs) > 2:
+                arrays[HISTORY_COLUMN] = np.concatenate(history)
             shard = io.BytesIO()
             np.savez(shard, **arrays)
             _write_files(self._shard_dir, {f"{index:05d}.npz": shard.getvalue()})
 
     def _predict(self, serialized, features, path) -> tuple:
-        """(labels, old predictions, new predictions, new probabilities) of one batch."""
+        """(labels, old predictions, new predictions, new probabilities, [N, H] predictions of
+        the H earlier releases) of one batch."""
         data, model = self._settings.data, self._settings.model
         try:
             labels = data.class_ids(model_check.text_values(features[data.label_key].numpy()))
         except DataContractError as error:
             raise DataContractError(f"{path}: {error}") from error
-        new_scores, old_scores = (t.numpy() for t in self._predictor.predict(serialized))
-        new_where, old_where = self._predictor.where
+        new_scores, old_scores, *history_scores = (t.numpy()
+                                                   for t in self._predictor.predict(serialized))
+        new_where, old_where, *history_where = self._predictor.where
         new_pred, new_prob = model.predict(new_scores, new_where)
         first_run = self._dirs[0] == self._dirs[1]  # the candidate stands in for the baseline
         old_pred = new_pred if first_run else model.predict(old_scores, old_where)[0]
@@ -182,7 +195,10 @@ class _EvaluateFile(beam.DoFn):
             raise DataContractError(f"{path}: label {data.label_key!r} has class id "
                                     f"{labels.max()}, but {new_where} scores "
                                     f"{new_prob.shape[1]} classes")
-        return labels, old_pred, new_pred, new_prob
+        history_pred = np.zeros((len(labels), len(history_scores)), np.int64)
+        for column, (scores, where) in enumerate(zip(history_scores, history_where)):
+            history_pred[:, column] = model.predict(scores, where)[0]
+        return labels, old_pred, new_pred, new_prob, history_pred
 
     def _gallery_candidates(self, serialized, ids, labels, old_pred, new_pred, new_prob):
         """(ids, confidences, serialized records) of this batch's `gallery_size` most confident
@@ -234,7 +250,8 @@ def _worst_first(ids: np.ndarray, confidence: np.ndarray, count: int) -> np.ndar
 
 
 def read_predictions(shard_dir: str) -> list[tuple]:
-    """The shards the Beam pass wrote, one batch (as build_report takes it) per file."""
+    """The shards the Beam pass wrote, one batch (as build_report takes it) per file: the columns,
+    gallery images, slice values and the earlier releases' predictions ([N, H], H may be 0)."""
     batches = []
     for path in sorted(tf.io.gfile.glob(os.path.join(shard_dir, "*.npz"))):
         with tf.io.gfile.GFile(path, "rb") as handle:
@@ -244,14 +261,19 @@ def read_predictions(shard_dir: str) -> list[tuple]:
                           dict(zip(shard["gallery_ids"].tolist(), shard["gallery_pixels"])))
                 slices = {key.split(":", 1)[1]: shard[key] for key in shard.files
                           if key.startswith("slice:")}
-        batches.append((*columns, images, slices))
+                history = (shard[HISTORY_COLUMN] if HISTORY_COLUMN in shard.files
+                           else np.zeros((len(columns[0]), 0), np.int64))
+        batches.append((*columns, images, slices, history))
     return batches
 
 
 def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
-                 queue: tuple[dict | None, dict] = (None, {})) -> tuple[dict, dict]:
+                 queue: tuple[dict | None, dict] = (None, {}),
+                 history_models: tuple = ()) -> tuple[dict, dict]:
     """(report, {id: pixels} of the gallery and the review queue) from per-batch predictions, in
-    any order; `queue` is the Trainer's review queue and its pixels (review.read_queue)."""
+    any order; `queue` is the Trainer's review queue and its pixels (review.read_queue);
+    `history_models` ({"model_id", "uri"} of the earlier releases, newest first) name the
+    batches' history columns (graceful.releases)."""
     data = settings.data
     ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
                                                  for i in range(5))
@@ -261,10 +283,19 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     ids = _unique_ids(ids, data.id_key)
     summary = flips.summarize(labels, old_pred, new_pred, new_prob,
                               settings.high_confidence).to_dict()
-    report = {"has_baseline": has_baseline, "summary": summary,
+    policy = settings.policy
+    # Golden examples first (graceful.golden): the report's first key, the first failure lines.
+    report = {"golden": golden.check(policy.golden_ids, ids, labels, old_pred, new_pred)
+              } if policy.golden_ids or policy.golden_ids_file else {}
+    report.update({"has_baseline": has_baseline, "summary": summary,
               "high_confidence": settings.high_confidence,
               "class_names": list(data.class_names), "id_key": data.id_key,
-              "policy": dataclasses.asdict(settings.policy)}
+              "policy": dataclasses.asdict(settings.policy)})
+    if history_models:
+        history = np.concatenate([b[7] for b in batches])[order]
+        report["history"] = [releases.compare(release, ids, labels, old_pred, new_pred,
+                                              history[:, column])
+                             for column, release in enumerate(history_models)]
     images = {}
     if has_baseline:
         per_class = flips.per_group(labels, old_pred, new_pred, labels, new_prob,
@@ -289,8 +320,10 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
         report["review_queue"], review_images = review_section(
             queue, ids, labels, old_pred if has_baseline else new_pred, new_pred, new_prob)
         images.update(review_images)
-    failures = gate.failures(settings.policy, summary, report.get("per_class"), has_baseline,
-                             data.class_names, report.get("per_slice"))
+    failures = (golden.failures(report.get("golden"), policy.max_golden_flips, data.class_names)
+                + gate.failures(settings.policy, summary, report.get("per_class"), has_baseline,
+                                data.class_names, report.get("per_slice"))
+                + releases.failures(report.get("history"), policy.max_history_nfr))
     report["gate"] = {"blessed": not failures, "failures": failures}
     return report, images
 
@@ -342,10 +375,10 @@ def _write_files(out_dir: str, files: dict) -> None:
 
 
 def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool,
-                 queue: tuple[dict | None, dict] = (None, {})) -> dict:
+                 queue: tuple[dict | None, dict] = (None, {}), history_models: tuple = ()) -> dict:
     """flip_report.json and the gallery's pixels (gallery.npz) into `out_dir` (any tf.io.gfile
     path); returns the report."""
-    report, images = build_report(batches, settings, has_baseline, queue)
+    report, images = build_report(batches, settings, has_baseline, queue, history_models)
     gallery = io.BytesIO()
     np.savez(gallery, **{str(example_id): pixels for example_id, pixels in images.items()})
     # Compact: json's C encoder runs only without indent (indented, it took ~3% of a 10k pass);
@@ -378,8 +411,9 @@ def add_edge_section(out_dir: str, edge_model_uri: str) -> None:
 
 
 def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
-                    shard_dir: str, settings: ReportSettings) -> None:
-    """Adds the model pass to a Beam pipeline: each file read in batches, both models, one shard."""
+                    shard_dir: str, settings: ReportSettings, history_dirs: tuple = ()) -> None:
+    """Adds the model pass to a Beam pipeline: each file read in batches, both models (and the
+    earlier releases in `history_dirs`), one shard."""
     paths = sorted(tf.io.gfile.glob(file_pattern))
     if not paths:
         raise ValueError(f"No example files match {file_pattern}: check the ExampleGen output and "
@@ -388,26 +422,29 @@ def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_di
     _ = (pipeline
          | "Files" >> beam.Create(list(enumerate(paths)), reshuffle=len(paths) > 1)
          | "PredictBoth" >> beam.ParDo(_EvaluateFile(candidate_dir, baseline_dir, shard_dir,
-                                                     settings)))
+                                                     settings, tuple(history_dirs))))
 
 
 def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
              out_dir: str, settings: ReportSettings,
-             queue: tuple[dict | None, dict] = (None, {})) -> dict:
+             queue: tuple[dict | None, dict] = (None, {}), history: tuple = ()) -> dict:
     """The Beam pass (`make_pipeline()` gives the pipeline), then the report from its shards into
-    `out_dir` (with the Trainer's review queue, if given); returns the report. write_page draws
-    the page from it afterwards."""
+    `out_dir` (with the Trainer's review queue, if given; with the candidate's flips against the
+    earlier releases in `history`, ({"model_id", "uri"}, serving model dir) newest first); returns
+    the report. write_page draws the page from it afterwards."""
     shard_dir = os.path.join(out_dir, PREDICTIONS_DIR)
     if tf.io.gfile.exists(shard_dir):  # a rerun into the same folder must not count old shards
         tf.io.gfile.rmtree(shard_dir)
     with make_pipeline() as pipeline:
-        add_predictions(pipeline, file_pattern, candidate_dir, baseline_dir, shard_dir, settings)
+        add_predictions(pipeline, file_pattern, candidate_dir, baseline_dir, shard_dir, settings,
+                        tuple(model_dir for _, model_dir in history))
     batches = read_predictions(shard_dir)
     if not batches:
         raise ValueError(f"No examples in {file_pattern}: the split is empty, so there is nothing "
                          "to compare the models on. Check the span's data and the ExampleGen "
                          "split that the FlipEvaluator reads.")
-    return write_report(batches, out_dir, settings, baseline_dir is not None, queue)
+    return write_report(batches, out_dir, settings, baseline_dir is not None, queue,
+                        tuple(release for release, _ in history))
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:
@@ -421,6 +458,22 @@ def settings_from(exec_properties: dict) -> ReportSettings:
         batch_size=exec_properties["batch_size"])
 
 
+def with_golden_file(settings: ReportSettings) -> ReportSettings:
+    """`settings` whose policy's golden_ids also hold the ids in its golden_ids_file (read now,
+    through TFX's fileio: a path or a gs:// URI), so the report shows every id it checked."""
+    policy = settings.policy
+    if not policy.golden_ids_file:
+        return settings
+    if not fileio.exists(policy.golden_ids_file):
+        raise FileNotFoundError(f"GateConfig.golden_ids_file {policy.golden_ids_file!r} does not "
+                                "exist; write the golden example ids there (one a line) or set "
+                                'golden_ids_file to "".')
+    with fileio.open(policy.golden_ids_file, "r") as handle:
+        from_file = golden.parse_ids(handle.read())
+    return dataclasses.replace(settings, policy=dataclasses.replace(
+        policy, golden_ids=tuple(policy.golden_ids) + tuple(from_file)))
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
 
     def Do(self, input_dict, output_dict, exec_properties):
@@ -431,11 +484,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         runs = input_dict.get(MODEL_RUN_KEY) or []  # the Trainer's model_run: its review queue
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         split_uri = artifact_utils.get_split_uri([examples], exec_properties["split"])
+        # The last N pushed models (components/release_history), newest first by MLMD id.
+        history = tuple(({"model_id": m.id, "uri": m.uri}, path_utils.serving_model_path(m.uri))
+                        for m in sorted(input_dict.get(HISTORY_MODELS_KEY) or [],
+                                        key=lambda m: m.id, reverse=True))
         report = evaluate(self._make_beam_pipeline, os.path.join(split_uri, "*"),
                           path_utils.serving_model_path(candidate.uri),
                           path_utils.serving_model_path(baselines[0].uri) if baselines else None,
-                          report_artifact.uri, settings_from(exec_properties),
-                          review.read_queue(runs[0].uri) if runs else (None, {}))
+                          report_artifact.uri, with_golden_file(settings_from(exec_properties)),
+                          review.read_queue(runs[0].uri) if runs else (None, {}), history)
         edge_models = input_dict.get(EDGE_MODEL_KEY) or []
         if edge_models:
             add_edge_section(report_artifact.uri, edge_models[0].uri)

@@ -18,7 +18,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from graceful import locations, signoff, slack
+from graceful import golden, locations, releases, signoff, slack
 from graceful.history import read_flip_report
 from graceful.report_html import INDEX, REPORT_FILE, REVIEW_PNG, review_caption
 
@@ -73,6 +73,11 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
               "baseline_model_id": baseline_model_id,
               "report": locations.absolute(os.path.join(report_dir, INDEX)),
               "flip_gate": "passed" if report["gate"]["blessed"] else "blocked"}
+    if report.get("golden"):  # first in the message (graceful.golden)
+        result["golden"] = golden.summary_line(
+            report["golden"], report.get("policy", {}).get("max_golden_flips", 0))
+    if report.get("history"):  # flips against earlier releases (graceful.releases)
+        result["history"] = [line.strip() for line in releases.summary_lines(report["history"])]
     if report["has_baseline"]:
         worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
         result.update({

@@ -1,0 +1,116 @@
+"""Golden examples and flips against earlier releases: the TFX-free checks (graceful.golden,
+graceful.releases) against independent numpy counts, and their place in the FlipEvaluator's report
+(first key, first failure lines)."""
+import numpy as np
+import pytest
+
+from graceful import golden, releases
+from graceful.components.flip_evaluator.executor import ReportSettings, build_report
+from graceful.contract import DataContract
+from graceful.gate import GateConfig
+
+CLASSES = ("cat", "dog", "fox")
+IDS = np.array([10, 11, 12, 13, 14, 15])
+LABELS = np.array([0, 1, 2, 0, 1, 2])
+OLD = np.array([0, 1, 2, 1, 1, 0])     # right on 10, 11, 12, 14
+NEW = np.array([1, 1, 0, 1, 2, 2])     # negative flips: 10, 12, 14
+
+
+def test_golden_flips_are_the_negative_flips_among_the_golden_ids():
+    section = golden.check([12, "11", 13, 99, 12], IDS, LABELS, OLD, NEW)
+    flipped = IDS[np.isin(IDS, [11, 12, 13]) & (OLD == LABELS) & (NEW != LABELS)]
+    assert [f["id"] for f in section["flipped"]] == flipped.tolist() == [12]
+    assert section["flipped"] == [{"id": 12, "label": 2, "old_pred": 2, "new_pred": 0}]
+    assert section["configured"] == 4 and section["found"] == 3 and section["missing"] == [99]
+    assert section["wrong"] == int(np.sum(np.isin(IDS, [11, 12, 13]) & (NEW != LABELS))) == 2
+
+
+def test_golden_failures_name_the_examples_and_the_missing_ids():
+    section = golden.check([12, 99], IDS, LABELS, OLD, NEW)
+    assert golden.failures(section, 0, CLASSES) == [
+        "golden example 12 (fox) flipped: old fox → new cat; 1 golden flip > max_golden_flips 0",
+        "1 of 2 golden ids not in the evaluated examples: 99; they cannot be checked. Fix "
+        "GateConfig.golden_ids / golden_ids_file, or add those examples to the eval split"]
+    assert golden.failures(golden.check([12], IDS, LABELS, OLD, NEW), 1, CLASSES) == []
+    assert golden.failures(None, 0) == []
+
+
+def test_string_ids_and_a_golden_file():
+    ids = np.array(["a", "b", "c", "d", "e", "f"])
+    assert golden.parse_ids("# golden\na\n\n c  # the demo image\n") == ["a", "c"]
+    section = golden.check(golden.parse_ids("a\nc\n"), ids, LABELS, OLD, NEW)
+    assert [f["id"] for f in section["flipped"]] == ["a", "c"] and section["missing"] == []
+    with pytest.raises(ValueError, match="ids are integers, but a golden id is not"):
+        golden.check(["x7"], IDS, LABELS, OLD, NEW)
+
+
+def test_history_nfr_and_rebroken_against_numpy():
+    older = np.array([0, 0, 2, 0, 1, 2])  # right on 10, 12, 13, 14, 15
+    entry = releases.compare({"model_id": 3, "uri": "/m/3"}, IDS, LABELS, OLD, NEW, older)
+    negative = (older == LABELS) & (NEW != LABELS)
+    rebroken = (older == LABELS) & (OLD != LABELS) & (NEW != LABELS)
+    assert entry["negative_flips"] == int(negative.sum()) == 4
+    assert entry["nfr"] == negative.mean()
+    assert entry["rebroken"] == int(rebroken.sum()) == 1 and entry["rebroken_ids"] == [13]
+    assert entry["accuracy"] == np.mean(older == LABELS)
+    assert releases.failures([entry], 0.5) == [
+        "NFR vs earlier release 3 (1 back) 0.6667 > max_history_nfr 0.5 "
+        "(4 of 6 examples; 1 re-broken)"]
+    assert releases.failures([entry], 1.0) == []
+
+
+def _batch(history=None):
+    prob = np.eye(3)[NEW]
+    return (IDS, LABELS, OLD, NEW, prob, {}, {},
+            np.zeros((6, 0), np.int64) if history is None else history)
+
+
+def test_report_lists_golden_first_and_its_failure_first():
+    settings = ReportSettings(data=DataContract(class_names=CLASSES), policy=GateConfig(
+        golden_ids=(14,), max_nfr=0.1, min_accuracy=0, max_accuracy_drop=1,
+        max_relative_nfr=100, max_class_nfr=1, max_history_nfr=0.5))
+    older = np.array([0, 0, 2, 0, 1, 2])
+    report, _ = build_report([_batch(np.stack([OLD, older], 1))], settings, history_models=(
+        {"model_id": 5, "uri": "/m/5"}, {"model_id": 3, "uri": "/m/3"}))
+    assert next(iter(report)) == "golden"
+    assert report["golden"]["flipped"] == [{"id": 14, "label": 1, "old_pred": 1, "new_pred": 2}]
+    failures = report["gate"]["failures"]
+    assert failures[0] == ("golden example 14 (dog) flipped: old dog → new fox; 1 golden flip > "
+                           "max_golden_flips 0")
+    assert failures[1].startswith("NFR 0.5000 > max_nfr")
+    assert failures[-1].startswith("NFR vs earlier release 3 (2 back) 0.6667")
+    baseline, older_entry = report["history"]
+    assert baseline["nfr"] == report["summary"]["nfr"] and baseline["rebroken"] == 0
+    assert older_entry["model_id"] == 3 and older_entry["negative_flips"] == 4
+
+
+def test_no_golden_ids_no_section():
+    report, _ = build_report([_batch()], ReportSettings(data=DataContract(class_names=CLASSES)))
+    assert "golden" not in report and "history" not in report
+
+
+def test_release_history_strategy_keeps_the_newest_blessed_models_newest_first():
+    from tfx.types import standard_artifacts
+
+    from graceful.components.release_history.strategy import LatestBlessedModelsStrategy
+
+    models, blessings = [], []
+    for model_id, blessed in ((1, 1), (2, 0), (3, 1), (4, 1), (5, None)):
+        model = standard_artifacts.Model()
+        model.id = model_id
+        models.append(model)
+        if blessed is not None:
+            blessing = standard_artifacts.ModelBlessing()
+            blessing.id = 100 + model_id
+            blessing.set_int_custom_property("current_model_id", model_id)
+            blessing.set_int_custom_property("blessed", blessed)
+            blessings.append(blessing)
+    resolved = LatestBlessedModelsStrategy(num_models=2).resolve_artifacts(
+        None, {"model": list(models), "model_blessing": list(blessings)})
+    assert [m.id for m in resolved["model"]] == [4, 3]
+    assert [b.id for b in resolved["model_blessing"]] == [104, 103]
+    every = LatestBlessedModelsStrategy(num_models=9).resolve_artifacts(
+        None, {"model": list(models), "model_blessing": list(blessings)})
+    assert [m.id for m in every["model"]] == [4, 3, 1]
+    with pytest.raises(ValueError, match="num_models must be 1 or more"):
+        LatestBlessedModelsStrategy(num_models=0)
