@@ -38,7 +38,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from graceful import flips, gate, golden, model_check, releases, report_html
+from graceful import bootstrap, flips, gate, golden, model_check, releases, report_html
 from graceful.models import review
 from graceful.components.edge_converter import executor as edge_converter
 from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
@@ -307,6 +307,10 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
             for name in data.slice_features}
         report.update({
             "per_class": {str(k): v.to_dict() for k, v in per_class.items()},
+            # Paired bootstrap over the eval examples: how much of each number is noise.
+            "intervals": bootstrap.intervals(labels, old_pred, new_pred,
+                                             settings.policy.confidence,
+                                             settings.policy.bootstrap_resamples).to_dict(),
             "flip_matrix": flips.flip_matrix(labels, old_pred, new_pred,
                                              new_prob.shape[1]).tolist(),
             "flips": flips.ranked_flips(labels, old_pred, new_pred, new_prob,
@@ -322,7 +326,8 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
         images.update(review_images)
     failures = (golden.failures(report.get("golden"), policy.max_golden_flips, data.class_names)
                 + gate.failures(settings.policy, summary, report.get("per_class"), has_baseline,
-                                data.class_names, report.get("per_slice"))
+                                data.class_names, report.get("per_slice"),
+                                report.get("intervals"))
                 + releases.failures(report.get("history"), policy.max_history_nfr))
     report["gate"] = {"blessed": not failures, "failures": failures}
     return report, images
@@ -510,6 +515,9 @@ def _record(report: dict, report_artifact, blessing, candidate, baseline) -> Non
     if baseline is not None:
         for key in ("nfr", "relative_nfr", "pfr", "nfi"):
             report_artifact.set_float_custom_property(key, summary[key])
+        # The NFR's paired bootstrap interval (level: the policy's confidence, in the report).
+        for key, bound in zip(("nfr_lower", "nfr_upper"), report["intervals"]["nfr"]):
+            report_artifact.set_float_custom_property(key, bound)
         for key in ("negative_flips", "high_confidence_flips", "examples"):
             report_artifact.set_int_custom_property(key, summary[key])
         report_artifact.set_float_custom_property("baseline_accuracy", summary["old_accuracy"])
