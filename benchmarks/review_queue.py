@@ -44,6 +44,8 @@ def one_run(examples: Path, work: Path, epochs: int, params: dict) -> dict:
                        "checkpoints": document["checkpoints"],
                        "ratio": document["seconds"] / run["train_seconds"],
                        "seconds_by_step": document["seconds_by_step"],
+                       "examples_read": document["examples_read"],
+                       "budget_seconds": document["budget_seconds"],
                        "top": [[row["id"], row["label"], round(row["vog"], 2)]
                                for row in document["queue"]]})
     return result
@@ -54,6 +56,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--span-size", type=int, default=20000)
     parser.add_argument("--epochs", type=int, default=TrainingParams.epochs)
+    parser.add_argument("--architecture", default=TrainingParams.architecture)
     parser.add_argument("--out", default=str(RESULTS / "review_queue.json"))
     args = parser.parse_args()
 
@@ -68,15 +71,16 @@ def main() -> None:
         for repeat in range(args.repeats):  # interleaved: the VM's drift hits both alike
             for runs, params, name in ((on, ON, "on"), (off, OFF, "off")):
                 runs.append(one_run(scratch / "examples", scratch / f"{name}-{repeat}",
-                                    args.epochs, params))
+                                    args.epochs, {**params, "architecture": args.architecture}))
                 print(f"repeat {repeat}, queue {name}: {json.dumps(runs[-1])[:300]}", flush=True)
     median = (lambda runs, key: statistics.median(run[key] for run in runs))  # noqa: E731
     defaults = TrainingParams()
     result = {
         "machine": training_memory.machine(),
-        "regime": {"architecture": defaults.architecture, "train_examples": args.span_size,
+        "regime": {"architecture": args.architecture, "train_examples": args.span_size,
                    "epochs": args.epochs, "batch_size": defaults.batch_size,
-                   "eval_examples": on[0]["examples"],
+                   "eval_examples_read": on[0]["examples_read"],
+                   "eval_examples_ranked": [run["examples"] for run in on],
                    "review_checkpoints": defaults.review_checkpoints,
                    "review_top_k": defaults.review_top_k},
         "median_train_seconds": median(on, "train_seconds"),

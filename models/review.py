@@ -23,6 +23,9 @@ How a run gets the gradients:
     gradient (at inference, no example's score depends on another's inputs).
   * examples: at most `MAX_EXAMPLES` distinct eval examples (a window repeats its eval examples once
     per span), named by graceful.model_check.example_ids like the FlipEvaluator names its flips.
+  * cost: bounded by BUDGET_SHARE of the training loop's time. Batches are scored in file order
+    until MAX_EXAMPLES or the budget is spent (at least one batch), so a small model ranks all
+    5,000 and a costlier one (the CNN) fewer; the queue says how many it ranked.
 
 Written to the model_run dir: QUEUE_FILE (the top-k: rank, id, label, class-normalised and raw
 VoG, and how it was computed) and, for image data (DataContract.image_feature), PIXELS_FILE with
@@ -48,7 +51,8 @@ PIXELS_FILE = "review_queue.npz"   # pixels of the queue's examples (image data 
 # reads them): 5,000 keeps the queue under 10% of the training loop in the demo regime
 # (benchmarks/results/review_queue.json; 10,000 measured 10-11% on a quiet 2-core VM).
 MAX_EXAMPLES = 5_000
-BATCH = 512                        # examples per gradient pass
+BUDGET_SHARE = 0.10  # of the training loop's seconds: the issue's cost limit
+BATCH = 256  # examples per gradient pass (the CNN: ~35% faster than 512, 2048 examples x 4)
 SCORE = "VoG, class-normalised: (VoG - mean_c) / std_c within the true class (graceful.vog)"
 
 
@@ -144,15 +148,19 @@ def checkpoint_gradients(model, checkpoints: list, parse, serialized,
         model.set_weights(final)
 
 
-def checkpoint_vog(model, checkpoints: list, parse, serialized,
-                   contract: ModelContract) -> tuple[np.ndarray, np.ndarray, int]:
-    """([N] raw VoG, [N] class ids, features per example) of `serialized` examples."""
+def checkpoint_vog(model, checkpoints: list, parse, serialized, contract: ModelContract,
+                   deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """([n] raw VoG, [n] class ids, features per example) of the first n `serialized` examples:
+    all of them, or, given a `deadline` (time.monotonic()), the batches scored before it passed
+    (at least one)."""
     scores, labels, width = [], [], 0
     for gradients, batch_labels in checkpoint_gradients(model, checkpoints, parse, serialized,
                                                         contract):
         scores.append(vog.vog(gradients))
         labels.append(batch_labels)
         width = gradients.shape[2]
+        if deadline is not None and time.monotonic() > deadline:
+            break
     return np.concatenate(scores), np.concatenate(labels), width
 
 
@@ -168,19 +176,25 @@ def build_queue(raw: np.ndarray, labels: np.ndarray, ids: np.ndarray,
 
 
 def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContract,
-                contract: ModelContract, k: int, out_dir: str, log=print) -> dict | None:
-    """Scores the eval examples (the module docstring says how) and writes QUEUE_FILE (and
-    PIXELS_FILE for image data) into `out_dir`; returns the queue document (None when off)."""
+                contract: ModelContract, k: int, out_dir: str, log=print,
+                budget_seconds: float | None = None) -> dict | None:
+    """Scores the eval examples (the module docstring says how) within `budget_seconds` (None:
+    all) and writes QUEUE_FILE (and PIXELS_FILE for image data) into `out_dir`; returns the queue
+    document (None when off)."""
     if not snapshots.steps:
         return None
     started = time.monotonic()
     serialized = eval_examples(eval_files)
+    read_count = len(serialized)
     if not len(serialized):
         raise ValueError(f"no eval examples in {eval_files}: the review queue ranks eval "
                          "examples; set review_checkpoints=0 to train without it")
     checkpoints = snapshots.weights + [model.get_weights()]
     read = time.monotonic() - started
-    raw, labels, width = checkpoint_vog(model, checkpoints, parse, serialized, contract)
+    raw, labels, width = checkpoint_vog(
+        model, checkpoints, parse, serialized, contract,
+        None if budget_seconds is None else started + budget_seconds)
+    serialized = serialized[:len(raw)]
     scored = time.monotonic() - started - read
     where = f"{eval_files}"
     spec = model_check.example_spec(serialized[0], data, where)
@@ -190,7 +204,8 @@ def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContra
     seconds = time.monotonic() - started
     document = {"score": SCORE, "checkpoints": len(checkpoints),
                 "checkpoint_steps": snapshots.steps + ["exported"],
-                "examples": len(serialized), "features": int(width),
+                "examples": len(serialized), "examples_read": read_count,
+                "budget_seconds": budget_seconds, "features": int(width),
                 "seconds": seconds, "queue": queue,
                 "seconds_by_step": {"read": read, "gradients_and_vog": scored,
                                     "ids_and_queue": seconds - read - scored}}
@@ -205,8 +220,9 @@ def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContra
         np.savez(buffer, **{str(row["rank"]): p for row, p in zip(queue, pixels)})
         with tf.io.gfile.GFile(os.path.join(out_dir, PIXELS_FILE), "wb") as handle:
             handle.write(buffer.getvalue())
+    budget = "" if budget_seconds is None else f" (budget {budget_seconds:.1f} s)"
     log(f"[review] VoG of {len(serialized)} examples at {len(checkpoints)} checkpoints in "
-        f"{seconds:.1f} s; top {len(queue)} written to {QUEUE_FILE}")
+        f"{seconds:.1f} s{budget}; top {len(queue)} written to {QUEUE_FILE}")
     return document
 
 

@@ -398,7 +398,8 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     export(model, fn_args.serving_model_dir, export_spec, setup.model, setup.transform)
     review.write_queue(model, snapshots, fn_args.eval_files,
                        setup.parser(model.input_names, setup.transform), setup.data, setup.model,
-                       setup.params.review_top_k, fn_args.model_run_dir, log)
+                       setup.params.review_top_k, fn_args.model_run_dir, log,
+                       budget_seconds=review.BUDGET_SHARE * seconds)
     summary = {"requested_loss": setup.params.loss, "effective_loss": loss,
                "reference_model": fn_args.base_model or None, "train_seconds": seconds,
                "train_examples": count,

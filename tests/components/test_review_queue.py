@@ -13,6 +13,7 @@ from graceful import report_html, slack
 from graceful.components.flip_evaluator.executor import (REPORT_FILE, build_report, write_page,
                                                          write_report)
 from graceful.components.human_signoff.executor import evidence
+from graceful.models import review
 from tests.components.test_flip_evaluator import ROWS, SETTINGS, _batch, _image
 from tests.graceful.test_slack_gate import slack_api, store  # noqa: F401 (fixtures)
 
@@ -132,7 +133,10 @@ def test_a_run_lists_k_real_eval_examples_and_exports_the_same_model(tmp_path):
     assert document["checkpoints"] == section["checkpoints"] == 4
     assert len(document["checkpoint_steps"]) == 4 and document["checkpoint_steps"][-1] == "exported"
     eval_labels = _eval_examples(on)
-    assert document["examples"] == len(eval_labels)  # every distinct eval example was ranked
+    assert document["examples_read"] == len(eval_labels)  # every distinct eval example was read
+    # ... and ranked in batches until the budget (10% of the training loop) was spent
+    assert min(len(eval_labels), review.BATCH) <= document["examples"] <= len(eval_labels)
+    assert document["budget_seconds"] > 0
     for row in rows:  # named by the FlipEvaluator's ids, with the eval set's labels
         assert row["evaluated"] and eval_labels[row["id"]] == row["label"]
     assert os.path.exists(os.path.join(os.path.dirname(report_file), report_html.REVIEW_PNG))

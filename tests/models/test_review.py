@@ -114,3 +114,15 @@ def test_vog_streams_batch_by_batch(monkeypatch):
                                                    ModelContract(scores="logits"))
     np.testing.assert_allclose(raw, [0.5, 0.125, 0.0])
     assert got_labels.tolist() == [0, 2, 1] and width == 2
+
+
+def test_a_deadline_stops_after_the_batch_that_passed_it(monkeypatch):
+    monkeypatch.setattr(review, "BATCH", 2)
+    model = _linear()
+    parse = lambda serialized: ({"x": tf.ones([len(serialized), 2]),  # noqa: E731
+                                 "bucket": tf.zeros([len(serialized), 1], tf.int64)},
+                                tf.zeros([len(serialized)], tf.int64))
+    raw, labels, _ = review.checkpoint_vog(model, [[W1, BIAS], [W2, BIAS]], parse,
+                                           np.array([b"a", b"b", b"c", b"d", b"e"], dtype=object),
+                                           ModelContract(scores="logits"), deadline=0.0)
+    assert len(raw) == len(labels) == 2  # the first batch only: the deadline had passed
