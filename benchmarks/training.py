@@ -231,7 +231,7 @@ def summarize(runs) -> dict:
                "rel_nfr": t_interval(r["rel_nfr"] for r in seeds.values())}
         for name, reference in ((PLAIN, PLAIN), ("plain_ema", PLAIN_EMA)):
             paired = [seed for seed in seeds if seed in by_method.get(reference, {})]
-            if not paired:
+            if not paired or method == reference:
                 continue
             base = by_method[reference]
             row[f"nfr_change_vs_{name}"] = t_interval(
@@ -365,18 +365,59 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
                                     test_x, test_y, old_pred, dataset.scale)
             entry["timing"].setdefault(method, []).append(metrics["train_seconds"])
             save()
-    entry["summary"] = summarize(entry["runs"])
+    report(dataset.name, entry, Path(args.out))
     save()
-    if entry["runs"]:
-        plot(entry["runs"], entry["sweep"], entry["summary"], dataset.title,
-             Path(args.out).with_name(f"frontier_{dataset.name}.png"))
-        print(f"\n[{dataset.name}] old model error {100 * old_error:.2f}%\n"
-              + table(entry["summary"], entry["timing"]))
-    for method in plain_preds:
+
+
+def report(name: str, entry: dict, out: Path) -> None:
+    """Summarises one dataset's runs into entry["summary"], draws frontier_<name>.png beside
+    `out` and prints the table and the seed-vs-seed noise."""
+    entry["summary"] = summarize(entry["runs"])
+    if not entry["runs"]:
+        return
+    plot(entry["runs"], entry["sweep"], entry["summary"], entry["title"],
+         out.with_name(f"frontier_{name}.png"))
+    print(f"\n[{name}] old model error {100 * entry['setup']['old_error']:.2f}%\n"
+          + table(entry["summary"], entry["timing"]))
+    for method in PLAIN_METHODS:
         noise = [p["nfr"] for p in entry["plain_seed_pairs"] if p["method"] == method]
         if noise:
-            print(f"[{dataset.name}] NFR between '{method}' models differing only in seed: "
+            print(f"[{name}] NFR between '{method}' models differing only in seed: "
                   f"{100 * statistics.mean(noise):.2f}%")
+
+
+# Issue #17's target: NFR -40% vs plain +ema at <= +0.3 points of error on every dataset, with
+# training time <= 1.5x plain.
+TARGET = {"nfr_change_vs_plain_ema": -0.40, "error_change_points_vs_plain_ema": 0.3,
+          "time_ratio": 1.5}
+
+
+def verdict(datasets: dict) -> dict:
+    """Per method run on every dataset: its worst dataset's NFR change vs plain +ema, the largest
+    error change, whether it meets TARGET on all; `best` = the lowest worst-case NFR change among
+    the methods within the error bound (None if none is)."""
+    names = [set(entry["summary"]) for entry in datasets.values()]
+    candidates = [m for m in set.intersection(*names) if m not in (PLAIN, PLAIN_EMA)]
+    rows = {}
+    for method in sorted(candidates):
+        nfr = max(e["summary"][method]["nfr_change_vs_plain_ema"]["mean"]
+                  for e in datasets.values())
+        error = max(e["summary"][method]["error_change_points_vs_plain_ema"]["mean"]
+                    for e in datasets.values())
+        ratios = [statistics.median(e["timing"][method]) / statistics.median(e["timing"][PLAIN])
+                  for e in datasets.values() if e["timing"].get(method) and e["timing"].get(PLAIN)]
+        time_ratio = max(ratios) if ratios else None
+        rows[method] = {
+            "worst_nfr_change_vs_plain_ema": nfr, "worst_error_change_points_vs_plain_ema": error,
+            "worst_time_ratio": time_ratio,
+            "meets_target": (nfr <= TARGET["nfr_change_vs_plain_ema"]
+                             and error <= TARGET["error_change_points_vs_plain_ema"]
+                             and (time_ratio is None or time_ratio <= TARGET["time_ratio"]))}
+    within = [m for m, row in rows.items()
+              if row["worst_error_change_points_vs_plain_ema"] <= TARGET[
+                  "error_change_points_vs_plain_ema"]]
+    best = min(within, key=lambda m: rows[m]["worst_nfr_change_vs_plain_ema"], default=None)
+    return {"target": TARGET, "methods": rows, "best": best}
 
 
 def main():
@@ -395,10 +436,19 @@ def main():
                         help="then time the TIMED methods N times, interleaved, seed 0 (the VM's "
                              "speed drifts, so ratios come from neighbouring runs)")
     parser.add_argument("--out", default=str(RESULTS / "training.json"))
+    parser.add_argument("--report", action="store_true",
+                        help="no training: summarise the runs already in --out again (tables, "
+                             "plots, verdict)")
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # Keras' retracing notes on each model.predict
 
     out = Path(args.out)
+    if args.report:
+        result = json.loads(out.read_text())
+        for name, entry in result["datasets"].items():
+            report(name, entry, out)
+        finish(result, out)
+        return
     out.parent.mkdir(parents=True, exist_ok=True)
     result = {"machine": machine(), "epochs": args.epochs, "seeds": args.seeds,
               "interval": "mean over seeds, 95% Student-t interval over seeds (paired by seed)",
@@ -406,6 +456,22 @@ def main():
     save = lambda: out.write_text(json.dumps(result, indent=1))  # noqa: E731
     for name in args.datasets.split(","):
         run_dataset(DATASETS[name], args, result, save)
+    finish(result, out)
+
+
+def finish(result: dict, out: Path) -> None:
+    """Adds the verdict over the datasets, prints it and writes the results."""
+    result["verdict"] = verdict(result["datasets"])
+    for method, row in result["verdict"]["methods"].items():
+        time_ratio = row["worst_time_ratio"]
+        print(f"{method}: worst NFR change vs plain +ema "
+              f"{100 * row['worst_nfr_change_vs_plain_ema']:+.0f}%, worst error change "
+              f"{row['worst_error_change_points_vs_plain_ema']:+.2f} points, time "
+              + (f"{time_ratio:.2f}x" if time_ratio else "not timed")
+              + (" -> meets the target" if row["meets_target"] else ""))
+    print(f"best within +{TARGET['error_change_points_vs_plain_ema']} points of error: "
+          f"{result['verdict']['best']}")
+    out.write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
