@@ -114,3 +114,43 @@ def test_release_history_strategy_keeps_the_newest_blessed_models_newest_first()
     assert [m.id for m in every["model"]] == [4, 3, 1]
     with pytest.raises(ValueError, match="num_models must be 1 or more"):
         LatestBlessedModelsStrategy(num_models=0)
+
+
+def test_sign_off_message_and_text_report_put_golden_examples_first():
+    from graceful import signoff, slack
+    from graceful.components.human_signoff.executor import evidence
+    from graceful.history import format_flip_report
+
+    settings = ReportSettings(data=DataContract(class_names=CLASSES), policy=GateConfig(
+        golden_ids=(11, 14), max_nfr=1, min_accuracy=0, max_accuracy_drop=1,
+        max_relative_nfr=100, max_class_nfr=1))
+    report, _ = build_report([_batch(np.stack([OLD], 1))], settings,
+                             history_models=({"model_id": 5, "uri": "/m/5"},))
+    found = evidence(report, "/reports/7", "graceful", 2, 5)
+    assert found["golden"] == ("golden examples: 1 of 2 flipped (max_golden_flips 0); candidate "
+                               "wrong on 1")
+    blocks = slack.message_blocks(signoff.Request("run-1", 9, {**found, "report": "/r"}, 0.0))
+    assert blocks[1]["text"]["text"] == f"*Golden examples*: {found['golden']}"
+    assert any("*Against earlier releases*" in b.get("text", {}).get("text", "") for b in blocks)
+    lines = format_flip_report(report, classes=CLASSES).splitlines()
+    assert lines[:2] == [found["golden"], "  golden example 14: dog was right, now fox"]
+    assert lines[-2].startswith("  model 5: accuracy 0.6667, NFR 0.5000 (3 of 6), re-broken 0")
+    assert lines[-1].startswith("flip gate: blocked: golden example 14 (dog) flipped")
+
+
+@pytest.mark.parametrize("cross_run_window", [True, False])
+def test_release_history_is_wired_only_where_custom_resolvers_compile(tmp_path, cross_run_window):
+    import dataclasses
+
+    from graceful.pipeline.pipeline import create_pipeline
+    from tests.conftest import make_tiny_config
+
+    config = make_tiny_config(tmp_path)
+    config = dataclasses.replace(config, cross_run_window=cross_run_window,
+                                 gate=dataclasses.replace(config.gate, history_models=2))
+    nodes = {node.id: node for node in create_pipeline(config).components}
+    assert ("release_history" in nodes) == cross_run_window
+    inputs = nodes["FlipEvaluator"].inputs
+    assert (inputs.get("history_models") is not None) == cross_run_window
+    off = create_pipeline(make_tiny_config(tmp_path)).components
+    assert "release_history" not in {node.id for node in off}
