@@ -290,7 +290,8 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     report.update({"has_baseline": has_baseline, "summary": summary,
               "high_confidence": settings.high_confidence,
               "class_names": list(data.class_names), "id_key": data.id_key,
-              "policy": dataclasses.asdict(settings.policy)})
+              # as JSON holds it (golden ids a list), so the report equals its file
+              "policy": {**dataclasses.asdict(policy), "golden_ids": list(policy.golden_ids)}})
     if history_models:
         history = np.concatenate([b[7] for b in batches])[order]
         report["history"] = [releases.compare(release, ids, labels, old_pred, new_pred,

@@ -154,3 +154,21 @@ def test_release_history_is_wired_only_where_custom_resolvers_compile(tmp_path, 
     assert (inputs.get("history_models") is not None) == cross_run_window
     off = create_pipeline(make_tiny_config(tmp_path)).components
     assert "release_history" not in {node.id for node in off}
+
+
+def test_golden_ids_file_is_read_at_run_time_and_a_missing_one_is_named(tmp_path):
+    import dataclasses
+
+    from graceful.components.flip_evaluator.executor import with_golden_file
+
+    ids_file = tmp_path / "golden.txt"
+    ids_file.write_text("# must never flip\n12\n13  # a customer's case\n")
+    settings = ReportSettings(policy=GateConfig(golden_ids=(10,), golden_ids_file=str(ids_file)))
+    assert with_golden_file(settings).policy.golden_ids == (10, "12", "13")
+    report, _ = build_report([_batch()], dataclasses.replace(
+        with_golden_file(settings), data=DataContract(class_names=CLASSES)))
+    assert [f["id"] for f in report["golden"]["flipped"]] == [10, 12]
+    assert report["golden"]["configured"] == 3 and report["golden"]["missing"] == []
+    gone = ReportSettings(policy=GateConfig(golden_ids_file=str(tmp_path / "nope.txt")))
+    with pytest.raises(FileNotFoundError, match="golden_ids_file .*nope.txt' does not exist"):
+        with_golden_file(gone)
