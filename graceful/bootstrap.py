@@ -104,3 +104,31 @@ def intervals(labels, old_pred, new_pred, level: float = DEFAULT_LEVEL,
                      nfr=bounds(values["nfr"]), relative_nfr=bounds(values["relative_nfr"]),
                      accuracy_change=bounds(values["accuracy_change"]),
                      per_class={c: bounds(v) for c, v in values["per_class"].items()})
+
+
+def with_interval(value: float, interval=None, spec: str = ".4f") -> str:
+    """A value with its interval as the gate, report page, `graceful history`/`report` and the
+    sign-off show it, e.g. "0.0218 [0.0190, 0.0244]"; the value alone without an interval."""
+    if interval is None:
+        return format(value, spec)
+    return f"{value:{spec}} [{interval[0]:{spec}}, {interval[1]:{spec}}]"
+
+
+def shown(report: dict) -> dict:
+    """A flip report's headline values with their intervals, as the page and `graceful report` show
+    them: {"accuracy_change", "nfr", "relative_nfr"} strings (values alone in an older report)."""
+    summary, bounds = report["summary"], report.get("intervals") or {}
+    return {"accuracy_change": with_interval(summary["new_accuracy"] - summary["old_accuracy"],
+                                             bounds.get("accuracy_change"), "+.4f"),
+            "nfr": with_interval(summary["nfr"], bounds.get("nfr")),
+            "relative_nfr": with_interval(summary["relative_nfr"], bounds.get("relative_nfr"),
+                                          ".3f")}
+
+
+def describe(intervals: dict, flip_bound: str = "point") -> str:
+    """The caption of a report's "intervals" and what the gate judged (GateConfig.flip_bound), e.g.
+    "in brackets: 95% paired bootstrap intervals over the eval examples (1000 resamples); the gate
+    judges point values"."""
+    judged = "point values" if flip_bound == "point" else f"their {flip_bound} bounds"
+    return (f"in brackets: {intervals['level']:.0%} paired bootstrap intervals over the eval "
+            f"examples ({intervals['resamples']} resamples); the gate judges {judged}")

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from graceful import bootstrap
+
 # Tolerance for comparing accuracies computed from counts on the same examples.
 _EPSILON = 1e-12
 # How GateConfig.flip_bound compares a metric with its limit: the point value, or a bound of its
@@ -104,7 +106,7 @@ def _judged(policy: GateConfig, point: float, interval, spec: str = ".4f",
     if policy.flip_bound == "point" or interval is None:
         return point, f"{point:{spec}}"
     index = 0 if (policy.flip_bound == "lower") == higher_is_worse else 1
-    return interval[index], (f"{point:{spec}} [{interval[0]:{spec}}, {interval[1]:{spec}}] "
+    return interval[index], (f"{bootstrap.with_interval(point, interval, spec)} "
                              f"{('lower', 'upper')[index]} bound")
 
 

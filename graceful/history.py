@@ -13,7 +13,7 @@ from collections import defaultdict
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import golden, mlmd_store, releases, signoff
+from graceful import bootstrap, golden, mlmd_store, releases, signoff
 from graceful.report_html import REPORT_FILE
 from graceful.models.params import TrainingParams
 
@@ -52,6 +52,7 @@ class RunRecord:
     accuracy: float | None = None
     baseline_accuracy: float | None = None
     nfr: float | None = None             # negative flip rate vs the baseline (Evaluator)
+    nfr_interval: list | None = None     # its paired bootstrap interval (FlipEvaluator)
     relative_nfr: float | None = None
     high_confidence_flips: float | None = None
     failures: list[str] = dataclasses.field(default_factory=list)  # failed thresholds
@@ -273,6 +274,8 @@ def _fill_flip_gate(record: RunRecord, step: Step) -> None:
         if baselines:
             record.baseline_accuracy = property_value(report, "baseline_accuracy")
             record.nfr = property_value(report, "nfr")
+            bounds = [property_value(report, key) for key in ("nfr_lower", "nfr_upper")]
+            record.nfr_interval = bounds if None not in bounds else None
             record.relative_nfr = property_value(report, "relative_nfr")
             record.high_confidence_flips = property_value(report, "high_confidence_flips")
     for blessing in step.produced(FLIP_BLESSING):
@@ -491,7 +494,8 @@ def format_table(records: list[RunRecord], rolled_back: list[RollbackRecord] = (
                      ",".join(map(str, r.training_spans)) or "-",
                      r.model_name or "-", r.loss or "-", _fmt(r.model_id, "d"),
                      _fmt(r.accuracy),
-                     _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy), _fmt(r.nfr),
+                     _fmt(r.baseline_model_id, "d"), _fmt(r.baseline_accuracy),
+                     "-" if r.nfr is None else bootstrap.with_interval(r.nfr, r.nfr_interval),
                      signed_off_by(r),
                      "-" if r.blessed is None else ("yes" if r.blessed else "no"), r.status))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -531,19 +535,26 @@ def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
         return "\n".join(first + [f"no flips to report: {report.get('reason', 'no baseline')}",
                                   _verdict(report)])
     s = report["summary"]
+    bounds, shown = report.get("intervals") or {}, bootstrap.shown(report)
     lines = first + [f"examples {s['examples']}: old accuracy {s['old_accuracy']:.4f}, new accuracy "
-             f"{s['new_accuracy']:.4f}",
-             f"negative flips {s['negative_flips']} (NFR {s['nfr']:.4f}, relative NFR "
-             f"{s['relative_nfr']:.3f}, NFI {s['nfi']:.3f}, high-confidence {s['high_confidence_flips']})"
+             f"{s['new_accuracy']:.4f} (change {shown['accuracy_change']})",
+             f"negative flips {s['negative_flips']} (NFR {shown['nfr']}, relative NFR "
+             f"{shown['relative_nfr']}, NFI {s['nfi']:.3f}, "
+             f"high-confidence {s['high_confidence_flips']})"
              f"; positive flips {s['positive_flips']} (PFR {s['pfr']:.4f}); BTC {s['btc']:.3f}, "
-             f"BEC {s['bec']:.3f}",
-             "classes with the most negative flips:"]
+             f"BEC {s['bec']:.3f}"]
+    if bounds:
+        lines.append(f"(values {bootstrap.describe(bounds, report['policy']['flip_bound'])})")
+    lines.append("classes with the most negative flips:")
     worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
-    lines += [f"  {name(c)}: NFR {m['nfr']:.4f} ({m['negative_flips']} of {m['examples']})"
-              for c, m in worst]
+    lines += [f"  {name(c)}: NFR "
+              f"{bootstrap.with_interval(m['nfr'], bounds.get('per_class', {}).get(c))} "
+              f"({m['negative_flips']} of {m['examples']})" for c, m in worst]
     lines.append(f"worst flips (of {len(report['flips'])} listed):")
     lines += [f"  example {f['id']}: {name(f['label'])} was right, now {name(f['new_pred'])} "
               f"with confidence {f['confidence']:.3f}" for f in report["flips"][:top]]
+    if report.get("history_note"):
+        lines.append(f"against earlier releases: {report['history_note']}")
     if report.get("history"):
         lines.append("against earlier releases (newest first; re-broken: that release right, the "
                      "baseline wrong, the candidate wrong):")

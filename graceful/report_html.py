@@ -16,6 +16,8 @@ import io
 
 import numpy as np
 
+from graceful import bootstrap
+
 INDEX = "index.html"
 REPORT_FILE = "flip_report.json"  # the same report as data, written beside the page
 GALLERY_FILE = "gallery.npz"  # pixels of the gallery's flipped examples, keyed by example id
@@ -69,7 +71,13 @@ def class_nfr_png(report: dict, max_class_nfr: float | None) -> bytes:
     names = _names(report)
     nfr = [report["per_class"].get(str(c), {}).get("nfr", 0.0) for c in range(len(names))]
     figure, axes = plt.subplots(figsize=(6.5, 4))
-    bars = axes.barh(names, nfr, color="#c0392b")
+    class_bounds = (report.get("intervals") or {}).get("per_class", {})
+    # Error bars: each class's bootstrap interval (graceful.bootstrap), when the report has them.
+    bounds = [class_bounds.get(str(c), (v, v)) for c, v in enumerate(nfr)]
+    errors = np.clip([[v - lo for v, (lo, _) in zip(nfr, bounds)],
+                      [hi - v for v, (_, hi) in zip(nfr, bounds)]], 0, None)
+    bars = axes.barh(names, nfr, color="#c0392b", xerr=errors if class_bounds else None,
+                     error_kw={"ecolor": "#555", "capsize": 2, "linewidth": 0.8})
     axes.bar_label(bars, labels=[f"{v:.3f}" for v in nfr], fontsize=8, padding=2)
     axes.axvline(report["summary"]["nfr"], color="black", linestyle=":", label="overall NFR")
     if max_class_nfr is not None and max_class_nfr < 1:
@@ -179,7 +187,8 @@ def _history_section(report: dict) -> str:
     """The candidate against each of the last pushed models (graceful.releases), newest first."""
     history = report.get("history")
     if not history:
-        return ""
+        note = report.get("history_note")
+        return f"<h2>Against earlier releases</h2><p>{html.escape(note)}</p>" if note else ""
     rows = "".join(
         f"<tr><td>{h['model_id']}</td><td>{html.escape(h['uri'])}</td><td>{h['accuracy']:.4f}</td>"
         f"<td>{h['negative_flips']}</td><td>{h['nfr']:.4f}</td><td>{h['rebroken']}</td></tr>"
@@ -316,16 +325,19 @@ def render(report: dict, images: dict | None = None, title: str = "Flip report")
 
     s, names = report["summary"], _names(report)
     files = {**evidence_plots(report), "confidence.png": confidence_png(report)}
+    bounds, shown = report.get("intervals"), bootstrap.shown(report)
     headline = _table([
         ("examples", str(s["examples"])),
-        ("accuracy old → new", f"{s['old_accuracy']:.4f} → {s['new_accuracy']:.4f}"),
-        ("negative flips (NFR)", f"{s['negative_flips']} ({s['nfr']:.4f})"),
-        ("relative NFR", f"{s['relative_nfr']:.3f}"),
+        ("accuracy old → new", f"{s['old_accuracy']:.4f} → {s['new_accuracy']:.4f} (change "
+                               f"{shown['accuracy_change']})"),
+        ("negative flips (NFR)", f"{s['negative_flips']} ({shown['nfr']})"),
+        ("relative NFR", shown["relative_nfr"]),
         ("NFI (flips / new errors)", f"{s['nfi']:.3f}"),
         ("high-confidence flips", f"{s['high_confidence_flips']} (>= {report['high_confidence']:g})"),
         ("positive flips (PFR)", f"{s['positive_flips']} ({s['pfr']:.4f})"),
         ("BTC / BEC", f"{s['btc']:.3f} / {s['bec']:.3f}"),
-    ])
+    ]) + (f"<p>Values {html.escape(bootstrap.describe(bounds, report['policy']['flip_bound']))}."
+          "</p>" if bounds else "")
     gallery, images_files = _gallery(report, images or {}, names)
     files.update(images_files)
     plots = "".join(f'<img src="{name}" alt="{name[:-4].replace("_", " ")}">'

@@ -48,7 +48,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-from graceful import report_html, signoff
+from graceful import bootstrap, report_html, signoff
 
 TOKEN_ENV = "SLACK_BOT_TOKEN"
 SIGNING_SECRET_ENV = "SLACK_SIGNING_SECRET"
@@ -110,12 +110,16 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
     (what became of the plots in the thread; None: no plots, the first model has no baseline) and
     Approve / Reject buttons carrying the request id (the pipeline run)."""
     e = request.evidence
+    bounds = e.get("intervals") or {}  # paired bootstrap intervals (graceful.bootstrap)
     fields = [f"*Candidate accuracy*\n{e['accuracy']:.4f}",
               f"*Baseline accuracy*\n{_number(e.get('baseline_accuracy'))}",
-              f"*NFR*\n{_number(e.get('nfr'))}",
-              f"*Relative NFR*\n{_number(e.get('relative_nfr'), '.3f')}",
+              f"*NFR*\n{_number(e.get('nfr'), '.4f', bounds.get('nfr'))}",
+              f"*Relative NFR*\n{_number(e.get('relative_nfr'), '.3f', bounds.get('relative_nfr'))}",
               f"*High-confidence flips*\n{e.get('high_confidence_flips', '-')}",
               f"*Flip gate*\n{e['flip_gate']}"]
+    if e.get("baseline_accuracy") is not None:
+        fields.insert(2, "*Accuracy change*\n" + _number(e["accuracy"] - e["baseline_accuracy"],
+                                                         "+.4f", bounds.get("accuracy_change")))
     blocks = [
         {"type": "header", "text": _plain("Model sign-off requested")},
         *([_mrkdwn(f"*Golden examples*: {e['golden']}")] if e.get("golden") else []),
@@ -124,6 +128,9 @@ def message_blocks(request: signoff.Request, plots_note: str | None = None) -> l
                 f"{e.get('baseline_model_id') or '(none: first model)'}"),
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]},
     ]
+    if bounds:
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
+            "Values " + bootstrap.describe(bounds, bounds.get("flip_bound", "point")))}]})
     if e.get("worst_classes"):
         blocks.append(_mrkdwn("*Worst classes*\n" + "\n".join(e["worst_classes"])))
     if e.get("top_flips"):
@@ -159,8 +166,8 @@ def decided_blocks(request: signoff.Request, decision: signoff.Decision) -> list
         {"type": "mrkdwn", "text": f"{mark} {decision.describe()}"}]}]
 
 
-def _number(value, spec=".4f") -> str:
-    return "-" if value is None else format(value, spec)
+def _number(value, spec=".4f", interval=None) -> str:
+    return "-" if value is None else bootstrap.with_interval(value, interval, spec)
 
 
 def error_text(error: Exception) -> str:

@@ -18,7 +18,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from graceful import golden, locations, releases, signoff, slack
+from graceful import bootstrap, golden, locations, releases, signoff, slack
 from graceful.history import read_flip_report
 from graceful.report_html import INDEX, REPORT_FILE, REVIEW_PNG, review_caption
 
@@ -80,11 +80,19 @@ def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_
         result["history"] = [line.strip() for line in releases.summary_lines(report["history"])]
     if report["has_baseline"]:
         worst = sorted(report["per_class"].items(), key=lambda kv: -kv[1]["nfr"])[:3]
+        bounds = report.get("intervals") or {}  # paired bootstrap intervals (graceful.bootstrap)
+        if bounds:
+            result["intervals"] = {
+                **{k: bounds[k] for k in ("level", "resamples", "nfr", "relative_nfr",
+                                          "accuracy_change")},
+                "flip_bound": report.get("policy", {}).get("flip_bound", "point")}
         result.update({
             "baseline_accuracy": s["old_accuracy"], "nfr": s["nfr"],
             "relative_nfr": s["relative_nfr"], "high_confidence_flips": s["high_confidence_flips"],
-            "worst_classes": [f"{name(c)}: NFR {m['nfr']:.4f} ({m['negative_flips']} of "
-                              f"{m['examples']})" for c, m in worst],
+            "worst_classes": [
+                f"{name(c)}: NFR "
+                f"{bootstrap.with_interval(m['nfr'], bounds.get('per_class', {}).get(c))} "
+                f"({m['negative_flips']} of {m['examples']})" for c, m in worst],
             "top_flips": [f"#{f['id']}: {name(f['label'])} → {name(f['new_pred'])} "
                           f"({f['confidence']:.2f})" for f in report["flips"][:5]]})
     if report.get("review_queue"):  # the Trainer's top-k by VoG (graceful.models.review)

@@ -14,7 +14,7 @@ import pytest
 
 from graceful.components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
                                                 write_page, write_report)
-from graceful import report_html
+from graceful import bootstrap, report_html
 from graceful.contract import DataContract, DataContractError
 from graceful.gate import GateConfig
 from graceful.history import format_flip_report
@@ -138,8 +138,55 @@ def test_text_summary_names_worst_class_flips_and_verdict():
     lines = text.splitlines()
     assert lines[lines.index("worst flips (of 2 listed):") + 1] == (
         "  example 1: cat was right, now dog with confidence 0.950")
-    assert "  cat: NFR 0.5000 (1 of 2)" in lines
+    assert "  cat: NFR 0.5000 [0.0000, 1.0000] (1 of 2)" in lines  # 95% bootstrap interval
     assert lines[-1].startswith("flip gate: blocked: NFR 0.4000 > max_nfr 0.3 (2 of 5 examples); ")
+
+
+def _check_intervals(report, labels, old_pred, new_pred):
+    """The report's bootstrap intervals hold its point values and equal an independent
+    recomputation with the same seed from the examples' labels and predictions in id order."""
+    got = report["intervals"]
+    assert got == bootstrap.intervals(labels, old_pred, new_pred, got["level"], got["resamples"],
+                                      got["seed"]).to_dict()
+    summary = report["summary"]
+    for key, point in (("nfr", summary["nfr"]), ("relative_nfr", summary["relative_nfr"]),
+                       ("accuracy_change", summary["new_accuracy"] - summary["old_accuracy"])):
+        assert got[key][0] <= point <= got[key][1], key
+    for cls, metrics in report["per_class"].items():
+        assert got["per_class"][cls][0] <= metrics["nfr"] <= got["per_class"][cls][1], cls
+
+
+def test_report_intervals_are_the_bootstrap_of_its_examples_in_id_order():
+    report, _ = build_report([_batch(ROWS[2:]), _batch(ROWS[:2])], SETTINGS)  # any batch order
+    labels, old, new = (np.array([row[i] for row in ROWS]) for i in (1, 2, 3))  # ids 1..5
+    _check_intervals(report, labels, old, new)
+    assert (report["intervals"]["level"], report["intervals"]["resamples"]) == (0.95, 1000)
+
+
+def test_page_text_report_sign_off_and_history_show_the_intervals(tmp_path):
+    from graceful import bootstrap, signoff, slack
+    from graceful.components.human_signoff.executor import evidence
+    from graceful.history import RunRecord, format_table
+
+    report, images = _report()
+    bounds = report["intervals"]
+    nfr = bootstrap.with_interval(0.4, bounds["nfr"])
+    assert nfr == f"0.4000 [{bounds['nfr'][0]:.4f}, {bounds['nfr'][1]:.4f}]"
+    caption = "95% paired bootstrap intervals over the eval examples (1000 resamples); the gate " \
+              "judges point values"
+    text = format_flip_report(report, classes=CLASSES)
+    assert f"(NFR {nfr}, relative NFR 1.250 [" in text and caption in text
+    write_report([_batch(ROWS)], str(tmp_path), SETTINGS, has_baseline=True)
+    write_page(str(tmp_path))
+    page = (tmp_path / report_html.INDEX).read_text()
+    assert f"2 ({nfr})" in page and caption in page
+    found = evidence(report, "/reports/7", "graceful", 2, 5)
+    assert found["worst_classes"][0].startswith("cat: NFR 0.5000 [")
+    message = json.dumps(slack.message_blocks(signoff.Request("run-1", 9, found, 0.0)))
+    assert f"*NFR*\\n{nfr}" in message and "*Accuracy change*\\n-0.2000 [" in message
+    assert caption in message
+    row = RunRecord("run", 0.0, nfr=0.4, nfr_interval=bounds["nfr"])
+    assert nfr in format_table([row])
 
 
 class _Page(HTMLParser):
@@ -241,13 +288,16 @@ def test_beam_pass_gallery_holds_the_worst_flips_pixels(tmp_path):
     import tensorflow as tf
 
     from graceful.components.flip_evaluator.executor import GALLERY_FILE, PREDICTIONS_DIR, evaluate
-    from tests.graceful.test_evaluation import Case, build_case
+    from tests.graceful.test_evaluation import Case, build_case, numpy_classes, scores_of
 
-    old, new, records, *_, pattern, data, model = build_case(
+    old, new, records, labels, _, pattern, data, model = build_case(
         tmp_path, Case("multiclass_probabilities", "int", "int"))
     settings = ReportSettings(data=dataclasses.replace(data, image_feature="x"), model=model,
                               gallery_size=5, batch_size=64)
     report = evaluate(beam.Pipeline, pattern, new, old, str(tmp_path / "report"), settings)
+    # ids i * 7 + 3 follow the records' order: numpy's predictions of the same models, in id order
+    _check_intervals(report, labels, *(numpy_classes(scores_of(d, records), model.threshold)[0]
+                                       for d in (old, new)))
     assert report == json.loads((tmp_path / "report" / REPORT_FILE).read_text())
     assert sorted(p.name for p in (tmp_path / "report" / PREDICTIONS_DIR).iterdir()) == [
         "00000.npz", "00001.npz"]
