@@ -19,6 +19,9 @@ import numpy as np
 from graceful import flips
 
 MAX_LISTED = 50  # re-broken example ids listed per release
+NONE_RESOLVED = ("GateConfig.history_models is set, but no earlier pushed model was resolved: none "
+                 "pushed yet, or a runner that cannot compile the release-history resolver "
+                 "(Kubeflow v2, where PipelineConfig.cross_run_window is off)")
 
 
 def compare(release: dict, ids, labels, baseline_pred, new_pred, release_pred) -> dict:

@@ -297,6 +297,8 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
         report["history"] = [releases.compare(release, ids, labels, old_pred, new_pred,
                                               history[:, column])
                              for column, release in enumerate(history_models)]
+    elif policy.history_models:  # asked for, but nothing resolved: say so rather than show nothing
+        report["history_note"] = releases.NONE_RESOLVED
     images = {}
     if has_baseline:
         per_class = flips.per_group(labels, old_pred, new_pred, labels, new_prob,

@@ -172,3 +172,15 @@ def test_golden_ids_file_is_read_at_run_time_and_a_missing_one_is_named(tmp_path
     gone = ReportSettings(policy=GateConfig(golden_ids_file=str(tmp_path / "nope.txt")))
     with pytest.raises(FileNotFoundError, match="golden_ids_file .*nope.txt' does not exist"):
         with_golden_file(gone)
+
+
+def test_history_asked_for_but_not_resolved_is_said():
+    from graceful import report_html
+    from graceful.history import format_flip_report
+
+    settings = ReportSettings(data=DataContract(class_names=CLASSES),
+                              policy=GateConfig(history_models=3))
+    report, _ = build_report([_batch()], settings)
+    assert "history" not in report and report["history_note"] == releases.NONE_RESOLVED
+    assert f"against earlier releases: {releases.NONE_RESOLVED}" in format_flip_report(report)
+    assert "Kubeflow v2" in report_html.render(report)[report_html.INDEX].decode()
