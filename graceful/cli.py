@@ -52,8 +52,13 @@ GATE_HELP = {
     "max_class_nfr": "allowed NFR within any one class",
     "max_slice_nfr": "allowed NFR within any one value of a --slice-by feature",
     "max_high_confidence_flips": "allowed flips with confidence >= 0.9",
+    "flip_bound": "what meets the NFR, relative/class NFR and accuracy-drop limits: point (the value), "
+                  "lower (block only if confidently over) or upper (block unless confidently within)",
+    "confidence": "level of the paired bootstrap intervals (flip report, --flip-bound)",
+    "bootstrap_resamples": "resamples of the eval examples for those intervals",
     "golden_ids": "comma-separated ids of golden examples, which must never flip",
     "golden_ids_file": "a file (path or URI) of golden example ids, one a line",
+    "golden_examples": "TFRecord files (pattern) of golden tf.Examples outside the spans",
     "max_golden_flips": "allowed negative flips of golden examples",
     "history_models": "also compare with the last N pushed models (0 = off)",
     "max_history_nfr": "allowed NFR vs any of those earlier pushed models",
