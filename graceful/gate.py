@@ -77,6 +77,9 @@ class GateConfig:
     # the eval data; their failure lines come first.
     golden_ids: tuple = ()
     golden_ids_file: str = ""
+    # ... or a fixed set of golden tf.Examples outside the spans (a TFRecord file pattern, path or
+    # URI, gzip or not), every one golden: the same models run on them in the same Beam pass.
+    golden_examples: str = ""
     max_golden_flips: int = 0
     # Flips against earlier releases (graceful.releases): the candidate's NFR against each of the
     # last `history_models` pushed models (0 = off; the newest is the baseline), and examples an

@@ -6,7 +6,9 @@ stays inside its limit. Golden examples are named by the ids the FlipEvaluator a
 example (graceful.model_check.example_ids: the data contract's id feature, or a hash of the
 example's bytes) and come from `GateConfig.golden_ids` and/or a file of ids (`golden_ids_file`, one
 id a line, `#` comments; read by the FlipEvaluator through TFX's fileio, so it may be a gs:// URI and
-may change without recompiling the pipeline).
+may change without recompiling the pipeline). Or the golden examples themselves: a fixed set of
+tf.Examples outside the spans (`golden_examples`, a file pattern), every one golden, scored by the
+FlipEvaluator in the same Beam pass as the eval split and counted in no other number.
 
 A golden flip is a negative flip (graceful.flips) of a golden example: the baseline got it right,
 the candidate gets it wrong. More than `GateConfig.max_golden_flips` (default 0) blocks the run.
@@ -58,6 +60,10 @@ def check(golden_ids, ids, labels, old_pred, new_pred) -> dict:
     is_golden = np.isin(ids, golden)
     found = np.unique(ids[is_golden])
     labels, new_pred, old_pred = (np.asarray(a) for a in (labels, new_pred, old_pred))
+    # An example both evaluated and in the golden files counts once (its first row).
+    once = np.zeros(len(ids), bool)
+    once[np.unique(ids, return_index=True)[1]] = True
+    is_golden &= once
     rows = [{"id": ids[i].item(), "label": int(labels[i]), "old_pred": int(old_pred[i]),
              "new_pred": int(new_pred[i])}
             for i in np.flatnonzero(is_golden & mask)]

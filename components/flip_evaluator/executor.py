@@ -50,6 +50,7 @@ MODEL_RUN_KEY = "model_run"  # the optional input with the Trainer's review queu
 HISTORY_MODELS_KEY = "history_models"  # optional: the last N pushed models (graceful.releases)
 HISTORY_COLUMN = "history_pred"  # shards: [N, H] predicted classes of the H earlier releases
 PREDICTIONS_DIR = "predictions"  # per-file shards of per-example results, beside the report
+GOLDEN_PREDICTIONS_DIR = "golden_predictions"  # the same, of GateConfig.golden_examples' files
 _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
 # of that process (what Beam's RunInference does); holds only the most recently used pair.
@@ -269,11 +270,12 @@ def read_predictions(shard_dir: str) -> list[tuple]:
 
 def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
                  queue: tuple[dict | None, dict] = (None, {}),
-                 history_models: tuple = ()) -> tuple[dict, dict]:
+                 history_models: tuple = (), golden_batches=()) -> tuple[dict, dict]:
     """(report, {id: pixels} of the gallery and the review queue) from per-batch predictions, in
     any order; `queue` is the Trainer's review queue and its pixels (review.read_queue);
     `history_models` ({"model_id", "uri"} of the earlier releases, newest first) name the
-    batches' history columns (graceful.releases)."""
+    batches' history columns (graceful.releases); `golden_batches`, the golden examples' own
+    files (GateConfig.golden_examples), are every one golden and count in nothing else."""
     data = settings.data
     ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
                                                  for i in range(5))
@@ -285,8 +287,8 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
                               settings.high_confidence).to_dict()
     policy = settings.policy
     # Golden examples first (graceful.golden): the report's first key, the first failure lines.
-    report = {"golden": golden.check(policy.golden_ids, ids, labels, old_pred, new_pred)
-              } if policy.golden_ids or policy.golden_ids_file else {}
+    report = {"golden": _golden_section(policy, (ids, labels, old_pred, new_pred), golden_batches)
+              } if policy.golden_ids or policy.golden_ids_file or golden_batches else {}
     report.update({"has_baseline": has_baseline, "summary": summary,
               "high_confidence": settings.high_confidence,
               "class_names": list(data.class_names), "id_key": data.id_key,
@@ -336,6 +338,18 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     return report, images
 
 
+def _golden_section(policy: gate.GateConfig, evaluated: tuple, golden_batches) -> dict:
+    """graceful.golden's check of the golden ids among the `evaluated` (ids, labels, old and new
+    predictions) and of every example of the golden examples' files (`golden_batches`)."""
+    columns = [np.concatenate([evaluated[i], *(b[i] for b in golden_batches)]) for i in range(4)]
+    from_files = np.concatenate([b[0] for b in golden_batches]) if golden_batches else []
+    section = golden.check([*policy.golden_ids, *from_files], *columns)
+    if golden_batches:
+        section["golden_examples"] = {"pattern": policy.golden_examples,
+                                      "examples": int(len(from_files))}
+    return section
+
+
 def _unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
     """Sorted ids, each once. Ids hashed from the examples' bytes repeat only for identical
     examples (duplicate rows are common in tabular data): the k-th repeat gets id - k, stable
@@ -383,10 +397,12 @@ def _write_files(out_dir: str, files: dict) -> None:
 
 
 def write_report(batches, out_dir: str, settings: ReportSettings, has_baseline: bool,
-                 queue: tuple[dict | None, dict] = (None, {}), history_models: tuple = ()) -> dict:
+                 queue: tuple[dict | None, dict] = (None, {}), history_models: tuple = (),
+                 golden_batches=()) -> dict:
     """flip_report.json and the gallery's pixels (gallery.npz) into `out_dir` (any tf.io.gfile
     path); returns the report."""
-    report, images = build_report(batches, settings, has_baseline, queue, history_models)
+    report, images = build_report(batches, settings, has_baseline, queue, history_models,
+                                  golden_batches)
     gallery = io.BytesIO()
     np.savez(gallery, **{str(example_id): pixels for example_id, pixels in images.items()})
     # Compact: json's C encoder runs only without indent (indented, it took ~3% of a 10k pass);
@@ -419,17 +435,20 @@ def add_edge_section(out_dir: str, edge_model_uri: str) -> None:
 
 
 def add_predictions(pipeline, file_pattern: str, candidate_dir: str, baseline_dir: str | None,
-                    shard_dir: str, settings: ReportSettings, history_dirs: tuple = ()) -> None:
+                    shard_dir: str, settings: ReportSettings, history_dirs: tuple = (),
+                    label: str = "") -> None:
     """Adds the model pass to a Beam pipeline: each file read in batches, both models (and the
-    earlier releases in `history_dirs`), one shard."""
+    earlier releases in `history_dirs`), one shard. `label` prefixes the steps' names (a second
+    pass in the same pipeline: the golden examples)."""
     paths = sorted(tf.io.gfile.glob(file_pattern))
     if not paths:
         raise ValueError(f"No example files match {file_pattern}: check the ExampleGen output and "
-                         "the split the FlipEvaluator reads.")
+                         "the split the FlipEvaluator reads" + (
+                             ", and GateConfig.golden_examples" if label else "") + ".")
     # Several files are reshuffled to spread them over the workers; with one, that costs time only.
     _ = (pipeline
-         | "Files" >> beam.Create(list(enumerate(paths)), reshuffle=len(paths) > 1)
-         | "PredictBoth" >> beam.ParDo(_EvaluateFile(candidate_dir, baseline_dir, shard_dir,
+         | f"{label}Files" >> beam.Create(list(enumerate(paths)), reshuffle=len(paths) > 1)
+         | f"{label}PredictBoth" >> beam.ParDo(_EvaluateFile(candidate_dir, baseline_dir, shard_dir,
                                                      settings, tuple(history_dirs))))
 
 
@@ -440,19 +459,30 @@ def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir:
     `out_dir` (with the Trainer's review queue, if given; with the candidate's flips against the
     earlier releases in `history`, ({"model_id", "uri"}, serving model dir) newest first); returns
     the report. write_page draws the page from it afterwards."""
-    shard_dir = os.path.join(out_dir, PREDICTIONS_DIR)
-    if tf.io.gfile.exists(shard_dir):  # a rerun into the same folder must not count old shards
-        tf.io.gfile.rmtree(shard_dir)
+    shard_dir, golden_dir = (os.path.join(out_dir, name)
+                             for name in (PREDICTIONS_DIR, GOLDEN_PREDICTIONS_DIR))
+    for directory in (shard_dir, golden_dir):
+        if tf.io.gfile.exists(directory):  # a rerun into the same folder must not count old shards
+            tf.io.gfile.rmtree(directory)
+    history_dirs = tuple(model_dir for _, model_dir in history)
+    golden_examples = settings.policy.golden_examples
     with make_pipeline() as pipeline:
         add_predictions(pipeline, file_pattern, candidate_dir, baseline_dir, shard_dir, settings,
-                        tuple(model_dir for _, model_dir in history))
+                        history_dirs)
+        if golden_examples:  # the same models (shared, loaded once) on the golden examples' files
+            add_predictions(pipeline, golden_examples, candidate_dir, baseline_dir, golden_dir,
+                            settings, history_dirs, label="Golden")
+    golden_batches = read_predictions(golden_dir) if golden_examples else []
+    if golden_examples and not golden_batches:
+        raise ValueError(f"GateConfig.golden_examples {golden_examples} holds no examples; put the "
+                         "golden tf.Examples there or set it to \"\".")
     batches = read_predictions(shard_dir)
     if not batches:
         raise ValueError(f"No examples in {file_pattern}: the split is empty, so there is nothing "
                          "to compare the models on. Check the span's data and the ExampleGen "
                          "split that the FlipEvaluator reads.")
     return write_report(batches, out_dir, settings, baseline_dir is not None, queue,
-                        tuple(release for release, _ in history))
+                        tuple(release for release, _ in history), golden_batches)
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:

@@ -184,3 +184,35 @@ def test_history_asked_for_but_not_resolved_is_said():
     assert "history" not in report and report["history_note"] == releases.NONE_RESOLVED
     assert f"against earlier releases: {releases.NONE_RESOLVED}" in format_flip_report(report)
     assert "Kubeflow v2" in report_html.render(report)[report_html.INDEX].decode()
+
+
+@pytest.mark.slow
+def test_golden_examples_files_are_scored_in_the_same_pass_and_count_nowhere_else(tmp_path):
+    """GateConfig.golden_examples: golden tf.Examples outside the eval split, through the real
+    Beam pass over two tiny real models. Every one of them is golden; flips among them equal a
+    numpy count on the models' own scores; the eval numbers are those of the eval split alone."""
+    import dataclasses
+
+    from tests.graceful.test_evaluation import (LOOSE, Case, build_case, numpy_classes,
+                                                run_flip_evaluator, scores_of, write_files)
+
+    old, new, records, labels, *_, pattern, data, model = build_case(
+        tmp_path, Case("multiclass_probabilities", "int", "int"))
+    eval_records, golden_records = records[:160], records[160:]
+    eval_pattern = write_files(tmp_path / "eval", eval_records)
+    golden_pattern = write_files(tmp_path / "golden", golden_records, parts=1)
+    policy = dataclasses.replace(LOOSE, golden_examples=golden_pattern, golden_ids=(3,))
+    report = run_flip_evaluator(eval_pattern, new, old, tmp_path / "report", data, model, policy)
+    plain = run_flip_evaluator(eval_pattern, new, old, tmp_path / "plain", data, model, LOOSE)
+    assert report["summary"] == plain["summary"], "golden files count in no other number"
+
+    old_pred, new_pred = (numpy_classes(scores_of(d, golden_records), 0.5)[0] for d in (old, new))
+    y = labels[160:]
+    ids = np.arange(160, len(records)) * 7 + 3
+    expected = ids[(old_pred == y) & (new_pred != y)]
+    section = report["golden"]
+    eval_flip = [3] if 3 in [f["id"] for f in plain["flips"]] else []  # golden id 3: evaluated
+    assert expected.size
+    assert [f["id"] for f in section["flipped"]] == sorted(eval_flip + expected.tolist())
+    assert section["configured"] == len(golden_records) + 1 and section["missing"] == []
+    assert section["golden_examples"] == {"pattern": golden_pattern, "examples": 80}
