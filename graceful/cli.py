@@ -59,7 +59,6 @@ GATE_HELP = {
     "golden_ids": "comma-separated ids of golden examples, which must never flip",
     "golden_ids_file": "a file (path or URI) of golden example ids, one a line",
     "golden_examples": "TFRecord files (pattern) of golden tf.Examples outside the spans",
-    "golden_examples": "TFRecord files (pattern) of golden tf.Examples outside the spans",
     "max_golden_flips": "allowed negative flips of golden examples",
     "history_models": "also compare with the last N pushed models (0 = off)",
     "max_history_nfr": "allowed NFR vs any of those earlier pushed models",
