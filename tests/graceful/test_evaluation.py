@@ -239,6 +239,11 @@ def test_tfma_thresholds_on_contract_accuracy_and_flips_gate_like_the_policy(tmp
     failed = {f.metric_key.name for s in validation.metric_validations_per_slice
               for f in s.failures}
     assert failed == {"negative_flip_rate"} | ({"graceful_accuracy"} if drop > 0 else set())
+    # A bound mode leaves NFR, relative and class NFR and the accuracy drop to the FlipEvaluator's
+    # intervals: TFMA's point thresholds must not block what flip_bound="lower" lets through.
+    _, validation = run_tfma(pattern, new, old, tmp_path / "lower", data, model,
+                             dataclasses.replace(strict, flip_bound="lower"))
+    assert validation.validation_ok
     floor = dataclasses.replace(LOOSE, min_accuracy=float(new_acc) + 0.01)
     metrics, validation = run_tfma(pattern, new, None, tmp_path / "first", data, model, floor)
     values = tfma_values(metrics)
@@ -246,6 +251,31 @@ def test_tfma_thresholds_on_contract_accuracy_and_flips_gate_like_the_policy(tmp
     assert values[("", "", "negative_flip_rate", "", False)] == 0.0
     assert {f.metric_key.name for s in validation.metric_validations_per_slice
             for f in s.failures} == {"graceful_accuracy"}
+
+
+def test_bound_modes_leave_the_interval_gated_limits_to_the_flip_evaluator():
+    """With flip_bound "point" TFMA checks every limit on the same point values; with "lower" or
+    "upper" the FlipEvaluator alone judges NFR, relative NFR, class NFR and the accuracy drop (on
+    interval bounds), while the accuracy floor, slice NFR and confident flips keep TFMA thresholds."""
+    from graceful.pipeline.evaluation import eval_config
+
+    def thresholds(mode):
+        config = eval_config(GateConfig(flip_bound=mode), DataContract(slice_features=("source",)),
+                             ModelContract())
+        return {(metric.class_name, tuple(spec.feature_keys), kind)
+                for metric in config.metrics_specs[0].metrics
+                for threshold in metric.per_slice_thresholds for spec in threshold.slicing_specs
+                for kind in ("value_threshold", "change_threshold")
+                if threshold.threshold.HasField(kind)}
+
+    kept = {("ContractAccuracy", (), "value_threshold"),
+            ("NegativeFlipRate", ("source",), "value_threshold"),
+            ("HighConfidenceFlips", (), "value_threshold")}
+    assert thresholds("point") == kept | {("ContractAccuracy", (), "change_threshold"),
+                                          ("NegativeFlipRate", (), "value_threshold"),
+                                          ("NegativeFlipRate", ("label",), "value_threshold"),
+                                          ("RelativeNegativeFlipRate", (), "value_threshold")}
+    assert thresholds("lower") == thresholds("upper") == kept
 
 
 def _wrong_form_case(tmp_path, **export):
