@@ -25,8 +25,9 @@ from graceful import flips
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
 DEFAULT_SEED = 0
-# Resamples per matrix product: bounds memory to ~8 MB of counts per 10k examples.
-_CHUNK = 100
+# Draws per matrix product (resamples x examples): bounds memory to ~16 MB of indices and counts
+# whatever the eval set's size; the random stream, and so the result, does not depend on it.
+_CHUNK_DRAWS = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,9 @@ class Intervals:
 def resample_counts(examples: int, resamples: int, rng: np.random.Generator):
     """Chunks of [b, examples] float arrays: how often each example is drawn in each resample (each
     row sums to `examples`), `resamples` rows in all, drawn in order from `rng`."""
-    for start in range(0, resamples, _CHUNK):
-        rows = min(_CHUNK, resamples - start)
+    chunk = max(1, _CHUNK_DRAWS // examples)
+    for start in range(0, resamples, chunk):
+        rows = min(chunk, resamples - start)
         drawn = rng.integers(0, examples, size=(rows, examples))
         drawn += np.arange(rows)[:, None] * examples
         yield np.bincount(drawn.ravel(), minlength=rows * examples).reshape(

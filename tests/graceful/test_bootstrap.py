@@ -65,6 +65,15 @@ def test_all_or_nothing_flips_give_degenerate_intervals():
     assert nothing.nfr == nothing.relative_nfr == nothing.accuracy_change == (0.0, 0.0)
 
 
+def test_the_result_does_not_depend_on_how_resamples_are_chunked(monkeypatch):
+    y, o, n = _models(n=500)
+    whole = bootstrap.resampled(y, o, n, resamples=30, seed=4)
+    monkeypatch.setattr(bootstrap, "_CHUNK_DRAWS", 7 * 500)  # 7 resamples per matrix product
+    chunked = bootstrap.resampled(y, o, n, resamples=30, seed=4)
+    for key in ("nfr", "relative_nfr", "accuracy_change"):
+        assert np.array_equal(whole[key], chunked[key])
+
+
 def test_seeded_and_reported_as_plain_json():
     y, o, n = _models(n=500)
     first, again = (bootstrap.intervals(y, o, n, resamples=200, seed=5) for _ in range(2))
