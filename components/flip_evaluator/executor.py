@@ -13,8 +13,9 @@ predictions, the candidate's probabilities, slice values, pixels of its most con
 written as one shard, named after the file, so a retried bundle overwrites its own shard.
 
 The pass is a single Beam stage: the reduce — summarising the shards with graceful.flips (TFX-free
-maths) into the report (flip metrics overall, per class and per slice, the flip matrix, the flipped
-examples ranked worst first, the gate verdict from graceful.gate) — runs in the executor after it.
+maths) into the report (flip metrics overall, per class and per slice, their paired bootstrap
+intervals from graceful.bootstrap, the flip matrix, the flipped examples ranked worst first, the gate
+verdict from graceful.gate) — runs in the executor after it.
 A collecting GroupByKey would add a second stage (~0.1 s of fixed cost on the DirectRunner, ~10% of
 a pass over the 10k test images) and move the same data to one worker anyway. The static web page
 (graceful.report_html) is drawn from the report files afterwards too.
