@@ -34,7 +34,8 @@ def compare(release: dict, ids, labels, baseline_pred, new_pred, release_pred) -
     return {**release, "examples": summary.examples, "accuracy": summary.old_accuracy,
             "negative_flips": summary.negative_flips, "nfr": summary.nfr,
             "relative_nfr": summary.relative_nfr, "rebroken": int(rebroken.sum()),
-            "rebroken_ids": [np.asarray(ids)[i].item() for i in np.flatnonzero(rebroken)][:MAX_LISTED]}
+            "rebroken_ids": [np.asarray(ids)[i].item()
+                             for i in np.flatnonzero(rebroken)[:MAX_LISTED]]}
 
 
 def failures(history: list[dict] | None, max_history_nfr: float) -> list[str]:

@@ -64,12 +64,10 @@ def test_golden_flip_blocks_first_and_history_nfr_matches_numpy(tiny_config, mon
     assert [f["id"] for f in section["flipped"]] == expected
     assert section["missing"] == [987654321] and section["found"] == 2
     names = report["class_names"]
-    f = section["flipped"][0]
-    assert third.failures[0] == (
-        f"golden example {expected[0]} ({names[f['label']]}) flipped: old {names[f['old_pred']]} "
-        f"→ new {names[f['new_pred']]}; golden example {expected[1]} ({names[labels[ids == expected[1]][0]]}) "
-        f"flipped: old {names[labels[ids == expected[1]][0]]} → new "
-        f"{names[candidate[ids == expected[1]][0]]}; 2 golden flips > max_golden_flips 0")
+    # Planted: the served model right (old = label), the candidate wrong; named from numpy.
+    named = [f"golden example {i} ({names[labels[ids == i][0]]}) flipped: old "
+             f"{names[served[ids == i][0]]} → new {names[candidate[ids == i][0]]}" for i in expected]
+    assert third.failures[0] == "; ".join(named) + "; 2 golden flips > max_golden_flips 0"
     assert third.failures[1].startswith("1 of 3 golden ids not in the evaluated examples: "
                                         "987654321")
 
