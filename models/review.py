@@ -151,16 +151,22 @@ def checkpoint_gradients(model, checkpoints: list, parse, serialized,
 def checkpoint_vog(model, checkpoints: list, parse, serialized, contract: ModelContract,
                    deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """([n] raw VoG, [n] class ids, features per example) of the first n `serialized` examples:
-    all of them, or, given a `deadline` (time.monotonic()), the batches scored before it passed
-    (at least one)."""
+    all of them, or, given a `deadline` (time.monotonic()), the batches that fit before it (at
+    least one)."""
     scores, labels, width = [], [], 0
+    last, previous, first = None, time.monotonic(), True
     for gradients, batch_labels in checkpoint_gradients(model, checkpoints, parse, serialized,
                                                         contract):
         scores.append(vog.vog(gradients))
         labels.append(batch_labels)
         width = gradients.shape[2]
-        if deadline is not None and time.monotonic() > deadline:
+        now = time.monotonic()
+        # stop when the next batch (as long as the last one; the first, with the trace, is not a
+        # guide) would end after the deadline
+        if deadline is not None and now + (last or 0.0) > deadline:
             break
+        last = None if first else now - previous
+        previous, first = now, False
     return np.concatenate(scores), np.concatenate(labels), width
 
 
