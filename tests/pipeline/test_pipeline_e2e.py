@@ -36,6 +36,7 @@ def test_second_run_is_judged_against_the_first_runs_blessed_model(tiny_config):
     assert second.blessed is False and not second.pushed
     assert second.blocked_by == "flip gate" and second.failures[0].startswith("accuracy")
     assert len(_pushed_versions(tiny_config)) == 1, "a rejected model must not reach serving"
+    _check_nfr_interval(second)
 
     # A good model on the same span: span 2 is re-ingested, yet trained on once.
     run_span(with_training(tiny_config, architecture="mlp"), span=2)
@@ -44,6 +45,31 @@ def test_second_run_is_judged_against_the_first_runs_blessed_model(tiny_config):
     assert third.baseline_model_id == first.model_id, "the rejected run-2 model is not a baseline"
     assert third.blessed and third.pushed
     assert len(_pushed_versions(tiny_config)) == 2
+
+
+def _check_nfr_interval(record):
+    """The NFR interval in MLMD (nfr_lower/nfr_upper, read by `graceful history`) is the flip
+    report's, holds the point NFR, and equals the bootstrap recomputed with the report's seed from
+    the run's per-example predictions in id order."""
+    import json
+
+    import numpy as np
+
+    from graceful import bootstrap
+    from graceful.components.flip_evaluator.executor import PREDICTIONS_DIR, read_predictions
+
+    with open(record.flip_report) as handle:
+        report = json.load(handle)
+    bounds = report["intervals"]
+    # MLMD's float properties come back to 6 significant digits on this runner
+    assert record.nfr_interval == pytest.approx(bounds["nfr"], rel=1e-5)
+    assert record.nfr == pytest.approx(report["summary"]["nfr"], rel=1e-5)
+    assert bounds["nfr"][0] <= report["summary"]["nfr"] <= bounds["nfr"][1]
+    batches = read_predictions(os.path.join(os.path.dirname(record.flip_report), PREDICTIONS_DIR))
+    ids, labels, old, new = (np.concatenate([b[i] for b in batches]) for i in range(4))
+    order = np.argsort(ids, kind="stable")
+    assert bounds == bootstrap.intervals(labels[order], old[order], new[order], bounds["level"],
+                                         bounds["resamples"], bounds["seed"]).to_dict()
 
 
 def test_corrupt_span_stops_before_training(tiny_config):
