@@ -93,3 +93,26 @@ def test_golden_flip_blocks_first_and_history_nfr_matches_numpy(tiny_config, mon
                                     "candidate wrong on 2; 1 configured ids missing from the "
                                     "eval data"), text[:300]
     assert f"model {first.model_id}: accuracy" in text
+
+
+def test_a_rolled_back_release_leaves_the_history(tiny_config, monkeypatch, capsys):
+    """`graceful rollback` sets the withdrawn model's blessing ABANDONED: resolvers see LIVE
+    artifacts only, so the next run compares with the restored model alone."""
+    from graceful import cli, signoff
+
+    config = dataclasses.replace(tiny_config, gate=dataclasses.replace(
+        tiny_config.gate, max_accuracy_drop=1.0, history_models=3))
+    run_span(config, span=1)
+    run_span(config, span=2)
+    first, second = history.runs(config.metadata_uri)
+    assert first.pushed and second.pushed
+    monkeypatch.chdir(config.home.rsplit("/", 1)[0])  # no project file: the CLI's demo layout
+    monkeypatch.setenv(signoff.APPROVERS_ENV, "alice")
+    monkeypatch.setenv(signoff.APPROVER_ENV, "alice")
+    assert cli.main(["rollback", "--reason", "run 2 misreads sandals", "--home", config.home]) == 0
+    run_span(config, span=3)
+    third = history.runs(config.metadata_uri)[2]
+    with open(third.flip_report) as handle:
+        report = json.load(handle)
+    assert third.baseline_model_id == first.model_id
+    assert [h["model_id"] for h in report["history"]] == [first.model_id]
