@@ -46,7 +46,9 @@ def timing(n: int, resamples: int, repeats: int) -> dict:
         seconds.append(time.perf_counter() - start)
     return {"examples": n, "classes": 10, "resamples": resamples, "repeats": repeats,
             "median_seconds": round(statistics.median(seconds), 4),
-            "min_seconds": round(min(seconds), 4)}
+            "min_seconds": round(min(seconds), 4),
+            # the machine is shared: the 1-minute load average (2 cores) says how idle it was
+            "load_average": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
 
 
 def read_shards(shard_dir: str):
