@@ -60,7 +60,8 @@ def check(golden_ids, ids, labels, old_pred, new_pred) -> dict:
     is_golden = np.isin(ids, golden)
     found = np.unique(ids[is_golden])
     labels, new_pred, old_pred = (np.asarray(a) for a in (labels, new_pred, old_pred))
-    # An example both evaluated and in the golden files counts once (its first row).
+    # An example both evaluated and in the golden files counts once (its first row); the
+    # FlipEvaluator has checked that the two sources give it one label.
     once = np.zeros(len(ids), bool)
     once[np.unique(ids, return_index=True)[1]] = True
     is_golden &= once

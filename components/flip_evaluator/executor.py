@@ -278,6 +278,9 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     batches' history columns (graceful.releases); `golden_batches`, the golden examples' own
     files (GateConfig.golden_examples), are every one golden and count in nothing else."""
     data = settings.data
+    _same_id_type([(f"eval split (batch {i})", b[0]) for i, b in enumerate(batches)]
+                  + [(f"golden examples {settings.policy.golden_examples} (batch {i})", b[0])
+                     for i, b in enumerate(golden_batches)])
     ids, labels, old_pred, new_pred, new_prob = (np.concatenate([b[i] for b in batches])
                                                  for i in range(5))
     order = np.argsort(ids, kind="stable")
@@ -288,7 +291,8 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
                               settings.high_confidence).to_dict()
     policy = settings.policy
     # Golden examples first (graceful.golden): the report's first key, the first failure lines.
-    report = {"golden": _golden_section(policy, (ids, labels, old_pred, new_pred), golden_batches)
+    report = {"golden": _golden_section(policy, (ids, labels, old_pred, new_pred), golden_batches,
+                                        data.id_key)
               } if policy.golden_ids or policy.golden_ids_file or golden_batches else {}
     report.update({"has_baseline": has_baseline, "summary": summary,
               "high_confidence": settings.high_confidence,
@@ -339,19 +343,56 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     return report, images
 
 
-def _golden_section(policy: gate.GateConfig, evaluated: tuple, golden_batches) -> dict:
+def _golden_section(policy: gate.GateConfig, evaluated: tuple, golden_batches,
+                    id_key: str = "") -> dict:
     """graceful.golden's check of the golden ids among the `evaluated` (ids, labels, old and new
-    predictions) and of every example of the golden examples' files (`golden_batches`)."""
-    columns = [np.concatenate([evaluated[i], *(b[i] for b in golden_batches)]) for i in range(4)]
-    from_files = np.concatenate([b[0] for b in golden_batches]) if golden_batches else []
-    section = golden.check([*policy.golden_ids, *from_files], *columns)
-    if golden_batches:
-        section["golden_examples"] = {"pattern": policy.golden_examples,
-                                      "examples": int(len(from_files))}
+    predictions; ids sorted, each once) and of every example of the golden examples' files
+    (`golden_batches`). The files' ids get the eval split's checks (one id type, no repeated id
+    feature value); an id in both with different labels is a DataContractError, since the golden
+    example would otherwise be silently replaced by the eval row."""
+    if not golden_batches:
+        return golden.check(policy.golden_ids, *evaluated)
+    source = f"GateConfig.golden_examples {policy.golden_examples}"
+    columns = [np.concatenate([b[i] for b in golden_batches]) for i in range(4)]
+    order = np.argsort(columns[0], kind="stable")
+    ids, labels, old_pred, new_pred = (a[order] for a in columns)
+    ids = _unique_ids(ids, id_key, source)
+    _same_labels(evaluated[:2], (ids, labels), source)
+    section = golden.check([*policy.golden_ids, *ids],
+                           *(np.concatenate([e, g]) for e, g in
+                             zip(evaluated, (ids, labels, old_pred, new_pred))))
+    section["golden_examples"] = {"pattern": policy.golden_examples, "examples": int(len(ids))}
     return section
 
 
-def _unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
+def _same_id_type(sources: list[tuple[str, np.ndarray]]) -> None:
+    """Every batch's ids integers, or every batch's strings: concatenated, integers would silently
+    become strings (and never equal the other source's ids)."""
+    kinds = {}
+    for name, ids in sources:
+        if len(ids):
+            kinds.setdefault("integers" if ids.dtype.kind in "iu" else "strings", name)
+    if len(kinds) > 1:
+        raise DataContractError(f"example ids of two types: integers in {kinds['integers']}, "
+                                f"strings in {kinds['strings']}; the id feature must have one "
+                                "type (int64_list or bytes_list) in every eval and golden file")
+
+
+def _same_labels(evaluated: tuple, golden_rows: tuple, source: str) -> None:
+    """An id both in the eval split and the golden files must name one example, with one label."""
+    common, in_eval, in_golden = np.intersect1d(evaluated[0], golden_rows[0],
+                                                return_indices=True)
+    differ = np.flatnonzero(evaluated[1][in_eval] != golden_rows[1][in_golden])
+    if differ.size:
+        first = differ[0]
+        raise DataContractError(
+            f"id {common[first].item()!r} has label {int(evaluated[1][in_eval[first]])} in the "
+            f"eval split but label {int(golden_rows[1][in_golden[first]])} in {source}"
+            f"{f' ({differ.size} such ids)' if differ.size > 1 else ''}; an id must name one "
+            "example: fix the wrong label, or give the golden example an id of its own")
+
+
+def _unique_ids(ids: np.ndarray, id_key: str, source: str = "the eval split") -> np.ndarray:
     """Sorted ids, each once. Ids hashed from the examples' bytes repeat only for identical
     examples (duplicate rows are common in tabular data): the k-th repeat gets id - k, stable
     because repeats are interchangeable. Repeats of an id feature are a data error, named."""
@@ -359,9 +400,10 @@ def _unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
     if not repeats.size:
         return ids
     if id_key:
-        raise DataContractError(f"id feature {id_key!r} has the value {ids[repeats[0]]!r} more "
-                                "than once; the data contract's id_key must name each example "
-                                'uniquely (or set it to "" to derive ids from the examples)')
+        raise DataContractError(f"{source}: id feature {id_key!r} has the value "
+                                f"{ids[repeats[0]]!r} more than once; the data contract's id_key "
+                                'must name each example uniquely (or set it to "" to derive ids '
+                                "from the examples)")
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
     occurrence = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
     return ids - occurrence

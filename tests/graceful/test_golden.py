@@ -6,7 +6,7 @@ import pytest
 
 from graceful import golden, releases
 from graceful.components.flip_evaluator.executor import ReportSettings, build_report
-from graceful.contract import DataContract
+from graceful.contract import DataContract, DataContractError
 from graceful.gate import GateConfig
 
 CLASSES = ("cat", "dog", "fox")
@@ -216,3 +216,40 @@ def test_golden_examples_files_are_scored_in_the_same_pass_and_count_nowhere_els
     assert [f["id"] for f in section["flipped"]] == sorted(eval_flip + expected.tolist())
     assert section["configured"] == len(golden_records) + 1 and section["missing"] == []
     assert section["golden_examples"] == {"pattern": golden_pattern, "examples": 80}
+
+
+def _golden_files_report(ids, labels, id_key="id"):
+    """build_report on the eval batch (IDS) and one golden-examples batch of `ids`, `labels`."""
+    settings = ReportSettings(data=DataContract(class_names=CLASSES, id_key=id_key),
+                              policy=GateConfig(golden_examples="/golden/*.gz"))
+    ids, labels = np.asarray(ids), np.asarray(labels)
+    golden_batch = (ids, labels, labels, labels, np.eye(3)[labels], {}, {},
+                    np.zeros((len(ids), 0), np.int64))
+    return build_report([_batch()], settings, golden_batches=[golden_batch])
+
+
+def test_golden_file_id_with_another_label_than_the_eval_split_is_named():
+    with pytest.raises(DataContractError) as error:
+        _golden_files_report([12, 99, 14], [1, 0, 1])   # 12 is fox (2) in the eval split
+    message = str(error.value)
+    assert "id 12 has label 2 in the eval split but label 1 in GateConfig.golden_examples " \
+           "/golden/*.gz" in message and "fix the wrong label" in message
+    # the same ids with the eval split's labels count once, as the eval rows
+    report, _ = _golden_files_report([12, 99, 14], [2, 0, 1])
+    assert report["golden"]["found"] == 3 and report["golden"]["golden_examples"]["examples"] == 3
+    assert [f["id"] for f in report["golden"]["flipped"]] == [12, 14]
+
+
+def test_golden_file_ids_get_the_eval_splits_repeated_id_check():
+    with pytest.raises(DataContractError, match="GateConfig.golden_examples /golden/.*: id "
+                                                "feature 'id' has the value 99 more than once"):
+        _golden_files_report([99, 98, 99], [0, 1, 0])
+    # derived (hashed) ids: repeats are identical examples, kept apart as for the eval split
+    report, _ = _golden_files_report([990, 500, 990], [0, 1, 0], id_key="")
+    assert report["golden"]["configured"] == 3 and report["golden"]["missing"] == []
+
+
+def test_golden_file_ids_of_another_type_than_the_eval_splits_are_refused():
+    with pytest.raises(DataContractError, match="integers in eval split .*strings in "
+                                                "golden examples /golden/"):
+        _golden_files_report(["12", "99"], [2, 0])
