@@ -10,7 +10,8 @@ for an alpha in (0, 1] chosen on held-out data: the one with the fewest negative
 model among those that lose no accuracy vs alpha = 1 (the fine-tuned model itself), up to
 ACCURACY_TOLERANCE. Interpolating only makes sense between weights of the same architecture that
 share an origin (fine-tuning from theta_old): `architecture_mismatch` says whether two models'
-weights line up, layer by layer, and `interpolate` refuses lists that do not.
+layers line up one to one (class, weight shapes, configuration), and `interpolate` refuses weight
+lists that do not.
 
 graceful.models.warm_start applies this to Keras models (graceful's run_fn); the numbers here are
 what its unit tests check in milliseconds.
@@ -53,29 +54,70 @@ def parse_alpha(text: str) -> float | None:
 
 @dataclasses.dataclass(frozen=True)
 class LayerWeights:
-    """One layer that holds weights: its name, its class and the shapes of its weights in order."""
+    """One layer of a model, in order (weightless layers too): its name, its class, the shapes of
+    its weights in order and its configuration (Keras get_config() without what may legitimately
+    differ between two builds of one architecture, see graceful.models.warm_start; None when the
+    layer has none to compare)."""
 
     name: str
     kind: str
     shapes: tuple
+    config: dict | None = dataclasses.field(default=None, compare=False)
 
     def describe(self) -> str:
         shapes = ", ".join(str(tuple(shape)) for shape in self.shapes)
-        return f"layer {self.name!r} ({self.kind}, weights {shapes})"
+        return f"layer {self.name!r} ({self.kind}, weights {shapes or 'none'})"
+
+
+def _flatten(value, prefix: str = "") -> dict:
+    if isinstance(value, dict):
+        items = {}
+        for key in value:
+            items.update(_flatten(value[key], f"{prefix}.{key}" if prefix else str(key)))
+        return items or {prefix: {}}
+    if isinstance(value, (list, tuple)):
+        items = {}
+        for number, item in enumerate(value):
+            items.update(_flatten(item, f"{prefix}[{number}]"))
+        return items or {prefix: []}
+    return {prefix: value}
+
+
+def config_difference(old: dict, new: dict) -> str | None:
+    """None when two layer configurations are equal, else the first setting that differs, as
+    "setting: old vs new" (nested settings dotted, e.g. "activation: 'relu' vs 'tanh'")."""
+    before, after = _flatten(old), _flatten(new)
+    for key in list(before) + [key for key in after if key not in before]:
+        if key not in after:
+            return f"{key}: {before[key]!r} vs not set"
+        if key not in before:
+            return f"{key}: not set vs {after[key]!r}"
+        if before[key] != after[key] and not (isinstance(before[key], (list, tuple))
+                                              and list(before[key]) == list(after[key])):
+            return f"{key}: {before[key]!r} vs {after[key]!r}"
+    return None
 
 
 def architecture_mismatch(old: Sequence[LayerWeights], new: Sequence[LayerWeights]) -> str | None:
-    """None when `new`'s weighted layers match `old`'s one to one (same count, each with the same
-    weight shapes; layer names and classes may differ, as Keras numbers them per process), else a
-    sentence naming the first layer that differs, in both models."""
+    """None when `new`'s layers match `old`'s one to one, in order (same count; each of the same
+    class, with the same weight shapes and, where both have one, the same configuration; layer
+    names may differ, as Keras numbers them per process), else a sentence naming the first layer
+    that differs in both models and what differs."""
     for number, (before, after) in enumerate(zip(old, new), 1):
+        where = (f"layer {number} differs: served {before.describe()}, candidate "
+                 f"{after.describe()}")
+        if before.kind != after.kind:
+            return f"{where}: another layer class"
         if [tuple(s) for s in before.shapes] != [tuple(s) for s in after.shapes]:
-            return (f"weighted layer {number} differs: served {before.describe()}, candidate "
-                    f"{after.describe()}")
+            return f"{where}: other weight shapes"
+        if before.config is not None and after.config is not None:
+            difference = config_difference(before.config, after.config)
+            if difference:
+                return f"{where}: another configuration, {difference} (served vs candidate)"
     if len(old) != len(new):
         shorter, longer, which = (old, new, "candidate") if len(old) < len(new) else (
             new, old, "served model")
-        return (f"the served model has {len(old)} weighted layers, the candidate {len(new)}; the "
+        return (f"the served model has {len(old)} layers, the candidate {len(new)}; the "
                 f"{which} goes on with {longer[len(shorter)].describe()}")
     return None
 

@@ -3,8 +3,11 @@
 Why: fine-tuning the served model instead of training from scratch keeps much of what it got right
 (and lets a team that may keep only recent data build on what the old data taught), and
 interpolating the fine-tuned weights back toward the served ones (BCWI) removes more negative flips
-at no accuracy cost. Both only make sense for the same architecture: the served model's weights
-must fit the candidate layer by layer, else the run stops and says which layer differs.
+at no accuracy cost. Both only make sense for the same architecture: every layer of the candidate
+(weightless ones too: activations, dropout, pooling, flatten) must match the served model's, in
+order, in class, weight shapes and configuration (get_config() without names, seeds and
+initializers), else the run stops and says which layer differs and how. The Transform layer the
+pipeline attaches as `model.tft_layer` is not part of the architecture (`model_layers`).
 
   * `WarmStart`: one run's warm start, as graceful's run_fn uses it: `begin` before training,
     `finish` after it, `summary` for training_summary.json (recorded in MLMD).
@@ -38,15 +41,56 @@ from graceful.models import distillation, inputs
 _HASH_BUCKETS = 100
 
 
+# get_config() settings that may differ between two builds of one architecture: layer names
+# (Keras numbers them per process), random seeds (dropout, noise) and initializers (warm start
+# overwrites the initial weights). Everything else (activation, strides, padding, rates, pool
+# sizes, trainable, dtype, regularizers, ...) must be equal.
+_IGNORED_SETTINGS = ("name", "seed")
+
+
+def _comparable(config):
+    if isinstance(config, dict):
+        return {key: _comparable(value) for key, value in config.items()
+                if key not in _IGNORED_SETTINGS and not str(key).endswith("_initializer")}
+    if isinstance(config, (list, tuple)):
+        return [_comparable(value) for value in config]
+    return config
+
+
+def model_layers(model: keras.Model) -> list:
+    """The model's own layers, in order, weightless ones too, without the Transform layer the
+    pipeline attaches as `model.tft_layer` (training.export: tf_keras tracks it as a layer, so a
+    served model loaded back lists it, while a fresh candidate does not): it is preprocessing, not
+    the architecture, and its variables are not the model's to copy or interpolate. Excluded by
+    identity, whatever its name."""
+    transform = getattr(model, "tft_layer", None)
+    return [layer for layer in model.layers if transform is None or layer is not transform]
+
+
 def weighted_layers(model: keras.Model) -> list:
     """The model's layers that hold weights, in order (what warm start copies)."""
-    return [layer for layer in model.layers if layer.weights]
+    return [layer for layer in model_layers(model) if layer.weights]
+
+
+def _layer_config(layer) -> dict | None:
+    if isinstance(layer, keras.Model):
+        # a nested model's config names its layers' connections by layer name: compare its
+        # layers instead (class and config of each, in order)
+        return {"layers": [{"class": type(inner).__name__, "config": _layer_config(inner)}
+                           for inner in model_layers(layer)]}
+    try:
+        return _comparable(layer.get_config())
+    except NotImplementedError:  # a custom layer without get_config: class and shapes only
+        return None
 
 
 def describe(model: keras.Model) -> list[interpolation.LayerWeights]:
+    """Every layer of the model in order (model_layers), with its class, weight shapes and
+    configuration, for interpolation.architecture_mismatch."""
     return [interpolation.LayerWeights(layer.name, type(layer).__name__,
-                                       tuple(tuple(weight.shape) for weight in layer.weights))
-            for layer in weighted_layers(model)]
+                                       tuple(tuple(weight.shape) for weight in layer.weights),
+                                       _layer_config(layer))
+            for layer in model_layers(model)]
 
 
 def layer_weights(model: keras.Model) -> list[np.ndarray]:
@@ -162,7 +206,7 @@ class WarmStart:
         self.served = ServedWeights(self.base_model)
         self.served.start(model, where)
         self.log(f"[train] warm start from the served model {self.base_model} "
-                 f"({len(self.served.layers)} weighted layers)")
+                 f"({len(weighted_layers(self.served.model))} weighted layers)")
         self.summary = {"from_model": self.base_model,
                         "alpha_choice": "held-out" if self.alpha is None else "fixed"}
         if self.alpha is not None:

@@ -70,11 +70,42 @@ def test_architecture_mismatch_names_the_first_differing_layer_in_both_models():
                LayerWeights("dense_8", "Dense", ((64, 10), (10,)))]
     assert interpolation.architecture_mismatch(small, renamed) is None
     message = interpolation.architecture_mismatch(mlp, small)
-    assert message == ("weighted layer 1 differs: served layer 'embedding' (Dense, weights "
+    assert message == ("layer 1 differs: served layer 'embedding' (Dense, weights "
                        "(784, 256), (256,)), candidate layer 'embedding' (Dense, weights "
-                       "(784, 64), (64,))")
+                       "(784, 64), (64,)): other weight shapes")
     deeper = small + [LayerWeights("extra", "Dense", ((10, 10), (10,)))]
     assert "the candidate goes on with layer 'extra'" in interpolation.architecture_mismatch(
         small, deeper)
     assert "the served model goes on with layer 'extra'" in interpolation.architecture_mismatch(
         deeper, small)
+
+
+def test_architecture_mismatch_compares_classes_and_configurations_of_every_layer():
+    def layer(name, kind, shapes=(), **config):
+        return LayerWeights(name, kind, shapes, config)
+
+    relu = [layer("x", "InputLayer"), layer("d", "Dense", ((4, 2), (2,)), units=2,
+                                               activation="relu"), layer("drop", "Dropout", rate=0.1)]
+    tanh = [relu[0], layer("d", "Dense", ((4, 2), (2,)), units=2, activation="tanh"), relu[2]]
+    assert interpolation.architecture_mismatch(relu, relu) is None
+    assert interpolation.architecture_mismatch(relu, tanh) == (
+        "layer 2 differs: served layer 'd' (Dense, weights (4, 2), (2,)), candidate layer 'd' "
+        "(Dense, weights (4, 2), (2,)): another configuration, activation: 'relu' vs 'tanh' "
+        "(served vs candidate)")
+    # weightless layers count: another dropout rate, another class, or one more of them
+    more_dropout = relu[:2] + [layer("drop", "Dropout", rate=0.5)]
+    assert "layer 3 differs" in interpolation.architecture_mismatch(relu, more_dropout)
+    assert "rate: 0.1 vs 0.5" in interpolation.architecture_mismatch(relu, more_dropout)
+    pooled = relu[:2] + [layer("pool", "MaxPooling1D")]
+    assert "another layer class" in interpolation.architecture_mismatch(relu, pooled)
+    flatter = relu + [layer("flat", "Flatten")]
+    assert "goes on with layer 'flat' (Flatten, weights none)" in \
+        interpolation.architecture_mismatch(relu, flatter)
+
+
+def test_config_difference_names_nested_settings():
+    assert interpolation.config_difference({"a": [1, 2]}, {"a": (1, 2)}) is None
+    assert interpolation.config_difference({"strides": (1, 1)}, {"strides": (2, 2)}) == (
+        "strides[0]: 1 vs 2")
+    assert interpolation.config_difference({"reg": {"l2": 0.1}}, {"reg": None}) == (
+        "reg.l2: 0.1 vs not set")

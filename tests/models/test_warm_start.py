@@ -3,6 +3,7 @@ them): weights copied, other architectures refused, alpha applied, the held-out 
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras as keras
 
 from graceful import interpolation
 from graceful.models import architectures, warm_start
@@ -28,9 +29,8 @@ def test_start_copies_the_served_weights_layer_by_layer(served):
 
 def test_start_refuses_another_architecture_naming_both(served):
     with pytest.raises(ValueError, match=r"served model .* \(Keras model 'small'\) and the candidate "
-                                         r"\('cnn', from test\) differ: weighted layer 1 differs: "
-                                         r"served layer 'embedding' \(Dense.*candidate layer "
-                                         r"'conv2d.*\(Conv2D"):
+                                         r"\('cnn', from test\) differ: layer \d+ differs: "
+                                         r"served layer .*candidate layer .*--model small"):
         served.start(architectures.build("cnn", probabilities=True), "test")
 
 
@@ -62,3 +62,71 @@ def test_held_out_split_is_deterministic_disjoint_and_about_ten_percent():
     assert 150 < len(held) < 250
     again = [x.numpy() for x in warm_start.split_held_out(examples.shuffle(2000, seed=1))[1]]
     assert sorted(again) == sorted(held)  # by content, not position
+
+
+def _tiny(activation="relu", dropout=0.1, stride=1, name="tiny"):
+    pixels = keras.Input((8, 8, 1), name="pixels")
+    hidden = keras.layers.Conv2D(4, 3, strides=stride, padding="same", activation=activation)(pixels)
+    hidden = keras.layers.Dropout(dropout, seed=7)(hidden)
+    hidden = keras.layers.Flatten()(hidden)
+    return keras.Model({"pixels": pixels}, keras.layers.Dense(3)(hidden), name=name)
+
+
+def _saved(model, directory) -> warm_start.ServedWeights:
+    model.save(str(directory), save_format="tf")
+    return warm_start.ServedWeights(str(directory))
+
+
+def test_start_refuses_another_activation_stride_or_weightless_layer(tmp_path):
+    served = _saved(_tiny(), tmp_path / "served")
+    served.start(_tiny(), "test")  # the same architecture, built again (other layer names)
+    with pytest.raises(ValueError, match=r"layer 2 differs: served layer 'conv2d.*another "
+                                         r"configuration, activation: 'relu' vs 'tanh'.*from "
+                                         r"scratch"):
+        served.start(_tiny(activation="tanh"), "test")
+    with pytest.raises(ValueError, match=r"layer 2 differs.*strides\[0\]: 1 vs 2"):
+        served.start(_tiny(stride=2), "test")
+    with pytest.raises(ValueError, match=r"layer 3 differs: served layer 'dropout.*\(Dropout, "
+                                         r"weights none\).*rate: 0.1 vs 0.5"):
+        served.start(_tiny(dropout=0.5), "test")
+
+
+@pytest.mark.parametrize("name", ["mlp", "small", "cnn"])
+def test_built_in_models_accept_themselves_built_with_another_seed(name, tmp_path):
+    tf.keras.utils.set_random_seed(11)
+    served = _saved(architectures.build(name, probabilities=True), tmp_path / name)
+    tf.keras.utils.set_random_seed(12)
+    candidate = architectures.build(name, probabilities=True)
+    served.start(candidate, "test")
+    for copied, original in zip(warm_start.layer_weights(candidate), served.weights):
+        np.testing.assert_array_equal(copied, original)
+
+
+class _TransformLike(keras.layers.Layer):
+    """Stands in for the TFT layer training.export attaches as model.tft_layer (with a variable)."""
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(name="scale", shape=(1,), initializer="ones")
+
+    def call(self, features):
+        return features
+
+
+def test_the_tft_layer_is_neither_architecture_nor_weights(tmp_path):
+    served_model = _tiny()
+    served_model.tft_layer = _TransformLike(name="anything")
+    served_model.tft_layer(tf.zeros((1, 1)))
+    assert served_model.tft_layer in served_model.layers  # tf_keras tracks it as a layer
+    served = _saved(served_model, tmp_path / "served")
+    assert any(type(layer).__name__ == "_TransformLike" for layer in served.model.layers)
+    candidate = _tiny()  # a fresh candidate has no tft_layer yet
+    served.start(candidate, "test")
+    assert len(served.weights) == len(warm_start.layer_weights(candidate)) == 4
+    served.interpolate(candidate, warm_start.layer_weights(candidate), 0.5)
+    # and the other way round: a candidate carrying one, a served model without
+    plain = _saved(_tiny(), tmp_path / "plain")
+    carrying = _tiny()
+    carrying.tft_layer = _TransformLike(name="transform_features_layer")
+    carrying.tft_layer(tf.zeros((1, 1)))
+    plain.start(carrying, "test")
+    assert [w.shape for w in warm_start.layer_weights(carrying)] == [w.shape for w in plain.weights]
