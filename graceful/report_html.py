@@ -145,6 +145,10 @@ def _edge_section(report: dict) -> str:
     if not edge:
         return ""
     cloud, previous = edge["vs_cloud"], edge.get("vs_previous")
+    if cloud is None:  # the candidate could not be converted: the verdict says why
+        return ("<h2>Edge model (TensorFlow Lite)</h2>"
+                + _table([("model", f"{edge['quantization']} TFLite: not converted")])
+                + _gate_section(edge, "Edge check (gates the edge push only)"))
     rows = [("model", f"{edge['quantization']} TFLite, {edge['size_bytes']:,} bytes"),
             ("accuracy cloud → edge", f"{edge['cloud_accuracy']:.4f} → {edge['edge_accuracy']:.4f}"),
             ("negative flips vs the cloud candidate (NFR)",

@@ -19,6 +19,11 @@ import os
 
 from tfx.dsl.io import fileio
 
+# The custom properties a push artifact records (TFX's Pusher, the AtomicPusher, the EdgePusher).
+PUSHED, PUSHED_DESTINATION, PUSHED_VERSION = "pushed", "pushed_destination", "pushed_version"
+# How the edge branch may convert a model to TensorFlow Lite (EdgeConfig.quantization, the
+# EdgeConverter): float32 weights and maths, or post-training int8 quantization.
+EDGE_QUANTIZATIONS = ("float", "int8")
 STAGING_PREFIX = ".staging-"
 UNFINISHED_PREFIX = ".unfinished-"
 _FINGERPRINTED = ("saved_model.pb", "variables/variables.index")

@@ -17,6 +17,7 @@ from graceful.contract import DataContract, ModelContract
 from graceful.data import CLASS_NAMES
 from graceful.gate import GateConfig
 from graceful.models.params import TrainingParams
+from graceful.serving import EDGE_QUANTIZATIONS
 
 __all__ = ["DataChecks", "DataContract", "EdgeConfig", "GateConfig", "ModelContract", "PipelineConfig",
            "SignOffConfig", "TrainingParams", "fashion_mnist_data", "fashion_mnist_model"]
@@ -87,9 +88,6 @@ class DataChecks:
 
     min_examples: int = 50
     require_all_classes: bool = True
-
-
-EDGE_QUANTIZATIONS = ("float", "int8")
 
 
 @dataclasses.dataclass

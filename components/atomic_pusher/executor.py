@@ -21,8 +21,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from graceful import serving
-
-PUSHED_DESTINATION, PUSHED_VERSION = "pushed_destination", "pushed_version"
+from graceful.serving import PUSHED_DESTINATION, PUSHED_VERSION
 
 
 class Executor(tfx_pusher.Executor):

@@ -9,7 +9,10 @@ training window's train split (one at a time, as the converter asks for them). I
 stay float32 (the converter's default): callers feed the same features as to the float model, and
 the (de)quantization happens inside. A model exported with a TFX Transform graph (`tft_layer`), or
 one Keras cannot load, is refused at conversion: the edge branch needs a Keras model on raw
-features.
+features. A conversion that fails (that refusal, or TFLite's converter failing, e.g. on an op it
+cannot convert) is not raised: an edge failure never blocks the cloud gate and push, which take this
+artifact. The EdgeModel is written without model.tflite, its report blocked (blessed=0, one failure
+line naming the cause and what to do), loudly logged; the EdgePusher then pushes nothing.
 
 Flip check, on the eval split: each batch of serialized examples goes through the cloud candidate's
 contract signature (graceful.model_check, as the FlipEvaluator calls it) and, parsed in Python
@@ -34,10 +37,11 @@ from tfx.utils import io_utils, path_utils
 
 from graceful import flips, gate, model_check
 from graceful.contract import DataContract, ModelContract, from_dict
+from graceful.serving import EDGE_QUANTIZATIONS as QUANTIZATIONS
+from graceful.serving import PUSHED_DESTINATION
 
 EDGE_MODEL_FILE = "model.tflite"
 EDGE_REPORT_FILE = "edge_report.json"
-QUANTIZATIONS = ("float", "int8")
 LISTED_FLIPS = 20          # the edge report lists the most confident flips vs the cloud candidate
 _OUTPUT = "scores"         # the edge model's one output: class scores in the contract's form
 _FEATURE_DTYPES = {"int64_list": tf.int64, "float_list": tf.float32, "bytes_list": tf.string}
@@ -287,22 +291,35 @@ class Executor(base_executor.BaseExecutor):
         quantization = exec_properties["quantization"]
         cloud_dir = path_utils.serving_model_path(candidate.uri)
 
-        keras_model = load_keras(cloud_dir)
-        shapes = {name: spec.shape[1:].as_list() for name, spec in input_specs(keras_model).items()}
-        training = [os.path.join(artifact_utils.get_split_uri([a], "train"), "*")
-                    for a in input_dict["training_examples"]]
+        previous_file = (os.path.join(previous.get_string_custom_property(PUSHED_DESTINATION),
+                                      EDGE_MODEL_FILE) if previous is not None else None)
         started = time.perf_counter()
-        content = convert(keras_model, quantization, representative_dataset(
-            training, keras_model, exec_properties["representative_examples"]))
+        try:
+            keras_model = load_keras(cloud_dir)
+            shapes = {name: spec.shape[1:].as_list()
+                      for name, spec in input_specs(keras_model).items()}
+            training = [os.path.join(artifact_utils.get_split_uri([a], "train"), "*")
+                        for a in input_dict["training_examples"]]
+            content = convert(keras_model, quantization, representative_dataset(
+                training, keras_model, exec_properties["representative_examples"]))
+        except Exception as error:  # noqa: BLE001 - EdgeConversionError, tf.lite's ConverterError
+            # or any converter failure: an edge failure must never block the cloud gate and push
+            # (the FlipEvaluator and HumanSignOff take this artifact), so it is recorded, not raised
+            blocked_report(edge_artifact, candidate, quantization, data, previous_file, error,
+                           time.perf_counter() - started)
+            return
         seconds = time.perf_counter() - started
         io_utils.write_bytes_file(os.path.join(edge_artifact.uri, EDGE_MODEL_FILE), content)
 
-        previous_file = (os.path.join(previous.get_string_custom_property("pushed_destination"),
-                                      EDGE_MODEL_FILE) if previous is not None else None)
         split = os.path.join(artifact_utils.get_split_uri([examples], exec_properties["split"]),
                              "*")
-        report = check(split, cloud_dir, content, previous_file, shapes, data, model, policy,
-                       exec_properties["high_confidence"], exec_properties["batch_size"])
+        try:
+            report = check(split, cloud_dir, content, previous_file, shapes, data, model, policy,
+                           exec_properties["high_confidence"], exec_properties["batch_size"])
+        except EdgeConversionError as error:  # the edge model cannot take the examples' features
+            blocked_report(edge_artifact, candidate, quantization, data, previous_file, error,
+                           seconds)
+            return
         report.update({"model_uri": candidate.uri, "model_id": candidate.id,
                        "quantization": quantization, "size_bytes": len(content),
                        "conversion_seconds": seconds, "class_names": list(data.class_names)})
@@ -316,17 +333,51 @@ class Executor(base_executor.BaseExecutor):
               flush=True)
 
 
+def conversion_failure(error: Exception) -> str:
+    """The edge report's failure line for a candidate that could not be converted: the cause and
+    what to do."""
+    cause = str(error).strip() or type(error).__name__
+    return (f"the candidate could not be converted to TensorFlow Lite ({type(error).__name__}: "
+            f"{cause}): no edge model this run; the cloud model is judged and pushed without it. "
+            "Turn the edge branch off (EdgeConfig.enabled=False), or export a Keras model on raw "
+            "features whose ops TFLite converts (no Transform graph), then run again")
+
+
+def blocked_report(edge_artifact, candidate, quantization: str, data: DataContract,
+                   previous_file: str | None, error: Exception, seconds: float) -> dict:
+    """Writes the edge report of a failed conversion (no model.tflite; gate blessed=0, one failure
+    line naming the cause) and its custom properties, and says so loudly."""
+    failure = conversion_failure(error)
+    report = {"model_uri": candidate.uri, "model_id": candidate.id, "quantization": quantization,
+              "size_bytes": 0, "conversion_seconds": seconds,
+              "class_names": list(data.class_names), "converted": False,
+              "conversion_error": f"{type(error).__name__}: {error}",
+              "vs_cloud": None, "vs_previous": None, "previous_edge_model": previous_file,
+              "cloud_accuracy": None, "edge_accuracy": None,
+              "gate": {"blessed": False, "failures": [failure]}}
+    io_utils.write_string_file(os.path.join(edge_artifact.uri, EDGE_REPORT_FILE),
+                               json.dumps(report, indent=1))
+    _record(edge_artifact, report, None)
+    banner = "=" * 78
+    print(f"{banner}\n[edge] EDGE CONVERSION FAILED, edge check blocked: {failure}\n{banner}",
+          flush=True)
+    return report
+
+
 def _record(edge_artifact, report: dict, previous) -> None:
     """Headline numbers and the verdict as custom properties (MLMD queries, the edge pusher)."""
-    summary = report["vs_cloud"]["summary"]
     edge_artifact.set_int_custom_property("blessed", int(report["gate"]["blessed"]))
     edge_artifact.set_string_custom_property("failures", json.dumps(report["gate"]["failures"]))
     edge_artifact.set_string_custom_property("quantization", report["quantization"])
     edge_artifact.set_int_custom_property("size_bytes", report["size_bytes"])
+    edge_artifact.set_string_custom_property("model_uri", report["model_uri"])
+    if report.get("vs_cloud") is None:  # not converted: no numbers
+        edge_artifact.set_int_custom_property("converted", 0)
+        return
+    summary = report["vs_cloud"]["summary"]
     edge_artifact.set_float_custom_property("edge_nfr", summary["nfr"])
     edge_artifact.set_int_custom_property("edge_negative_flips", summary["negative_flips"])
     edge_artifact.set_float_custom_property("edge_accuracy", report["edge_accuracy"])
-    edge_artifact.set_string_custom_property("model_uri", report["model_uri"])
     if report["vs_previous"] is not None:
         edge_artifact.set_float_custom_property("edge_previous_nfr",
                                                 report["vs_previous"]["summary"]["nfr"])
@@ -341,6 +392,6 @@ def report_section(edge_model_uri: str) -> dict:
     return {"uri": edge_model_uri, "quantization": report["quantization"],
             "size_bytes": report["size_bytes"], "cloud_accuracy": report["cloud_accuracy"],
             "edge_accuracy": report["edge_accuracy"], "gate": report["gate"],
-            "vs_cloud": report["vs_cloud"]["summary"],
+            "vs_cloud": report["vs_cloud"]["summary"] if report.get("vs_cloud") else None,
             "vs_previous": previous["summary"] if previous else None,
             "previous_edge_model": report.get("previous_edge_model")}

@@ -21,8 +21,10 @@ from tfx.types import artifact_utils
 from graceful import serving
 from graceful.components.edge_converter.executor import (EDGE_MODEL_FILE, EDGE_REPORT_FILE,
                                                          read_report)
+from graceful.serving import PUSHED, PUSHED_DESTINATION, PUSHED_VERSION
 
-PUSHED, PUSHED_DESTINATION, PUSHED_VERSION = "pushed", "pushed_destination", "pushed_version"
+NO_EDGE_MODEL = ("this release's request has no edge model (its run had the edge branch off, or "
+                 "was opened before it was turned on): only the cloud model is released")
 
 
 def why_not(report: dict, cloud_pushed: bool, model_uri: str) -> str:
@@ -63,9 +65,12 @@ class Executor(base_executor.BaseExecutor):
         pushed_model = artifact_utils.get_single_instance(input_dict["pushed_model"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         edge_push = artifact_utils.get_single_instance(output_dict["edge_push"])
-        report = read_report(edge_model.uri)
         edge_push.set_string_custom_property("model_uri", model.uri)
-        reason = why_not(report, pushed_model.get_int_custom_property(PUSHED) == 1, model.uri)
+        if not edge_model.uri:  # a release compiled with the edge branch on, for a request without
+            reason = NO_EDGE_MODEL  # an edge model: its importer imported the parameter's ""
+        else:
+            reason = why_not(read_report(edge_model.uri),
+                             pushed_model.get_int_custom_property(PUSHED) == 1, model.uri)
         if reason:
             edge_push.set_int_custom_property(PUSHED, 0)
             edge_push.set_string_custom_property("reason", reason)
@@ -79,5 +84,5 @@ class Executor(base_executor.BaseExecutor):
         edge_push.set_string_custom_property(PUSHED_VERSION, str(version))
         edge_push.set_string_custom_property(
             "cloud_destination", pushed_model.get_string_custom_property(PUSHED_DESTINATION))
-        print(f"[edge push] {report['quantization']} edge model served from "
+        print(f"[edge push] {read_report(edge_model.uri)['quantization']} edge model served from "
               f"{os.path.join(final, EDGE_MODEL_FILE)}", flush=True)

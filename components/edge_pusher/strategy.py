@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 from tfx import types
 from tfx.dsl.components.common import resolver
 
-PUSHED = "pushed"
+from graceful.serving import PUSHED
 
 
 def latest_pushed(artifacts: List[types.Artifact]) -> List[types.Artifact]:

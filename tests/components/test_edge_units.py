@@ -72,3 +72,100 @@ def test_a_push_is_renamed_into_a_new_version_and_leaves_no_staging(tmp_path):
     assert serving.versions(destination) == [5, 6] and serving.leftover_staging(destination) == []
     with open(os.path.join(first, edge.EDGE_MODEL_FILE), "rb") as handle:
         assert handle.read() == b"tflite"
+
+
+def _artifact(cls, uri, **ints):
+    artifact = cls()
+    artifact.uri = str(uri)
+    for key, value in ints.items():
+        artifact.set_int_custom_property(key, value)
+    return artifact
+
+
+def _convert_failing_candidate(tmp_path):
+    """The EdgeConverter's executor on a candidate Keras cannot load (a plain tf.Module
+    SavedModel): (the EdgeModel artifact it wrote, the candidate)."""
+    from tfx.types import standard_artifacts
+
+    from graceful.components.edge_converter.component import EdgeModel
+    from graceful.components.flip_evaluator.executor import ReportSettings
+
+    candidate = _artifact(standard_artifacts.Model, tmp_path / "model")
+    module = tf.Module()
+    module.f = tf.function(lambda x: {"scores": x},
+                           input_signature=[tf.TensorSpec([None], tf.float32)])
+    tf.saved_model.save(module, str(tmp_path / "model" / "Format-Serving"),
+                        signatures={"serving_default": module.f})
+    examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
+    examples.split_names = '["train", "eval"]'
+    edge_model = _artifact(EdgeModel, tmp_path / "edge_model")
+    settings = ReportSettings()
+    import dataclasses
+    properties = {"quantization": "float", "representative_examples": 5, "split": "eval",
+                  "high_confidence": settings.high_confidence,
+                  "policy": json.dumps(dataclasses.asdict(settings.policy)),
+                  "data_contract": json.dumps(dataclasses.asdict(settings.data)),
+                  "model_contract": json.dumps(dataclasses.asdict(settings.model)),
+                  "batch_size": settings.batch_size}
+    edge.Executor().Do({"model": [candidate], "examples": [examples],
+                        "training_examples": [examples]}, {"edge_model": [edge_model]}, properties)
+    return edge_model, candidate
+
+
+def test_a_conversion_failure_blocks_the_edge_push_only_and_the_cloud_gate_reads_it(tmp_path,
+                                                                                      capsys):
+    from tfx.types import standard_artifacts
+
+    from graceful import report_html
+    from graceful.components.edge_converter.component import EdgePush
+    from graceful.components.edge_pusher.executor import Executor as EdgePusherExecutor
+    from graceful.components.flip_evaluator.executor import REPORT_FILE, add_edge_section
+    from graceful.components.human_signoff.executor import edge_evidence
+
+    edge_model, candidate = _convert_failing_candidate(tmp_path)  # recorded, not raised
+    assert "EDGE CONVERSION FAILED" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(edge_model.uri, edge.EDGE_MODEL_FILE))
+    report = edge.read_report(edge_model.uri)
+    [failure] = report["gate"]["failures"]
+    assert report["gate"]["blessed"] is False and edge_model.get_int_custom_property("blessed") == 0
+    assert "could not be converted" in failure and "Keras cannot load" in failure
+    assert "Turn the edge branch off" in failure
+    # the FlipEvaluator's report and page, and the sign-off's evidence, take the blocked edge model
+    out_dir = tmp_path / "flip_report"
+    out_dir.mkdir()
+    (out_dir / REPORT_FILE).write_text(json.dumps({"gate": {"blessed": True, "failures": []}}))
+    add_edge_section(str(out_dir), edge_model.uri)
+    section = json.loads((out_dir / REPORT_FILE).read_text())["edge"]
+    assert section["vs_cloud"] is None and section["gate"]["failures"] == [failure]
+    assert "not converted" in report_html._edge_section({"edge": section})
+    assert "blocked" in edge_evidence(edge_model)
+    # the edge pusher refuses it, and the cloud push stands
+    pushed_model = _artifact(standard_artifacts.PushedModel, tmp_path / "pushed", pushed=1)
+    pushed_model.set_string_custom_property(serving.PUSHED_VERSION, "3")
+    edge_push = _artifact(EdgePush, tmp_path / "edge_push")
+    EdgePusherExecutor().Do({"model": [candidate], "edge_model": [edge_model],
+                             "pushed_model": [pushed_model]}, {"edge_push": [edge_push]},
+                            {"destination": str(tmp_path / "edge_serving")})
+    assert edge_push.get_int_custom_property(serving.PUSHED) == 0
+    assert edge_push.get_string_custom_property("reason") == "the edge check failed: " + failure
+    assert not os.path.exists(tmp_path / "edge_serving" / "3")
+
+
+def test_a_release_without_an_edge_model_pushes_no_edge_model_and_does_not_fail(tmp_path):
+    from tfx.types import standard_artifacts
+
+    from graceful.components.edge_converter.component import EdgeModel, EdgePush
+    from graceful.components.edge_pusher.executor import NO_EDGE_MODEL
+    from graceful.components.edge_pusher.executor import Executor as EdgePusherExecutor
+
+    edge_model = _artifact(EdgeModel, "")  # the importer of the release's "" edge_model_uri
+    edge_push = _artifact(EdgePush, tmp_path / "edge_push")
+    EdgePusherExecutor().Do({"model": [_artifact(standard_artifacts.Model, tmp_path / "m")],
+                             "edge_model": [edge_model],
+                             "pushed_model": [_artifact(standard_artifacts.PushedModel,
+                                                        tmp_path / "p", pushed=1)]},
+                            {"edge_push": [edge_push]},
+                            {"destination": str(tmp_path / "edge_serving")})
+    assert edge_push.get_int_custom_property(serving.PUSHED) == 0
+    assert edge_push.get_string_custom_property("reason") == NO_EDGE_MODEL
+    assert not os.path.exists(tmp_path / "edge_serving")
