@@ -10,24 +10,30 @@ narrow as the data allow. Intervals are percentile intervals of the resampled va
 
 Every ratio comes from `graceful.flips.rates` (the one definition, also behind `summarize`), applied
 to arrays of counts. Vectorised with the multinomial-counts trick: a resample is a vector of how many
-times each example was drawn, so every count a metric needs for all resamples is one matrix product
-(resample counts [B, N] @ per-example indicators [N, 3 + 2C]); 10k examples x 1000 resamples take
-0.11 s (median of 15, a shared 2-core machine; benchmarks/bootstrap.py). numpy only, like
-graceful.flips.
+times each example was drawn, so every count a metric needs for all resamples is a sum of those
+counts: the overall counts one matrix product (resample counts [B, N] @ per-example indicators
+[N, 3]), the per-class counts one product with a sparse [N, 2C] class one-hot (scipy.sparse, at
+most 2N non-zeros), so no dense N x C class indicator is ever built. Memory: a few [b, N] float64
+chunks of at most `_CHUNK_DRAWS` cells (~8 MB each), O(N) per-example arrays, and the result's
+B x (3 + 2C) floats (16 MB at 1000 resamples x 1000 classes), whatever N; the sums are of whole
+numbers, so exact in any order. 10k examples x 1000 resamples take 0.11 s (median of 15, a shared
+2-core machine; benchmarks/bootstrap.py). numpy and scipy.sparse only (no TFX).
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+from scipy import sparse
 
 from graceful import flips
 
 DEFAULT_RESAMPLES = 1000
 DEFAULT_LEVEL = 0.95
 DEFAULT_SEED = 0
-# Draws per matrix product (resamples x examples): bounds memory to ~16 MB of indices and counts
-# whatever the eval set's size; the random stream, and so the result, does not depend on it.
+# Draws per chunk (resamples x examples): bounds each chunk's indices and counts to ~8 MB apiece
+# whatever the eval set's size (the per-class sums use a sparse one-hot, not an N x C matrix); the
+# random stream, and so the result, does not depend on it.
 _CHUNK_DRAWS = 1_000_000
 
 
@@ -76,13 +82,20 @@ def resampled(labels, old_pred, new_pred, resamples: int = DEFAULT_RESAMPLES,
     y, o, n = flips._triple(labels, old_pred, new_pred)
     if int(resamples) < 1:
         raise ValueError(f"resamples must be at least 1, got {resamples}")
-    classes = np.unique(y)
     old_right, new_right = o == y, n == y
     negative = old_right & ~new_right
-    in_class = y[:, None] == classes[None, :]
-    indicators = np.column_stack([old_right, new_right, negative, in_class,
-                                  in_class & negative[:, None]]).astype(np.float64)
-    sums = np.concatenate([counts @ indicators for counts in
+    indicators = np.column_stack([old_right, new_right, negative]).astype(np.float64)
+    # Per-class counts through a sparse [N, 2C] one-hot (in class, negative flip in class): nnz <= 2N.
+    classes, class_of = np.unique(y, return_inverse=True)
+    rows = np.arange(len(y))
+    one_hot = sparse.csc_matrix(
+        (np.ones(len(y) + int(negative.sum())),
+         (np.r_[rows, rows[negative]], np.r_[class_of, class_of[negative] + len(classes)])),
+        shape=(len(y), 2 * len(classes)))
+
+    def sums_of(counts):
+        return np.hstack([counts @ indicators, (one_hot.T @ counts.T).T])
+    sums = np.concatenate([sums_of(counts) for counts in
                            resample_counts(len(y), int(resamples), np.random.default_rng(seed))])
     k = len(classes)
     overall = flips.rates(len(y), sums[:, 0], sums[:, 1], sums[:, 2])

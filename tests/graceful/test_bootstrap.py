@@ -131,3 +131,32 @@ def test_rates_from_counts_match_summarize_and_work_elementwise():
                          np.array([new_right, 0, 4]), np.array([summary.negative_flips, 0, 0]))
     assert arrays["nfr"].tolist() == [summary.nfr, 0.0, 0.0]
     assert arrays["relative_nfr"].tolist() == [summary.relative_nfr, 0.0, 0.0]
+
+
+def test_many_classes_with_gaps_equal_the_explicit_resamples():
+    """Class ids that are neither contiguous nor in order of first appearance (the per-class sums
+    are segment sums over the examples sorted by class): every resample against graceful.flips."""
+    y, o, n = (7 * a + 3 for a in _models(n=400, seed=3, classes=60))
+    values = bootstrap.resampled(y, o, n, resamples=15, seed=2)
+    assert sorted(values["per_class"]) == np.unique(y).tolist()
+    rows = np.random.default_rng(2).integers(0, len(y), size=(15, len(y)))
+    for b, idx in enumerate(rows):
+        per_class = flips.per_group(y[idx], o[idx], n[idx], y[idx])
+        for cls, class_values in values["per_class"].items():
+            expected = per_class[cls].nfr if cls in per_class else np.nan
+            np.testing.assert_allclose(class_values[b], expected, atol=1e-12)
+
+
+def test_memory_does_not_grow_with_examples_times_classes():
+    """20k examples x 1000 classes: a dense [N, 3 + 2C] float64 indicator alone would be ~320 MB;
+    the peak stays at the chunks and per-example arrays (tracemalloc sees numpy's buffers)."""
+    import tracemalloc
+    y, o, n = _models(n=20_000, seed=4, classes=1000)
+    tracemalloc.start()
+    try:
+        values = bootstrap.resampled(y, o, n, resamples=20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(values["per_class"]) == 1000
+    assert peak < 40e6, f"peak {peak / 1e6:.0f} MB"
