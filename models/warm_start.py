@@ -30,6 +30,7 @@ compatibility criterion recorded with the model is computed after it, on the exp
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -179,6 +180,28 @@ def choose_alpha(model: keras.Model, served: ServedWeights, labels, old_pred, pr
     return chosen.alpha, scores
 
 
+# summary["alpha_held_out"]: where alpha's held-out examples came from
+NEWEST_SPAN = "newest span"
+ALL_SPANS = "all spans"
+
+
+def _normalised(path: str) -> str:
+    return path if "://" in path else os.path.normpath(os.path.abspath(path))
+
+
+def newest_span_files(train_files, newest_files) -> tuple[list[str], list[str]]:
+    """(the training files of the newest span, the other training files), as sorted file paths:
+    both lists of patterns are globbed and compared file by file (paths normalised), so a pattern
+    written another way (a trailing slash, a relative path, one pattern per file or per directory)
+    still matches. ([], every training file) when no newest file is among the training files."""
+    train = inputs.data_files(train_files)
+    newest = set()
+    for pattern in newest_files or ():
+        newest.update(_normalised(path) for path in tf.io.gfile.glob(_normalised(pattern)))
+    return ([path for path in train if _normalised(path) in newest],
+            [path for path in train if _normalised(path) not in newest])
+
+
 class WarmStart:
     """One run's warm start: `begin` before training (copies the served weights, carves the held-out
     examples when alpha is chosen), `finish` after it (interpolates); `summary` goes into
@@ -197,7 +220,9 @@ class WarmStart:
         """Starts `model` from the served weights; returns the serialized examples of
         `train_files` to train on: all of them, or, when alpha is chosen on data, all but the
         held-out ones, taken from `newest_files` (the newest span's, which the served model has
-        not seen; every file when not given)."""
+        not seen). When none of them is among `train_files` (or none is given), from every file,
+        logged as a WARNING and recorded as summary["alpha_held_out"] ("all spans: <why>"; else
+        "newest span"), which GracefulTrainer puts on the Model artifact."""
         if not self.base_model:
             note = "no served model yet (first run): trained from scratch"
             self.log(f"[train] warm start: {note}")
@@ -211,10 +236,18 @@ class WarmStart:
                         "alpha_choice": "held-out" if self.alpha is None else "fixed"}
         if self.alpha is not None:
             return inputs.serialized_examples(train_files)
-        newest = [pattern for pattern in train_files if pattern in set(newest_files)]
-        older = [pattern for pattern in train_files if pattern not in newest]
-        if not newest:
-            newest, older = list(train_files), []
+        newest, older = newest_span_files(train_files, newest_files)
+        if newest:
+            self.summary["alpha_held_out"] = NEWEST_SPAN
+        else:
+            reason = ("the trainer was not told the newest span's files" if not newest_files else
+                      f"none of the newest span's files {list(newest_files)} is among the "
+                      f"training files {list(train_files)}")
+            self.summary["alpha_held_out"] = f"{ALL_SPANS}: {reason}"
+            self.log(f"[train] WARNING warm start: alpha is chosen on examples held out from EVERY "
+                     f"span, since {reason}; older spans are data the served model was trained "
+                     "on, which pulls alpha toward the served model (recorded as alpha_held_out)")
+            newest, older = older, []
         kept, self.held_out = split_held_out(inputs.serialized_examples(newest))
         self.summary["held_out_percent"] = interpolation.HELD_OUT_PERCENT
         self.summary["held_out_from"] = newest

@@ -86,6 +86,9 @@ class Executor(trainer_executor.GenericExecutor):
                 model.set_int_custom_property("warm_start_model_id", reference.id)
             model.set_string_custom_property("warm_start_uri", warm["from_model"])
             model.set_float_custom_property("warm_start_alpha", warm["alpha"])
+            if warm.get("alpha_held_out"):
+                model.set_string_custom_property("warm_start_alpha_held_out",
+                                                 warm["alpha_held_out"])
         elif warm.get("note"):
             model.set_string_custom_property("warm_start_note", warm["note"])
 

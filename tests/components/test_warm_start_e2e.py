@@ -79,8 +79,11 @@ def test_warm_start_begins_from_the_served_models_weights(tiny_config):
     assert [score["alpha"] for score in held_out] == list(interpolation.GRID)
     window = {history.property_value(a, "span"): a for a in store.get_artifacts_by_id(examples)}
     assert sorted(window) == [1, 2]
-    [newest] = summary["warm_start"]["held_out_from"]
-    assert newest.startswith(os.path.join(window[2].uri, "Split-train"))
+    assert summary["warm_start"]["alpha_held_out"] == "newest span"
+    assert started.custom_properties["warm_start_alpha_held_out"].string_value == "newest span"
+    newest = summary["warm_start"]["held_out_from"]
+    assert newest and all(path.startswith(os.path.join(window[2].uri, "Split-train"))
+                          for path in newest)
     counts = {span: sum(1 for _ in inputs.serialized_examples(
         glob.glob(os.path.join(artifact.uri, "Split-train", "*")))) for span, artifact in window.items()}
     assert 0 < held_out[0]["examples"] < counts[2] / 4
@@ -94,8 +97,9 @@ def test_warm_start_across_architectures_is_refused_and_nothing_is_pushed(tiny_c
     with pytest.raises(Exception, match=(
             r"warm start needs the served model's architecture, but the served model .* \(Keras "
             r"model 'mlp'\) and the candidate \('small', from graceful's built-in model\) differ: "
-            r"weighted layer 1 differs: served layer 'embedding' \(Dense, weights \(784, 256\), "
-            r"\(256,\)\), candidate layer 'embedding' \(Dense, weights \(784, 64\), \(64,\)\)\. "
+            r"layer 3 differs: served layer 'embedding' \(Dense, weights \(784, 256\), "
+            r"\(256,\)\), candidate layer 'embedding' \(Dense, weights \(784, 64\), \(64,\)\): "
+            r"other weight shapes\. "
             r"Train the candidate from scratch \(drop --warm-start.*--model mlp")):
         run_span(with_training(config, architecture="small", warm_start=True), span=2)
     first, *others = history.runs(config.metadata_uri)

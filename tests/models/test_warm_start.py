@@ -130,3 +130,61 @@ def test_the_tft_layer_is_neither_architecture_nor_weights(tmp_path):
     carrying.tft_layer(tf.zeros((1, 1)))
     plain.start(carrying, "test")
     assert [w.shape for w in warm_start.layer_weights(carrying)] == [w.shape for w in plain.weights]
+
+
+def _spans(root):
+    for span in (1, 2):
+        directory = root / f"Span-{span}" / "Split-train"
+        directory.mkdir(parents=True)
+        for part in range(2):
+            (directory / f"data_tfrecord-0000{part}-of-00002.gz").write_bytes(b"")
+    return root
+
+
+def test_newest_span_files_match_whatever_way_the_patterns_are_written(tmp_path, monkeypatch):
+    root = _spans(tmp_path)
+    train = [f"{root}/Span-1/Split-train/*", f"{root}/Span-2/Split-train/*"]
+    newest_want = sorted(str(p) for p in (root / "Span-2" / "Split-train").iterdir())
+    older_want = sorted(str(p) for p in (root / "Span-1" / "Split-train").iterdir())
+    monkeypatch.chdir(root)
+    for newest_patterns in ([train[1]],                                    # as the executor lists it
+                            [f"{root}/Span-2/Split-train//*"],             # another spelling
+                            ["Span-2/Split-train/*"],                      # relative
+                            [f"{root}/Span-2/./Split-train/data_tfrecord-*.gz"],
+                            newest_want):                                  # file by file
+        assert warm_start.newest_span_files(train, newest_patterns) == (newest_want, older_want)
+    # one pattern over both spans: the newest span's files are still found
+    assert warm_start.newest_span_files([f"{root}/Span-*/Split-train/*"], [train[1]]) == (
+        newest_want, older_want)
+    assert warm_start.newest_span_files(train, []) == ([], older_want + newest_want)
+    assert warm_start.newest_span_files(train, [f"{root}/Span-9/*"])[0] == []
+
+
+def _examples_file(path, count):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for number in range(count):
+            writer.write(f"{path.name} {number}".encode())
+
+
+def test_begin_records_and_logs_where_alpha_is_held_out(tmp_path, monkeypatch, served):
+    for span in (1, 2):
+        (tmp_path / f"span{span}").mkdir()
+        _examples_file(tmp_path / f"span{span}" / "data.tfrecord", 500)
+    train = [str(tmp_path / "span1" / "*"), str(tmp_path / "span2" / "*")]
+    tf.keras.utils.set_random_seed(4)
+    for newest, want in (([str(tmp_path / "span2") + "/*"], "newest span"),
+                         ([], "all spans: the trainer was not told the newest span's files"),
+                         ([str(tmp_path / "elsewhere" / "*")], "all spans: none of the newest")):
+        logs = []
+        warm = warm_start.WarmStart("auto", served.path, logs.append)
+        warm.begin(architectures.build("small", probabilities=True), "test", train, newest)
+        assert warm.summary["alpha_held_out"].startswith(want)
+        warned = [line for line in logs if "WARNING" in line]
+        if want == "newest span":
+            assert not warned and warm.summary["held_out_from"] == [
+                str(tmp_path / "span2" / "data.tfrecord")]
+            held = [x.numpy() for x in warm.held_out]
+            assert held and all(x.startswith(b"data.tfrecord") for x in held)
+        else:
+            assert len(warned) == 1 and "EVERY span" in warned[0]
+            assert len(warm.summary["held_out_from"]) == 2
