@@ -483,7 +483,7 @@ def release_request(config: PipelineConfig, store, request_id: str, log=print) -
     from graceful.pipeline import release
 
     request = store.request(request_id)  # closed as "timeout" first if past its deadline
-    parameters = release.values(request)
+    parameters = release.values(request, config)
     decision = store.decision(request_id)
     if request.released_at is not None:
         log(f"[graceful] {request_id} was already released: a decision releases its candidate "
@@ -524,7 +524,7 @@ def queue_airflow_release(config: PipelineConfig, request, log=print) -> int:
 
     dag_id = release.name(config.pipeline_name)
     try:
-        run_id, queued = release.trigger_on_airflow(config.pipeline_name, request)
+        run_id, queued = release.trigger_on_airflow(config.pipeline_name, request, config)
     except release.ReleaseNotQueued as error:
         print(f"[graceful] the decision is recorded, but its release was not queued on Airflow: "
               f"{error}\nOnce fixed: graceful release {request.request_id}", file=sys.stderr)
@@ -560,7 +560,7 @@ def release_hint(config: PipelineConfig, request) -> str:
 
     return (f"[graceful] not released (--no-release). Release it with `graceful release "
             f"{request.request_id}`, or on Airflow: airflow dags trigger "
-            f"{release.name(config.pipeline_name)} --conf '{json.dumps(release.values(request))}' "
+            f"{release.name(config.pipeline_name)} --conf '{json.dumps(release.values(request, config))}' "
             f"--run-id {release.airflow_run_id(request.request_id)}")
 
 

@@ -11,7 +11,7 @@ spec's root input parameters `request_id`, `candidate_model_uri`, `eval_examples
 
     request = signoff.Store(config.sign_off_store).request(request_id)
     kfp.Client(host=KFP_HOST).create_run_from_pipeline_package(
-        "graceful_release.yaml", arguments=release.values(request),
+        "graceful_release.yaml", arguments=release.values(request, config),
         run_name=f"release {request_id}", experiment_name="graceful")
 
 — e.g. from `graceful slack-gate`'s on_decision, or after `graceful approve --no-release`.

@@ -17,7 +17,9 @@ pipeline:
                     the baseline is still the one the candidate was judged against, and records a
                     SignOff: blessed=1 only for an approval (components/sign_off_release)
   edge_model        with EdgeConfig.enabled and a request that carries one: Importer(reimport=False)
-                    of the EdgeConverter's EdgeModel (ReleaseEvidence.edge_model_uri)
+                    of the EdgeConverter's EdgeModel (ReleaseEvidence.edge_model_uri); compiled
+                    for Airflow/Kubeflow, always, importing "" for a request without one (its
+                    EdgePusher then records pushed=0, "no edge model", and nothing fails)
   -- only if blessed: --
   Evaluator, Pusher the main pipeline's own nodes (pipeline.evaluate_and_push): TFMA against that
                     baseline, then the staged push
@@ -78,16 +80,27 @@ def unreleased(store: signoff.Store, pipeline_name: str) -> list[signoff.Request
             and store.decision(request.request_id) is not None]
 
 
-def values(request: signoff.Request) -> dict[str, str]:
+def values(request: signoff.Request, config: PipelineConfig | None = None) -> dict[str, str]:
     """The release's parameters for `request`, from the evidence HumanSignOff stored in it
-    (SignOffError if it was not opened for a release)."""
+    (SignOffError if it was not opened for a release), for the release pipeline of `config`.
+
+    EDGE_MODEL_URI is sent exactly when that pipeline declares it (`config`'s edge branch on, as in
+    runtime_parameters): then as the request's edge model, or "" when the request has none (its run
+    had the edge branch off), which the release's EdgePusher takes as "no edge model" (pushed=0,
+    nothing fails); never otherwise, even when the request has one: a release compiled without the
+    edge branch has no such parameter, and Kubeflow refuses an unknown one."""
     evidence = ReleaseEvidence.of(request)
     found = {REQUEST_ID: request.request_id,
              CANDIDATE_MODEL_URI: evidence.candidate_model_uri,
              EVAL_EXAMPLES_URI: evidence.eval_examples_uri}
-    if evidence.edge_model_uri:  # only then: a release compiled without the edge branch has no
-        found[EDGE_MODEL_URI] = evidence.edge_model_uri  # such parameter (Kubeflow refuses one)
+    if declares_edge(config):
+        found[EDGE_MODEL_URI] = evidence.edge_model_uri or ""
     return found
+
+
+def declares_edge(config: PipelineConfig | None) -> bool:
+    """Whether `config`'s release pipeline has the EDGE_MODEL_URI parameter (its edge branch on)."""
+    return config is not None and config.edge.enabled
 
 
 class ReleaseNotQueued(RuntimeError):
@@ -107,10 +120,11 @@ def airflow_run_id(request_id: str) -> str:
     return f"release__{safe}"
 
 
-def trigger_on_airflow(pipeline_name: str, request: signoff.Request) -> tuple[str, bool]:
+def trigger_on_airflow(pipeline_name: str, request: signoff.Request,
+                       config: PipelineConfig | None = None) -> tuple[str, bool]:
     """Queues the Airflow release DAG's run for `request` (SignOffConfig.release_on="airflow")
     through Airflow's own Python API, as `airflow dags trigger` would: dag id `name(pipeline)`,
-    conf `values(request)`, run id `airflow_run_id(request)`. Returns (run id, True) when this
+    conf `values(request, config)` (`config`: the DAG's, for its edge parameter), run id `airflow_run_id(request)`. Returns (run id, True) when this
     call queued it, (run id, False) when that run already exists (nothing is queued twice).
     Needs Airflow configured as the deployment's, whose scheduler has parsed
     pipeline/airflow_dag.py; ReleaseNotQueued otherwise."""
@@ -128,7 +142,7 @@ def trigger_on_airflow(pipeline_name: str, request: signoff.Request) -> tuple[st
     try:
         # Microseconds kept: Airflow also refuses a second run at the same logical date, and two
         # requests may be decided within one second.
-        trigger_dag(dag_id, run_id=run_id, conf=values(request), replace_microseconds=False)
+        trigger_dag(dag_id, run_id=run_id, conf=values(request, config), replace_microseconds=False)
     except DagRunAlreadyExists as exists:
         if exists.dag_run.run_id != run_id:
             raise
@@ -150,10 +164,10 @@ def runtime_parameters(config: PipelineConfig | None = None
     """The parameters as TFX RuntimeParameters, for runners that compile the pipeline once and take
     the values when a run starts. Strings (the only type TFX's Airflow runner takes), default ""
     (it needs one): a release started without them finds no request and releases nothing. With
-    `config`'s edge branch on, also EDGE_MODEL_URI: such a release then needs every request to
-    carry an edge model (requests opened before the edge branch was turned on cannot be released
-    by it; release them with a pipeline compiled without it, or locally)."""
-    names = PARAMETERS + ((EDGE_MODEL_URI,) if config is not None and config.edge.enabled else ())
+    `config`'s edge branch on, also EDGE_MODEL_URI: a request without an edge model (opened before
+    the edge branch was turned on) leaves it "", its importer imports "" (TFX's Importer takes it)
+    and the EdgePusher records pushed=0, "no edge model", after the cloud push."""
+    names = PARAMETERS + ((EDGE_MODEL_URI,) if declares_edge(config) else ())
     return {name: tfx.dsl.experimental.RuntimeParameter(
         name=name, ptype=str, default="",
         description=f"the sign-off request's {name.replace('_', ' ')}") for name in names}

@@ -170,7 +170,7 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
 
     store = signoff.Store(config.sign_off_store)
     [request] = [r for r in store.requests() if r.deadline_at is not None]
-    assert release.values(request)[release.EDGE_MODEL_URI] == second_edge.uri
+    assert release.values(request, config)[release.EDGE_MODEL_URI] == second_edge.uri
     # What the approver sees of the edge model, also in the Slack message.
     assert request.evidence["edge"].startswith("float TFLite, ")
     assert request.evidence["edge"].endswith("edge check passed")
@@ -178,7 +178,7 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
                for block in slack.message_blocks(request))
     store.decide(request.request_id, signoff.APPROVE, "alice", "alice", "edge test", "cli",
                  approvers=frozenset({"alice"}))
-    release.run(config, release.values(request), log=lambda _: None)
+    release.run(config, release.values(request, config), log=lambda _: None)
     second_push = _artifacts(config, "graceful.EdgePush")[-1]
     assert _prop(second_push, "pushed") == 1, _prop(second_push, "reason")
     versions = serving.versions(config.edge_serving_dir)
