@@ -5,8 +5,13 @@
 How a run gets the gradients:
   * `Snapshots` keeps the model's weights (`get_weights()`: numpy copies, in memory) at K-1 evenly
     spaced optimizer steps during training (steps T/K, 2T/K, ... of T). These are the RAW training
-    weights. The K-th checkpoint is the model as exported, i.e. after training.train() has made it
-    its weight average (WeightAverage, when ema_momentum > 0): the one a reviewer's flips come from.
+    weights. The K-th checkpoint is the model at the end of training, i.e. after training.train()
+    has made it its weight average (WeightAverage, when ema_momentum > 0): the exported model, the
+    one a reviewer's flips come from. With warm start, the exported weights are then interpolated
+    toward the served model's (graceful.models.warm_start), a point off the training path that
+    would inflate VoG; so run_fn calls `Snapshots.after_training()` before interpolating and the
+    K-th checkpoint is the trained weights ("trained (before interpolation)" in the queue's
+    checkpoint_steps; otherwise "exported").
   * after training, for each checkpoint the model is set to its weights, the gradient of each
     example's true-class score with respect to the model's inputs is computed, and the exported
     weights are put back (also on an error): the SavedModel is written before any of this and the
@@ -66,12 +71,21 @@ class Snapshots:
                              f"variance across checkpoints), got {checkpoints}")
         self.model = model
         self.weights: list[list[np.ndarray]] = []
+        self.trained: list[np.ndarray] | None = None  # after_training(): the last checkpoint
         self.steps = sorted({max(1, round(total_steps * i / checkpoints))
                              for i in range(1, checkpoints)}) if checkpoints else []
 
     def after_step(self, number: int) -> None:
         if number in self.steps:
             self.weights.append(self.model.get_weights())
+
+    def after_training(self) -> None:
+        """Keeps the model's weights at the end of training as the last checkpoint, for a run that
+        changes them afterwards off the training path (warm start's interpolation toward the
+        served model): VoG measures the training trajectory, and an interpolated end point would
+        inflate it. Without it, the last checkpoint is the model as write_queue finds it."""
+        if self.steps:
+            self.trained = self.model.get_weights()
 
 
 def true_class_scores(scores, labels, contract: ModelContract) -> tf.Tensor:
@@ -195,7 +209,9 @@ def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContra
     if not len(serialized):
         raise ValueError(f"no eval examples in {eval_files}: the review queue ranks eval "
                          "examples; set review_checkpoints=0 to train without it")
-    checkpoints = snapshots.weights + [model.get_weights()]
+    last = "exported" if snapshots.trained is None else "trained (before interpolation)"
+    checkpoints = snapshots.weights + [model.get_weights() if snapshots.trained is None
+                                       else snapshots.trained]
     read = time.monotonic() - started
     raw, labels, width = checkpoint_vog(
         model, checkpoints, parse, serialized, contract,
@@ -209,7 +225,7 @@ def write_queue(model, snapshots: Snapshots, eval_files, parse, data: DataContra
     queue, rows = build_queue(raw, labels, ids, k)
     seconds = time.monotonic() - started
     document = {"score": SCORE, "checkpoints": len(checkpoints),
-                "checkpoint_steps": snapshots.steps + ["exported"],
+                "checkpoint_steps": snapshots.steps + [last],
                 "examples": len(serialized), "examples_read": read_count,
                 "budget_seconds": budget_seconds, "features": int(width),
                 "seconds": seconds, "queue": queue,

@@ -392,6 +392,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         seconds = time.monotonic() - started
     log(f"[train] done in {seconds:.1f}s")
     if warm is not None:
+        snapshots.after_training()  # the review queue's last checkpoint: trained, not interpolated
         warm.finish(model, setup.parser(model.input_names, setup.transform), setup.model)
     export_spec = (setup.feature_spec if setup.transform is None
                    else inputs.transform_input_spec(setup.feature_spec, setup.data))

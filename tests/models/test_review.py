@@ -126,3 +126,36 @@ def test_a_deadline_stops_after_the_batch_that_passed_it(monkeypatch):
                                            np.array([b"a", b"b", b"c", b"d", b"e"], dtype=object),
                                            ModelContract(scores="logits"), deadline=0.0)
     assert len(raw) == len(labels) == 2  # the first batch only: the deadline had passed
+
+
+def test_the_last_checkpoint_is_the_trained_weights_not_the_interpolated_ones(monkeypatch):
+    """Warm start interpolates after training: the queue's K-th checkpoint must be the trained
+    weights (on the training path), while the model keeps the exported, interpolated ones."""
+    model = _linear()
+    snapshots = review.Snapshots(model, 4, 2)
+    model.get_layer("head").set_weights([W1, BIAS])
+    snapshots.after_step(2)                              # checkpoint 1
+    model.get_layer("head").set_weights([W2, BIAS])      # end of training
+    snapshots.after_training()
+    interpolated = [(W1 + W2) / 2, BIAS]                 # what warm start exports
+    model.get_layer("head").set_weights(interpolated)
+    seen = {}
+    real_vog = review.checkpoint_vog
+
+    class Stop(Exception):
+        pass
+
+    def spy(model, checkpoints, parse, serialized, contract, deadline=None):
+        seen["checkpoints"] = checkpoints
+        real_vog(model, checkpoints, parse, serialized, contract, deadline)
+        raise Stop
+
+    monkeypatch.setattr(review, "checkpoint_vog", spy)
+    monkeypatch.setattr(review, "eval_examples", lambda files: np.array([b"0"], dtype=object))
+    with pytest.raises(Stop):
+        review.write_queue(model, snapshots, ["eval"], _parse([[1.0, 2.0]], [0]), None,
+                           ModelContract(scores="logits"), 1, "unused")
+    first, last = seen["checkpoints"]
+    np.testing.assert_array_equal(first[0], W1)
+    np.testing.assert_array_equal(last[0], W2)           # trained, not interpolated
+    np.testing.assert_array_equal(model.get_layer("head").get_weights()[0], interpolated[0])
