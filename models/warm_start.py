@@ -17,9 +17,12 @@ pipeline attaches as `model.tft_layer` is not part of the architecture (`model_l
     examples (by a hash of each serialized example, so the same examples whatever the file order),
     kept out of training to choose alpha on; never the eval split the gates judge the candidate on,
     and never data the served model was trained on (older spans of the window): there it is right
-    more often than on new data, which pulls alpha toward the served model (holding out from
-    every span, benchmarks/warm_start.py chose alpha 0.5, 0.1, 0.1 and lost 0.7 points of accuracy
-    vs alpha 1; from the newest span only, 0.7, 0.6, 0.6 at no loss).
+    more often than on new data, which pulls alpha toward the served model (an earlier version
+    that held out from every span chose smaller alphas at an accuracy cost; that run is not in
+    benchmarks/results; from the newest span only, benchmarks/results/warm_start.json records
+    alphas 0.7, 0.6, 0.6 for plain + interpolation at no loss). When the newest span's files
+    cannot be found among the training files, every span is used, with a WARNING, and
+    summary["alpha_held_out"] says so.
   * `choose_alpha(...)`: theta(alpha) = alpha * trained + (1 - alpha) * served for each alpha of
     graceful.interpolation.GRID, scored on the held-out examples, picked by
     graceful.interpolation.choose_alpha.
