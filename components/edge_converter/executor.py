@@ -233,6 +233,14 @@ def flip_numbers(labels, old_pred, new_pred, new_prob, high_confidence: float) -
             "per_class": {str(c): s.to_dict() for c, s in per_class.items()}}
 
 
+def previous_missing(previous: str) -> str:
+    """The failure line when the previously pushed edge model's file is gone."""
+    return (f"previous edge model {previous} is gone, so the edge model cannot be compared with "
+            "what devices run: restore it (from the edge destination's backup), or set its "
+            "EdgePush to a non-LIVE state in ML Metadata so the edge push before it is compared "
+            "against (components/edge_pusher/strategy.py), or turn the edge branch off")
+
+
 def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | None, shapes: dict,
           data: DataContract, model: ModelContract, policy: gate.GateConfig,
           high_confidence: float, batch_size: int) -> dict:
@@ -244,9 +252,8 @@ def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | Non
         if tf.io.gfile.exists(previous):
             with tf.io.gfile.GFile(previous, "rb") as handle:
                 edges.append(EdgeModel(handle.read(), f"previously pushed edge model {previous}"))
-        else:
-            report["previous_missing"] = (f"the previously pushed edge model {previous} is gone: "
-                                          "not compared")
+        else:  # not a skipped check: the edge gate cannot pass without it
+            report["previous_missing"] = previous_missing(previous)
             print(f"[edge] {report['previous_missing']}", flush=True)
     found = predictions(pattern, cloud_dir, edges, shapes, data, model, batch_size)
     labels, edge_pred, edge_prob = found["labels"], found["edge_pred"][0], found["edge_prob"][0]
@@ -264,6 +271,8 @@ def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | Non
     report["edge_accuracy"] = report["vs_cloud"]["summary"]["new_accuracy"]
     failures = gate.edge_failures(policy, report["vs_cloud"], report["vs_previous"],
                                   list(data.class_names) or None)
+    if report.get("previous_missing"):
+        failures = [*failures, report["previous_missing"]]
     report["gate"] = {"blessed": not failures, "failures": failures}
     return report
 

@@ -169,3 +169,32 @@ def test_a_release_without_an_edge_model_pushes_no_edge_model_and_does_not_fail(
     assert edge_push.get_int_custom_property(serving.PUSHED) == 0
     assert edge_push.get_string_custom_property("reason") == NO_EDGE_MODEL
     assert not os.path.exists(tmp_path / "edge_serving")
+
+
+def test_a_previous_edge_model_that_is_gone_blocks_the_edge_check(tmp_path, monkeypatch):
+    from graceful import gate
+    from graceful.contract import DataContract
+
+    labels = np.array([0, 1, 2, 1])
+    probs = np.eye(3)[labels] * 0.9 + 0.1 / 3  # [examples, classes]
+
+    def same_predictions(pattern, cloud_dir, edges, *rest):  # every model agrees, no flips
+        return {"labels": labels, "ids": np.arange(4), "cloud_pred": labels, "cloud_prob": probs,
+                "edge_pred": [labels] * len(edges), "edge_prob": [probs] * len(edges)}
+
+    monkeypatch.setattr(edge, "predictions", same_predictions)
+    content = edge.convert(_keras_model(), "float")
+    previous = tmp_path / "edge_serving" / "3" / edge.EDGE_MODEL_FILE
+    args = ("eval/*", "cloud", content)
+    rest = ({"pixels": [4]}, DataContract(class_names=()), ModelContract(), gate.GateConfig(),
+            0.9, 16)
+    gone = edge.check(*args, str(previous), *rest)
+    assert gone["gate"]["blessed"] is False and gone["vs_previous"] is None
+    [failure] = gone["gate"]["failures"]
+    assert failure.startswith(f"previous edge model {previous} is gone")
+    assert "restore it" in failure
+    previous.parent.mkdir(parents=True)
+    previous.write_bytes(content)
+    there = edge.check(*args, str(previous), *rest)
+    assert there["gate"] == {"blessed": True, "failures": []} and there["vs_previous"] is not None
+    assert edge.check(*args, None, *rest)["gate"]["blessed"], "none pushed yet: nothing to compare"
