@@ -150,6 +150,16 @@ def _threshold(high_confidence: float) -> float:
 # Public API
 
 
+def class_label(class_names, c, with_id: bool = False) -> str:
+    """Class id `c` (an int or the reports' str key) as every report, gate line and message names
+    it: its name in `class_names`, followed by the id in parentheses with `with_id` (e.g.
+    "dog (1)"); the id alone without names or for an id beyond them."""
+    names, c = class_names or (), int(c)
+    if not 0 <= c < len(names):
+        return str(c)
+    return f"{names[c]} ({c})" if with_id else str(names[c])
+
+
 def negative_flip_mask(labels, old_pred, new_pred) -> np.ndarray:
     """Boolean mask of negative flips: examples the old model got right and the new one gets wrong.
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from graceful import bootstrap
+from graceful import bootstrap, flips
 
 # Tolerance for comparing accuracies computed from counts on the same examples.
 _EPSILON = 1e-12
@@ -127,7 +127,6 @@ def failures(policy: GateConfig, summary: dict, per_class: dict | None = None,
     """
     bounds = intervals or {}
     class_bounds = bounds.get("per_class", {})
-    name = (lambda c: f"{class_names[int(c)]} ({c})") if class_names else (lambda c: str(c))
     new, old = summary["new_accuracy"], summary["old_accuracy"]
     lines = []
     if new < policy.min_accuracy:
@@ -147,11 +146,8 @@ def failures(policy: GateConfig, summary: dict, per_class: dict | None = None,
     relative, shown = _judged(policy, summary["relative_nfr"], bounds.get("relative_nfr"), ".3f")
     if relative > policy.max_relative_nfr:
         lines.append(f"relative NFR {shown} > max_relative_nfr {policy.max_relative_nfr:.4g}")
-    for cls, metrics in sorted((per_class or {}).items(), key=lambda kv: -kv[1]["nfr"]):
-        class_nfr, shown = _judged(policy, metrics["nfr"], class_bounds.get(str(cls)))
-        if class_nfr > policy.max_class_nfr:
-            lines.append(f"class {name(cls)} NFR {shown} > max_class_nfr "
-                         f"{policy.max_class_nfr:.4g}")
+    lines += _class_failures(per_class, "max_class_nfr", policy.max_class_nfr, class_names,
+                             lambda cls, nfr: _judged(policy, nfr, class_bounds.get(str(cls))))
     for feature, values in sorted((per_slice or {}).items()):
         for value, metrics in sorted(values.items(), key=lambda kv: -kv[1]["nfr"]):
             if metrics["nfr"] > policy.max_slice_nfr:
@@ -173,7 +169,6 @@ def edge_failures(policy: GateConfig, vs_cloud: dict, vs_previous: dict | None =
     from, and against the previously pushed edge model (None when none was pushed yet). The class
     limit applies to both comparisons; confident flips count those against the cloud candidate.
     """
-    name = (lambda c: f"{class_names[int(c)]} ({c})") if class_names else (lambda c: str(c))
     lines = []
     comparisons = [("vs the cloud candidate", vs_cloud, "max_edge_nfr", policy.max_edge_nfr)]
     if vs_previous is not None:
@@ -184,13 +179,26 @@ def edge_failures(policy: GateConfig, vs_cloud: dict, vs_previous: dict | None =
         if summary["nfr"] > limit:
             lines.append(f"edge NFR {against} {summary['nfr']:.4f} > {limit_name} {limit:.4g} "
                          f"({summary['negative_flips']} of {summary['examples']} examples)")
-        for cls, metrics in sorted((numbers.get("per_class") or {}).items(),
-                                   key=lambda kv: -kv[1]["nfr"]):
-            if metrics["nfr"] > policy.max_edge_class_nfr:
-                lines.append(f"edge class {name(cls)} NFR {against} {metrics['nfr']:.4f} > "
-                             f"max_edge_class_nfr {policy.max_edge_class_nfr:.4g}")
+        lines += _class_failures(numbers.get("per_class"), "max_edge_class_nfr",
+                                 policy.max_edge_class_nfr, class_names, prefix="edge class",
+                                 against=f"{against} ")
     confident = vs_cloud["summary"]["high_confidence_flips"]
     if confident > policy.max_edge_high_confidence_flips:
         lines.append(f"edge high-confidence flips vs the cloud candidate {confident} > "
                      f"max_edge_high_confidence_flips {policy.max_edge_high_confidence_flips}")
+    return lines
+
+
+def _class_failures(per_class: dict | None, limit_name: str, limit: float, class_names,
+                    judged=None, prefix: str = "class", against: str = "") -> list[str]:
+    """One line per class of `per_class` ({class id: FlipSummary.to_dict()}) whose NFR, as
+    `judged(class id, nfr)` gives it (value compared, how shown; default the point value), is over
+    `limit`; worst class first. Shared by the cloud gate and the edge gate."""
+    judged = judged or (lambda cls, nfr: (nfr, f"{nfr:.4f}"))
+    lines = []
+    for cls, metrics in sorted((per_class or {}).items(), key=lambda kv: -kv[1]["nfr"]):
+        value, shown = judged(cls, metrics["nfr"])
+        if value > limit:
+            lines.append(f"{prefix} {flips.class_label(class_names, cls, with_id=True)} NFR "
+                         f"{against}{shown} > {limit_name} {limit:.4g}")
     return lines

@@ -79,7 +79,7 @@ def failures(golden: dict | None, max_golden_flips: int, class_names=()) -> list
     `max_golden_flips`, each named with its class and both predictions, and missing golden ids."""
     if not golden:
         return []
-    name = (lambda c: class_names[c] if c < len(class_names) else str(c))
+    name = lambda c: flips.class_label(class_names, c)  # noqa: E731
     lines = []
     flipped = golden["flipped"]
     if len(flipped) > max_golden_flips:

@@ -13,7 +13,7 @@ from collections import defaultdict
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from graceful import bootstrap, golden, mlmd_store, releases, signoff
+from graceful import bootstrap, flips, golden, mlmd_store, releases, signoff
 from graceful.report_html import REPORT_FILE
 from graceful.models.params import TrainingParams
 
@@ -529,7 +529,7 @@ def format_flip_report(report: dict, classes=None, top: int = 5) -> str:
     """A text summary of a FlipEvaluator report: golden examples first (graceful.golden), headline
     metrics, worst classes, worst flips, flips against earlier releases (graceful.releases) and
     the flip gate's verdict."""
-    name = (lambda c: classes[int(c)]) if classes else str
+    name = lambda c: flips.class_label(classes, c)  # noqa: E731
     first = _golden_lines(report, name)
     if not report.get("has_baseline"):
         return "\n".join(first + [f"no flips to report: {report.get('reason', 'no baseline')}",

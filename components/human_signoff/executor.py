@@ -18,7 +18,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from graceful import bootstrap, golden, locations, releases, signoff, slack
+from graceful import bootstrap, flips, golden, locations, releases, signoff, slack
 from graceful.history import read_flip_report
 from graceful.report_html import INDEX, REPORT_FILE, REVIEW_PNG, review_caption
 
@@ -68,7 +68,7 @@ def pipeline_name(context) -> str:
 def evidence(report: dict, report_dir: str, pipeline: str, span, baseline_model_id) -> dict:
     """What the approver sees: the flip gate's numbers, worst classes, top flips, the report."""
     s, names = report["summary"], report.get("class_names") or []
-    name = (lambda c: names[int(c)] if int(c) < len(names) else str(c))
+    name = lambda c: flips.class_label(names, c)  # noqa: E731
     result = {"pipeline": pipeline, "span": span, "accuracy": s["new_accuracy"],
               "baseline_model_id": baseline_model_id,
               "report": locations.absolute(os.path.join(report_dir, INDEX)),

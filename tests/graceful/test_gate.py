@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from graceful.gate import GateConfig, failures
+from graceful.gate import GateConfig, edge_failures, failures
 
 POLICY = GateConfig(min_accuracy=0.6, max_accuracy_drop=0.0, max_nfr=0.03, max_relative_nfr=0.3,
                     max_class_nfr=0.25, max_high_confidence_flips=2)
@@ -120,3 +120,23 @@ def test_an_unknown_bound_or_confidence_is_refused_by_name():
         GateConfig(confidence=95)
     with pytest.raises(ValueError, match="bootstrap_resamples must be at least 1"):
         GateConfig(bootstrap_resamples=0)
+
+
+def test_class_label_is_the_one_naming_of_a_class_everywhere():
+    """graceful.flips.class_label: name, name with id, the id for no names or an id beyond them
+    (str report keys too); the cloud and edge gate lines share one per-class loop."""
+    from graceful import flips
+    assert flips.class_label(("cat", "dog"), "1") == "dog"
+    assert flips.class_label(("cat", "dog"), 1, with_id=True) == "dog (1)"
+    assert flips.class_label(("cat", "dog"), 7, with_id=True) == "7"
+    assert flips.class_label(None, 0) == "0" and flips.class_label((), "3", with_id=True) == "3"
+    summary = {"new_accuracy": 0.9, "old_accuracy": 0.9, "nfr": 0.0, "relative_nfr": 0.0,
+               "high_confidence_flips": 0, "negative_flips": 0, "examples": 10}
+    per_class = {"1": {"nfr": 0.5}, "7": {"nfr": 0.4}}
+    policy = GateConfig(max_class_nfr=0.1)
+    assert [line.split(" NFR")[0] for line in failures(policy, summary, per_class,
+                                                       class_names=("cat", "dog"))] == [
+        "class dog (1)", "class 7"]  # an id beyond the names no longer raises IndexError
+    assert [line.split(" NFR")[0] for line in edge_failures(
+        GateConfig(max_edge_class_nfr=0.1), {"summary": summary, "per_class": per_class},
+        class_names=("cat", "dog"))] == ["edge class dog (1)", "edge class 7"]
