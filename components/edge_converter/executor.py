@@ -14,7 +14,10 @@ cannot convert) is not raised: an edge failure never blocks the cloud gate and p
 artifact. The EdgeModel is written without model.tflite, its report blocked (blessed=0, one failure
 line naming the cause and what to do), loudly logged; the EdgePusher then pushes nothing.
 
-Flip check, on the eval split: each batch of serialized examples goes through the cloud candidate's
+Flip check, on the eval split, read and parsed with the FlipEvaluator's own helpers, each example
+named as every report names it (model_check.example_ids: the id feature, else the hash of its
+bytes; repeats made unique as the FlipEvaluator does): each batch of serialized examples goes
+through the cloud candidate's
 contract signature (graceful.model_check, as the FlipEvaluator calls it) and, parsed in Python
 with the model's input features (typed from the first example, cast to the Keras inputs' dtypes),
 through the edge model (tf.lite.Interpreter's signature runner) and the previously pushed edge
@@ -195,30 +198,37 @@ def predictions(pattern: str, cloud_dir: str, edges: list[EdgeModel], shapes: di
     """Every eval example through the cloud candidate (its contract signature on the serialized
     examples) and each edge model (on the parsed features): {"labels", "ids", "cloud_pred",
     "edge_pred" [per edge model], "edge_prob" [per edge model]}."""
+    # Read and parsed as the FlipEvaluator reads them (imported here: it imports this module).
+    from graceful.components.flip_evaluator import executor as flip_evaluator
+
     loaded = tf.saved_model.load(cloud_dir)
     signature = model_check.contract_signature(loaded, cloud_dir, model)
     columns = {"labels": [], "ids": [], "cloud_pred": [], "cloud_prob": [],
                "edge_pred": [[] for _ in edges], "edge_prob": [[] for _ in edges]}
-    spec, seen = None, 0
-    for batch in _read(pattern, batch_size):
-        if spec is None:
-            first = batch[0].numpy()
-            spec = {**feature_spec(first, shapes, pattern),
-                    **model_check.example_spec(first, data, pattern)}
-        parsed = tf.io.parse_example(batch, spec)
-        features = {name: parsed[name].numpy() for name in shapes}
-        columns["labels"].append(data.class_ids(model_check.text_values(
-            parsed[data.label_key].numpy())))
-        columns["ids"].append(model_check.text_values(parsed[data.id_key].numpy()) if data.id_key
-                              else np.arange(seen, seen + int(batch.shape[0])))
-        seen += int(batch.shape[0])
-        cloud_pred, cloud_prob = model.predict(signature.scores(batch).numpy(), signature.where)
-        columns["cloud_pred"].append(cloud_pred)
-        columns["cloud_prob"].append(cloud_prob)
-        for i, edge in enumerate(edges):
-            pred, prob = model.predict(edge_scores(model, edge.scores(features)), edge.where)
-            columns["edge_pred"][i].append(pred)
-            columns["edge_prob"][i].append(prob)
+    paths = sorted(tf.io.gfile.glob(pattern))
+    if not paths:
+        raise ValueError(f"No example files match {pattern}: check the ExampleGen output.")
+    spec = None
+    for path in paths:
+        for batch in flip_evaluator._read_batches(path, batch_size):
+            if spec is None:
+                first = batch[0].numpy()
+                spec = {**feature_spec(first, shapes, path),
+                        **model_check.example_spec(first, data, path)}
+            parsed = flip_evaluator._parse(batch, spec, path)
+            features = {name: parsed[name].numpy() for name in shapes}
+            columns["labels"].append(data.class_ids(model_check.text_values(
+                parsed[data.label_key].numpy())))
+            # one example, one name: the id feature, else the hash of its bytes (as every report)
+            columns["ids"].append(model_check.example_ids(batch, parsed, data))
+            cloud_pred, cloud_prob = model.predict(signature.scores(batch).numpy(),
+                                                   signature.where)
+            columns["cloud_pred"].append(cloud_pred)
+            columns["cloud_prob"].append(cloud_prob)
+            for i, edge in enumerate(edges):
+                pred, prob = model.predict(edge_scores(model, edge.scores(features)), edge.where)
+                columns["edge_pred"][i].append(pred)
+                columns["edge_prob"][i].append(prob)
     if spec is None:
         raise ValueError(f"No examples in {pattern}: nothing to compare the edge model on.")
     return {key: ([np.concatenate(c) for c in value] if key.startswith("edge_")
@@ -231,6 +241,18 @@ def flip_numbers(labels, old_pred, new_pred, new_prob, high_confidence: float) -
     return {"summary": flips.summarize(labels, old_pred, new_pred, new_prob,
                                        high_confidence).to_dict(),
             "per_class": {str(c): s.to_dict() for c, s in per_class.items()}}
+
+
+def unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
+    """The examples' ids as the FlipEvaluator makes them unique (its _unique_ids: identical
+    examples' hashed ids k-th repeat -> id - k; a repeated id feature value is a data error), in
+    the examples' order."""
+    from graceful.components.flip_evaluator import executor as flip_evaluator
+
+    order = np.argsort(ids, kind="stable")
+    unique = np.empty_like(ids)
+    unique[order] = flip_evaluator._unique_ids(ids[order], id_key)
+    return unique
 
 
 def previous_missing(previous: str) -> str:
@@ -259,9 +281,7 @@ def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | Non
     labels, edge_pred, edge_prob = found["labels"], found["edge_pred"][0], found["edge_prob"][0]
     report["vs_cloud"] = flip_numbers(labels, found["cloud_pred"], edge_pred, edge_prob,
                                       high_confidence)
-    ids = found["ids"]
-    if len(np.unique(ids)) != len(ids):  # ids that repeat cannot name a flip: positions do
-        ids = np.arange(len(ids))
+    ids = unique_ids(found["ids"], data.id_key)
     report["vs_cloud"]["flips"] = flips.ranked_flips(labels, found["cloud_pred"], edge_pred,
                                                      edge_prob, ids)[:LISTED_FLIPS]
     if len(edges) > 1:

@@ -198,3 +198,35 @@ def test_a_previous_edge_model_that_is_gone_blocks_the_edge_check(tmp_path, monk
     there = edge.check(*args, str(previous), *rest)
     assert there["gate"] == {"blessed": True, "failures": []} and there["vs_previous"] is not None
     assert edge.check(*args, None, *rest)["gate"]["blessed"], "none pushed yet: nothing to compare"
+
+
+def test_edge_flips_name_examples_as_the_flip_evaluator_and_review_queue_do(tmp_path):
+    """Without an id feature the edge report's ids are model_check.example_ids (the hash of each
+    example's bytes), not row positions; identical examples get the FlipEvaluator's unique ids."""
+    from graceful import model_check
+    from graceful.contract import DataContract
+
+    model = _keras_model()
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
+    def serve(examples):
+        parsed = tf.io.parse_example(examples, {"pixels": tf.io.FixedLenFeature([4], tf.float32)})
+        return {"scores": model(parsed, training=False)}
+
+    cloud_dir = str(tmp_path / "cloud")
+    model.save(cloud_dir, signatures={"serving_default": serve})
+    rows = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    records = [tf.train.Example(features=tf.train.Features(feature={
+        "pixels": tf.train.Feature(float_list=tf.train.FloatList(value=row)),
+        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3]))}))
+        .SerializeToString() for i, row in enumerate([*rows, rows[0]])]  # the last repeats the 1st
+    with tf.io.TFRecordWriter(str(tmp_path / "eval.tfrecord")) as writer:
+        for record in records:
+            writer.write(record)
+    found = edge.predictions(str(tmp_path / "eval.tfrecord"), cloud_dir,
+                             [edge.EdgeModel(edge.convert(model, "float"), "edge")],
+                             {"pixels": [4]}, DataContract(), ModelContract(), 4)
+    hashed = model_check.example_ids(tf.constant(records), {}, DataContract())
+    np.testing.assert_array_equal(found["ids"], hashed)
+    unique = edge.unique_ids(found["ids"], "")
+    assert len(set(unique)) == 6 and list(unique[:5]) == list(hashed[:5])
