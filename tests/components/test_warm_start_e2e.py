@@ -105,3 +105,34 @@ def test_warm_start_across_architectures_is_refused_and_nothing_is_pushed(tiny_c
     first, *others = history.runs(config.metadata_uri)
     assert first.pushed and not any(run.pushed or run.model_id for run in others)
     assert sorted(os.listdir(config.serving_dir)) == served
+
+
+def test_warm_start_with_a_transform_leaves_the_tft_layer_out(tmp_path):
+    """With a Transform, the served model carries the TFT layer (model.tft_layer, tracked by
+    tf_keras); the fresh candidate does not yet. Warm start must neither refuse that nor copy or
+    interpolate the TFT layer's variables."""
+    import dataclasses
+
+    from graceful.pipeline import local_runner
+    from graceful.project import bootstrap_schema
+    from tests import tabular
+    from tests.pipeline.test_transform_e2e import _config
+
+    class_names = tabular.write_spans("wine", str(tmp_path / "data"), num_spans=2)
+    config = with_training(_config(tmp_path, class_names), warm_start=True, loss="plain",
+                           epochs=5)
+    bootstrap_schema(config, log=lambda _: None)
+    for span in (1, 2):
+        local_runner.run(dataclasses.replace(config, span=span), log=lambda _: None)
+    first, second = history.runs(config.metadata_uri)
+    store = history.open_store(config.metadata_uri)
+    _, started, _, _ = _trainer_io(store, second.model_id)
+    assert started.custom_properties["warm_start_model_id"].int_value == first.model_id
+    assert started.custom_properties["warm_start_alpha_held_out"].string_value == "newest span"
+    [old, new] = [keras.models.load_model(os.path.join(m.uri, "Format-Serving"), compile=False)
+                  for m in store.get_artifacts_by_id([first.model_id, second.model_id])]
+    for model in (old, new):
+        assert model.tft_layer in model.layers  # the served model lists it ...
+        assert model.tft_layer not in warm_start.model_layers(model)  # ... warm start does not
+    assert interpolation.architecture_mismatch(warm_start.describe(old),
+                                               warm_start.describe(new)) is None
