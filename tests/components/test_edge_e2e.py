@@ -187,3 +187,30 @@ def test_an_edge_model_within_limits_is_pushed_and_the_next_is_compared_with_it(
     # The release run pushed both halves of run 2's model: one model, one (release) run.
     _assert_one_model_and_one_run(config, _artifacts(config, "Model")[-1].id, "Pusher",
                                   "EdgePusher")
+
+
+def test_a_candidate_tflite_cannot_convert_leaves_the_cloud_gate_and_push_working(tmp_path,
+                                                                                 monkeypatch):
+    """TFLite's converter failing (here made to, as on an op it cannot convert): the run still
+    judges, signs off and pushes the cloud model; the edge model is blocked and not pushed."""
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    from graceful.components.edge_converter import executor as edge_executor
+
+    def fails(*args, **kwargs):
+        raise ConverterError("'tfl.custom_op' op is neither a custom op nor a flex op")
+
+    monkeypatch.setattr(edge_executor, "convert", fails)  # LocalDagRunner runs in this process
+    config = _edge_config(tmp_path)
+    run_span(config, span=1)
+
+    [edge_model] = _artifacts(config, "graceful.EdgeModel")
+    assert not os.path.exists(os.path.join(edge_model.uri, EDGE_MODEL_FILE))
+    [failure] = json.loads(_prop(edge_model, "failures"))
+    assert "ConverterError" in failure and "Turn the edge branch off" in failure
+    assert _prop(_artifacts(config, "PushedModel")[0], "pushed") == 1
+    assert serving.served_version_dir(config.serving_dir) is not None
+    [edge_push] = _artifacts(config, "graceful.EdgePush")
+    assert _prop(edge_push, "pushed") == 0
+    assert _prop(edge_push, "reason") == "the edge check failed: " + failure
+    assert serving.versions(config.edge_serving_dir) == []
