@@ -109,10 +109,12 @@ def test_slack_approval_with_a_reason_pushes_and_records_who_and_why_after_refus
     assert run.sign_off["reason"] == reason
     [post] = api.called("chat.postMessage")
     assert post["body"]["channel"] == "C_MODELS"
-    # The evidence arrived in the message's thread: the report's two plots, as PNGs.
+    # The evidence arrived in the message's thread: the report's two plots and the review queue's
+    # images (Fashion-MNIST is image data), as PNGs.
     assert [(f["filename"], f["channel"], f["thread_ts"]) for f in api.shared] == [
         (name, "C_MODELS", run.sign_off["slack_ts"]) for name in ("flip_matrix.png",
-                                                                    "class_nfr.png")]
+                                                                    "class_nfr.png",
+                                                                    "review_queue.png")]
     assert all(f["data"].startswith(b"\x89PNG\r\n\x1a\n") for f in api.shared)
     deadline = time.monotonic() + 10  # the message is updated after the gate's reply
     while not api.called("chat.update") and time.monotonic() < deadline:

@@ -62,7 +62,7 @@ def test_demo_home_is_recreated_when_it_is_ours(tmp_path):
 
 def test_unknown_architecture_lists_the_choices(tmp_path, capsys):
     assert cli.main(["run", "--home", str(tmp_path / "h"), "--model", "vgg"]) == 2
-    assert "Unknown model architecture 'vgg'; choose one of cnn, mlp, small." in capsys.readouterr().err
+    assert "Unknown model architecture 'vgg'; choose one of cnn, cnn1d, mlp, small." in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("span", ["0", "-1"])
