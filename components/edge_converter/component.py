@@ -13,16 +13,14 @@ Metadata by components/edge_pusher/strategy.py). Output:
 The verdict gates the edge push only (components/edge_pusher): an edge model that flips too much
 never blocks the cloud model.
 """
-import dataclasses
-import json
-
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from graceful.components.edge_converter.executor import Executor
-from graceful.components.flip_evaluator.executor import ReportSettings
+from graceful.components.flip_evaluator.executor import (SETTINGS_PARAMETERS, ReportSettings,
+                                                         settings_properties)
 
 
 class EdgeModel(types.Artifact):
@@ -42,11 +40,7 @@ class EdgeConverterSpec(ComponentSpec):
         "quantization": ExecutionParameter(type=str),            # "float" or "int8"
         "representative_examples": ExecutionParameter(type=int),
         "split": ExecutionParameter(type=str),
-        "high_confidence": ExecutionParameter(type=float),
-        "policy": ExecutionParameter(type=str),          # GateConfig as JSON
-        "data_contract": ExecutionParameter(type=str),
-        "model_contract": ExecutionParameter(type=str),
-        "batch_size": ExecutionParameter(type=int),
+        **SETTINGS_PARAMETERS,
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -69,9 +63,5 @@ class EdgeConverter(base_component.BaseComponent):
             model=model, examples=examples, training_examples=training_examples,
             previous_edge=previous_edge, quantization=quantization,
             representative_examples=representative_examples, split=split,
-            high_confidence=settings.high_confidence,
-            policy=json.dumps(dataclasses.asdict(settings.policy)),
-            data_contract=json.dumps(dataclasses.asdict(settings.data)),
-            model_contract=json.dumps(dataclasses.asdict(settings.model)),
-            batch_size=settings.batch_size,
+            **settings_properties(settings),
             edge_model=types.Channel(type=EdgeModel)))

@@ -39,7 +39,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from graceful import flips, gate, model_check
-from graceful.contract import DataContract, ModelContract, from_dict
+from graceful.contract import DataContract, ModelContract
 from graceful.serving import EDGE_QUANTIZATIONS as QUANTIZATIONS
 from graceful.serving import PUSHED_DESTINATION
 
@@ -314,9 +314,10 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         edge_artifact = artifact_utils.get_single_instance(output_dict["edge_model"])
         previous = (input_dict.get("previous_edge") or [None])[0]
-        data = from_dict(DataContract, json.loads(exec_properties["data_contract"]))
-        model = from_dict(ModelContract, json.loads(exec_properties["model_contract"]))
-        policy = gate.GateConfig(**json.loads(exec_properties["policy"]))
+        # imported here: the FlipEvaluator's executor imports this module
+        from graceful.components.flip_evaluator.executor import settings_from
+        settings = settings_from(exec_properties)
+        data, model, policy = settings.data, settings.model, settings.policy
         quantization = exec_properties["quantization"]
         cloud_dir = path_utils.serving_model_path(candidate.uri)
 
@@ -344,7 +345,7 @@ class Executor(base_executor.BaseExecutor):
                              "*")
         try:
             report = check(split, cloud_dir, content, previous_file, shapes, data, model, policy,
-                           exec_properties["high_confidence"], exec_properties["batch_size"])
+                           settings.high_confidence, settings.batch_size)
         except EdgeConversionError as error:  # the edge model cannot take the examples' features
             blocked_report(edge_artifact, candidate, quantization, data, previous_file, error,
                            seconds)

@@ -25,9 +25,6 @@ FlipBlessing is deliberately *not* a ModelBlessing: TFX's LatestBlessedModelStra
 ModelBlessings, and the pipeline lets the Evaluator (the one ModelBlessing producer) run only when
 this gate passed, so a model the flip gate rejected can never become a baseline.
 """
-import dataclasses
-import json
-
 from tfx import types
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_artifacts
@@ -35,7 +32,9 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.flip_evaluator.executor import (EDGE_MODEL_KEY, HISTORY_MODELS_KEY,
-                                                         MODEL_RUN_KEY, Executor, ReportSettings)
+                                                         MODEL_RUN_KEY, SETTINGS_PARAMETERS,
+                                                         Executor, ReportSettings,
+                                                         settings_properties)
 
 
 class FlipReport(types.Artifact):
@@ -51,16 +50,7 @@ class FlipBlessing(types.Artifact):
 
 
 class FlipEvaluatorSpec(ComponentSpec):
-    PARAMETERS = {
-        "split": ExecutionParameter(type=str),
-        "high_confidence": ExecutionParameter(type=float),
-        "max_flips_listed": ExecutionParameter(type=int),
-        "policy": ExecutionParameter(type=str),          # GateConfig as JSON
-        "data_contract": ExecutionParameter(type=str),   # graceful.contract.DataContract as JSON
-        "model_contract": ExecutionParameter(type=str),  # graceful.contract.ModelContract as JSON
-        "gallery_size": ExecutionParameter(type=int),
-        "batch_size": ExecutionParameter(type=int),      # examples per model call
-    }
+    PARAMETERS = {"split": ExecutionParameter(type=str), **SETTINGS_PARAMETERS}
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -88,11 +78,6 @@ class FlipEvaluator(base_beam_component.BaseBeamComponent):
             examples=examples, model=model, baseline_model=baseline_model, split=split,
             edge_model=edge_model,
             model_run=model_run, history_models=history_models,
-            high_confidence=settings.high_confidence, max_flips_listed=settings.max_listed,
-            policy=json.dumps(dataclasses.asdict(settings.policy)),
-            data_contract=json.dumps(dataclasses.asdict(settings.data)),
-            model_contract=json.dumps(dataclasses.asdict(settings.model)),
-            gallery_size=settings.gallery_size,
-            batch_size=settings.batch_size,
+            **settings_properties(settings),
             flip_report=types.Channel(type=FlipReport),
             blessing=types.Channel(type=FlipBlessing)))

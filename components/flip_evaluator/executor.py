@@ -37,6 +37,7 @@ from apache_beam.utils import shared
 from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
+from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import path_utils
 
 from graceful import bootstrap, flips, gate, golden, model_check, releases, report_html
@@ -526,6 +527,29 @@ def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir:
                          "split that the FlipEvaluator reads.")
     return write_report(batches, out_dir, settings, baseline_dir is not None, queue,
                         tuple(release for release, _ in history), golden_batches)
+
+
+# ReportSettings as execution properties (so MLMD records them): every component that takes a
+# ReportSettings (FlipEvaluator, EdgeConverter) declares these, fills them with settings_properties
+# and reads them back with settings_from — one encoding.
+SETTINGS_PARAMETERS = {
+    "high_confidence": ExecutionParameter(type=float),
+    "max_flips_listed": ExecutionParameter(type=int),
+    "policy": ExecutionParameter(type=str),          # GateConfig as JSON
+    "data_contract": ExecutionParameter(type=str),   # graceful.contract.DataContract as JSON
+    "model_contract": ExecutionParameter(type=str),  # graceful.contract.ModelContract as JSON
+    "gallery_size": ExecutionParameter(type=int),
+    "batch_size": ExecutionParameter(type=int),      # examples per model call
+}
+
+
+def settings_properties(settings: ReportSettings) -> dict:
+    """The execution properties of SETTINGS_PARAMETERS that settings_from reads back."""
+    return {"high_confidence": settings.high_confidence, "max_flips_listed": settings.max_listed,
+            "policy": json.dumps(dataclasses.asdict(settings.policy)),
+            "data_contract": json.dumps(dataclasses.asdict(settings.data)),
+            "model_contract": json.dumps(dataclasses.asdict(settings.model)),
+            "gallery_size": settings.gallery_size, "batch_size": settings.batch_size}
 
 
 def settings_from(exec_properties: dict) -> ReportSettings:

@@ -88,6 +88,7 @@ def _convert_failing_candidate(tmp_path):
     from tfx.types import standard_artifacts
 
     from graceful.components.edge_converter.component import EdgeModel
+    from graceful.components.flip_evaluator import executor as flip_executor
     from graceful.components.flip_evaluator.executor import ReportSettings
 
     candidate = _artifact(standard_artifacts.Model, tmp_path / "model")
@@ -99,14 +100,8 @@ def _convert_failing_candidate(tmp_path):
     examples = _artifact(standard_artifacts.Examples, tmp_path / "examples")
     examples.split_names = '["train", "eval"]'
     edge_model = _artifact(EdgeModel, tmp_path / "edge_model")
-    settings = ReportSettings()
-    import dataclasses
     properties = {"quantization": "float", "representative_examples": 5, "split": "eval",
-                  "high_confidence": settings.high_confidence,
-                  "policy": json.dumps(dataclasses.asdict(settings.policy)),
-                  "data_contract": json.dumps(dataclasses.asdict(settings.data)),
-                  "model_contract": json.dumps(dataclasses.asdict(settings.model)),
-                  "batch_size": settings.batch_size}
+                  **flip_executor.settings_properties(ReportSettings())}
     edge.Executor().Do({"model": [candidate], "examples": [examples],
                         "training_examples": [examples]}, {"edge_model": [edge_model]}, properties)
     return edge_model, candidate
