@@ -65,10 +65,10 @@ from graceful.components.edge_converter.component import EdgeConverter, EdgePush
 from graceful.components.edge_pusher.component import EdgePusher
 from graceful.components.edge_pusher.strategy import LatestEdgePushStrategy
 from graceful.components.flip_evaluator.component import FlipEvaluator
-from graceful.components.flip_evaluator.executor import ReportSettings
 from graceful.components.graceful_trainer.component import GracefulTrainer
 from graceful.components.human_signoff.component import HumanSignOff
 from graceful.components.release_history.strategy import LatestBlessedModelsStrategy
+from graceful.components.report_settings import ReportSettings
 from graceful.components.span_reader import executor as span_reader
 from graceful.components.span_window.strategy import SpanWindowStrategy
 from graceful.pipeline.configs import PipelineConfig

@@ -19,8 +19,8 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from graceful.components.edge_converter.executor import Executor
-from graceful.components.flip_evaluator.executor import (SETTINGS_PARAMETERS, ReportSettings,
-                                                         settings_properties)
+from graceful.components.report_settings import (SETTINGS_PARAMETERS, ReportSettings,
+                                                 settings_properties)
 
 
 class EdgeModel(types.Artifact):

@@ -14,17 +14,18 @@ cannot convert) is not raised: an edge failure never blocks the cloud gate and p
 artifact. The EdgeModel is written without model.tflite, its report blocked (blessed=0, one failure
 line naming the cause and what to do), loudly logged; the EdgePusher then pushes nothing.
 
-Flip check, on the eval split, read and parsed with the FlipEvaluator's own helpers, each example
-named as every report names it (model_check.example_ids: the id feature, else the hash of its
-bytes; repeats made unique as the FlipEvaluator does): each batch of serialized examples goes
-through the cloud candidate's
-contract signature (graceful.model_check, as the FlipEvaluator calls it) and, parsed in Python
-with the model's input features (typed from the first example, cast to the Keras inputs' dtypes),
-through the edge model (tf.lite.Interpreter's signature runner) and the previously pushed edge
-model when there is one. Scores become classes through the model contract (ModelContract.predict);
-the flip numbers are graceful.flips' (overall, per class, confident flips), the verdict
-graceful.gate.edge_failures'. A quantized softmax is a step function of 1/256: its rows are
-renormalised to sum to 1 before the contract reads them (the predicted class is unchanged).
+Flip check, on the eval split, read and parsed as the FlipEvaluator reads them
+(model_check.read_batches, parse_examples), each example named as every report names it
+(model_check.example_ids: the id feature, else the hash of its bytes; repeats made unique as the
+FlipEvaluator does, model_check.unique_ids): each batch of serialized examples goes through the
+cloud candidate's contract signature (graceful.model_check, as the FlipEvaluator calls it) and,
+parsed in Python with the model's input features (typed from the first example, cast to the Keras
+inputs' dtypes), through the edge model (tf.lite.Interpreter's signature runner) and the previously
+pushed edge model when there is one. Scores become classes through the model contract
+(ModelContract.predict); the flip numbers are graceful.flips' (overall, per class, confident
+flips), the verdict graceful.gate.edge_failures'. A quantized softmax is a step function of 1/256:
+its rows are renormalised to sum to 1 before the contract reads them (the predicted class is
+unchanged).
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from graceful import flips, gate, model_check
+from graceful.components.report_settings import settings_from
 from graceful.contract import DataContract, ModelContract
 from graceful.serving import EDGE_QUANTIZATIONS as QUANTIZATIONS
 from graceful.serving import PUSHED_DESTINATION
@@ -198,9 +200,6 @@ def predictions(pattern: str, cloud_dir: str, edges: list[EdgeModel], shapes: di
     """Every eval example through the cloud candidate (its contract signature on the serialized
     examples) and each edge model (on the parsed features): {"labels", "ids", "cloud_pred",
     "edge_pred" [per edge model], "edge_prob" [per edge model]}."""
-    # Read and parsed as the FlipEvaluator reads them (imported here: it imports this module).
-    from graceful.components.flip_evaluator import executor as flip_evaluator
-
     loaded = tf.saved_model.load(cloud_dir)
     signature = model_check.contract_signature(loaded, cloud_dir, model)
     columns = {"labels": [], "ids": [], "cloud_pred": [], "cloud_prob": [],
@@ -210,12 +209,12 @@ def predictions(pattern: str, cloud_dir: str, edges: list[EdgeModel], shapes: di
         raise ValueError(f"No example files match {pattern}: check the ExampleGen output.")
     spec = None
     for path in paths:
-        for batch in flip_evaluator._read_batches(path, batch_size):
+        for batch in model_check.read_batches(path, batch_size):
             if spec is None:
                 first = batch[0].numpy()
                 spec = {**feature_spec(first, shapes, path),
                         **model_check.example_spec(first, data, path)}
-            parsed = flip_evaluator._parse(batch, spec, path)
+            parsed = model_check.parse_examples(batch, spec, path)
             features = {name: parsed[name].numpy() for name in shapes}
             columns["labels"].append(data.class_ids(model_check.text_values(
                 parsed[data.label_key].numpy())))
@@ -241,18 +240,6 @@ def flip_numbers(labels, old_pred, new_pred, new_prob, high_confidence: float) -
     return {"summary": flips.summarize(labels, old_pred, new_pred, new_prob,
                                        high_confidence).to_dict(),
             "per_class": {str(c): s.to_dict() for c, s in per_class.items()}}
-
-
-def unique_ids(ids: np.ndarray, id_key: str) -> np.ndarray:
-    """The examples' ids as the FlipEvaluator makes them unique (its _unique_ids: identical
-    examples' hashed ids k-th repeat -> id - k; a repeated id feature value is a data error), in
-    the examples' order."""
-    from graceful.components.flip_evaluator import executor as flip_evaluator
-
-    order = np.argsort(ids, kind="stable")
-    unique = np.empty_like(ids)
-    unique[order] = flip_evaluator._unique_ids(ids[order], id_key)
-    return unique
 
 
 def previous_missing(previous: str) -> str:
@@ -281,7 +268,7 @@ def check(pattern: str, cloud_dir: str, edge_content: bytes, previous: str | Non
     labels, edge_pred, edge_prob = found["labels"], found["edge_pred"][0], found["edge_prob"][0]
     report["vs_cloud"] = flip_numbers(labels, found["cloud_pred"], edge_pred, edge_prob,
                                       high_confidence)
-    ids = unique_ids(found["ids"], data.id_key)
+    ids = model_check.unique_ids_in_order(found["ids"], data.id_key)
     report["vs_cloud"]["flips"] = flips.ranked_flips(labels, found["cloud_pred"], edge_pred,
                                                      edge_prob, ids)[:LISTED_FLIPS]
     if len(edges) > 1:
@@ -314,8 +301,6 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         edge_artifact = artifact_utils.get_single_instance(output_dict["edge_model"])
         previous = (input_dict.get("previous_edge") or [None])[0]
-        # imported here: the FlipEvaluator's executor imports this module
-        from graceful.components.flip_evaluator.executor import settings_from
         settings = settings_from(exec_properties)
         data, model, policy = settings.data, settings.model, settings.policy
         quantization = exec_properties["quantization"]

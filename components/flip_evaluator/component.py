@@ -32,9 +32,9 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from graceful.components.edge_converter.component import EdgeModel
 from graceful.components.flip_evaluator.executor import (EDGE_MODEL_KEY, HISTORY_MODELS_KEY,
-                                                         MODEL_RUN_KEY, SETTINGS_PARAMETERS,
-                                                         Executor, ReportSettings,
-                                                         settings_properties)
+                                                         MODEL_RUN_KEY, Executor)
+from graceful.components.report_settings import (SETTINGS_PARAMETERS, ReportSettings,
+                                                 settings_properties)
 
 
 class FlipReport(types.Artifact):

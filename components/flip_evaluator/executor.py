@@ -32,18 +32,17 @@ import weakref
 import apache_beam as beam
 import numpy as np
 import tensorflow as tf
-from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.utils import shared
 from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
-from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import path_utils
 
 from graceful import bootstrap, flips, gate, golden, model_check, releases, report_html
 from graceful.models import review
 from graceful.components.edge_converter import executor as edge_converter
-from graceful.contract import DataContract, DataContractError, ModelContract, from_dict
+from graceful.components.report_settings import ReportSettings, settings_from
+from graceful.contract import DataContract, DataContractError, ModelContract
 from graceful.report_html import GALLERY_FILE, REPORT_FILE
 
 NO_BASELINE_REASON = "no blessed baseline model yet (first run): nothing can flip"
@@ -57,43 +56,6 @@ _COLUMNS = ("ids", "labels", "old_pred", "new_pred", "new_prob")
 # One copy of the loaded models per worker process, shared by every DoFn instance, bundle and thread
 # of that process (what Beam's RunInference does); holds only the most recently used pair.
 _LOADED_MODELS = shared.Shared()
-_TF_RECORD_COMPRESSION = {CompressionTypes.GZIP: "GZIP", CompressionTypes.UNCOMPRESSED: ""}
-_NO_AUTOTUNE = tf.data.Options()
-_NO_AUTOTUNE.autotune.enabled = False
-_NO_AUTOTUNE.experimental_optimization.inject_prefetch = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ReportSettings:
-    """What the FlipEvaluator reads (the data and model contracts) and how it reports and judges."""
-
-    data: DataContract = dataclasses.field(default_factory=DataContract)
-    model: ModelContract = dataclasses.field(default_factory=ModelContract)
-    high_confidence: float = flips.DEFAULT_HIGH_CONFIDENCE
-    max_listed: int = 1000
-    policy: gate.GateConfig = dataclasses.field(default_factory=gate.GateConfig)
-    gallery_size: int = 24         # images of the worst flips, when data.image_feature is set
-    # Examples per model call. The fastest size depends on the CPU (benchmarks/flip_eval.py times
-    # 128-1024): 256 on a 2-core AMD EPYC (1024 1.3x slower), 1024 on a 2-core Intel Xeon (256 1.2x
-    # slower). 512 was within 10% of the fastest on both; tune it for your workers.
-    batch_size: int = 512
-
-    def __post_init__(self):
-        if self.batch_size < 1:
-            raise ValueError(f"FlipEvaluator batch_size must be a positive number of examples, "
-                             f"got {self.batch_size}.")
-
-
-def _read_batches(path: str, batch_size: int):
-    """One TFRecord file as string tensors of serialized records, read and decompressed by tf.data
-    in C++ one batch ahead of the models. Only one: tf.data's autotuning and deeper prefetching
-    competed with the models for the 2 cores (measured at 10k examples: one batch ahead 1.03 s,
-    in step 1.09 s, the models on in-memory batches 0.97 s)."""
-    compression = _TF_RECORD_COMPRESSION.get(CompressionTypes.detect_compression_type(path))
-    if compression is None:
-        raise ValueError(f"{path}: only uncompressed or gzip (.gz) TFRecord files can be evaluated")
-    dataset = tf.data.TFRecordDataset(path, compression_type=compression).batch(batch_size)
-    yield from dataset.prefetch(1).with_options(_NO_AUTOTUNE)
 
 
 class _Predictor:
@@ -157,9 +119,9 @@ class _EvaluateFile(beam.DoFn):
     def process(self, indexed_path):
         index, path = indexed_path
         columns, slices, candidates, history, spec = [], [], [], [], None
-        for serialized in _read_batches(path, self._settings.batch_size):
+        for serialized in model_check.read_batches(path, self._settings.batch_size):
             spec = spec or _specs(serialized[0].numpy(), self._settings.data, path)
-            features = _parse(serialized, spec[0], path)
+            features = model_check.parse_examples(serialized, spec[0], path)
             *predictions, history_pred = (
                 model_check.example_ids(serialized, features, self._settings.data),
                 *self._predict(serialized, features, path))
@@ -237,15 +199,6 @@ def _specs(first_record: bytes, data: DataContract, path: str) -> tuple[dict, di
             model_check.image_spec(first_record, data, path))
 
 
-def _parse(serialized, spec: dict, path: str) -> dict:
-    """The batch's label, id, slice (and image) features; an example without its label or id fails
-    naming the file (the first example of the file was checked by model_check.example_spec)."""
-    try:
-        return tf.io.parse_example(serialized, spec)
-    except tf.errors.InvalidArgumentError as error:
-        raise DataContractError(f"{path}: {error.message}") from error
-
-
 def _worst_first(ids: np.ndarray, confidence: np.ndarray, count: int) -> np.ndarray:
     """Positions of the `count` most confident flips, ties by id: the order of the report's ranked
     flips, so per-batch and per-file picks keep every image the gallery will show."""
@@ -287,7 +240,7 @@ def build_report(batches, settings: ReportSettings, has_baseline: bool = True,
     order = np.argsort(ids, kind="stable")
     ids, labels, old_pred, new_pred, new_prob = (a[order] for a in
                                                  (ids, labels, old_pred, new_pred, new_prob))
-    ids = _unique_ids(ids, data.id_key)
+    ids = model_check.unique_ids(ids, data.id_key)
     summary = flips.summarize(labels, old_pred, new_pred, new_prob,
                               settings.high_confidence).to_dict()
     policy = settings.policy
@@ -357,7 +310,7 @@ def _golden_section(policy: gate.GateConfig, evaluated: tuple, golden_batches,
     columns = [np.concatenate([b[i] for b in golden_batches]) for i in range(4)]
     order = np.argsort(columns[0], kind="stable")
     ids, labels, old_pred, new_pred = (a[order] for a in columns)
-    ids = _unique_ids(ids, id_key, source)
+    ids = model_check.unique_ids(ids, id_key, source)
     _same_labels(evaluated[:2], (ids, labels), source)
     section = golden.check([*policy.golden_ids, *ids],
                            *(np.concatenate([e, g]) for e, g in
@@ -391,23 +344,6 @@ def _same_labels(evaluated: tuple, golden_rows: tuple, source: str) -> None:
             f"eval split but label {int(golden_rows[1][in_golden[first]])} in {source}"
             f"{f' ({differ.size} such ids)' if differ.size > 1 else ''}; an id must name one "
             "example: fix the wrong label, or give the golden example an id of its own")
-
-
-def _unique_ids(ids: np.ndarray, id_key: str, source: str = "the eval split") -> np.ndarray:
-    """Sorted ids, each once. Ids hashed from the examples' bytes repeat only for identical
-    examples (duplicate rows are common in tabular data): the k-th repeat gets id - k, stable
-    because repeats are interchangeable. Repeats of an id feature are a data error, named."""
-    repeats = np.flatnonzero(ids[1:] == ids[:-1]) + 1
-    if not repeats.size:
-        return ids
-    if id_key:
-        raise DataContractError(f"{source}: id feature {id_key!r} has the value "
-                                f"{ids[repeats[0]]!r} more than once; the data contract's id_key "
-                                'must name each example uniquely (or set it to "" to derive ids '
-                                "from the examples)")
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    occurrence = np.arange(len(ids)) - np.repeat(starts, np.diff(np.r_[starts, len(ids)]))
-    return ids - occurrence
 
 
 def review_section(queue: tuple[dict, dict], ids, labels, old_pred, new_pred,
@@ -527,40 +463,6 @@ def evaluate(make_pipeline, file_pattern: str, candidate_dir: str, baseline_dir:
                          "split that the FlipEvaluator reads.")
     return write_report(batches, out_dir, settings, baseline_dir is not None, queue,
                         tuple(release for release, _ in history), golden_batches)
-
-
-# ReportSettings as execution properties (so MLMD records them): every component that takes a
-# ReportSettings (FlipEvaluator, EdgeConverter) declares these, fills them with settings_properties
-# and reads them back with settings_from — one encoding.
-SETTINGS_PARAMETERS = {
-    "high_confidence": ExecutionParameter(type=float),
-    "max_flips_listed": ExecutionParameter(type=int),
-    "policy": ExecutionParameter(type=str),          # GateConfig as JSON
-    "data_contract": ExecutionParameter(type=str),   # graceful.contract.DataContract as JSON
-    "model_contract": ExecutionParameter(type=str),  # graceful.contract.ModelContract as JSON
-    "gallery_size": ExecutionParameter(type=int),
-    "batch_size": ExecutionParameter(type=int),      # examples per model call
-}
-
-
-def settings_properties(settings: ReportSettings) -> dict:
-    """The execution properties of SETTINGS_PARAMETERS that settings_from reads back."""
-    return {"high_confidence": settings.high_confidence, "max_flips_listed": settings.max_listed,
-            "policy": json.dumps(dataclasses.asdict(settings.policy)),
-            "data_contract": json.dumps(dataclasses.asdict(settings.data)),
-            "model_contract": json.dumps(dataclasses.asdict(settings.model)),
-            "gallery_size": settings.gallery_size, "batch_size": settings.batch_size}
-
-
-def settings_from(exec_properties: dict) -> ReportSettings:
-    return ReportSettings(
-        data=from_dict(DataContract, json.loads(exec_properties["data_contract"])),
-        model=from_dict(ModelContract, json.loads(exec_properties["model_contract"])),
-        high_confidence=exec_properties["high_confidence"],
-        max_listed=exec_properties["max_flips_listed"],
-        policy=gate.GateConfig(**json.loads(exec_properties["policy"])),
-        gallery_size=exec_properties["gallery_size"],
-        batch_size=exec_properties["batch_size"])
 
 
 def with_golden_file(settings: ReportSettings) -> ReportSettings:

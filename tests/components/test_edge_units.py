@@ -88,8 +88,7 @@ def _convert_failing_candidate(tmp_path):
     from tfx.types import standard_artifacts
 
     from graceful.components.edge_converter.component import EdgeModel
-    from graceful.components.flip_evaluator import executor as flip_executor
-    from graceful.components.flip_evaluator.executor import ReportSettings
+    from graceful.components.report_settings import ReportSettings, settings_properties
 
     candidate = _artifact(standard_artifacts.Model, tmp_path / "model")
     module = tf.Module()
@@ -101,7 +100,7 @@ def _convert_failing_candidate(tmp_path):
     examples.split_names = '["train", "eval"]'
     edge_model = _artifact(EdgeModel, tmp_path / "edge_model")
     properties = {"quantization": "float", "representative_examples": 5, "split": "eval",
-                  **flip_executor.settings_properties(ReportSettings())}
+                  **settings_properties(ReportSettings())}
     edge.Executor().Do({"model": [candidate], "examples": [examples],
                         "training_examples": [examples]}, {"edge_model": [edge_model]}, properties)
     return edge_model, candidate
@@ -223,5 +222,5 @@ def test_edge_flips_name_examples_as_the_flip_evaluator_and_review_queue_do(tmp_
                              {"pixels": [4]}, DataContract(), ModelContract(), 4)
     hashed = model_check.example_ids(tf.constant(records), {}, DataContract())
     np.testing.assert_array_equal(found["ids"], hashed)
-    unique = edge.unique_ids(found["ids"], "")
+    unique = model_check.unique_ids_in_order(found["ids"], "")
     assert len(set(unique)) == 6 and list(unique[:5]) == list(hashed[:5])

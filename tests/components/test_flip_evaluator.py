@@ -12,12 +12,14 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from graceful.components.flip_evaluator.executor import (REPORT_FILE, ReportSettings, _read_batches, build_report,
-                                                write_page, write_report)
+from graceful.components.flip_evaluator.executor import (REPORT_FILE, build_report, write_page,
+                                                         write_report)
+from graceful.components.report_settings import ReportSettings
 from graceful import bootstrap, report_html
 from graceful.contract import DataContract, DataContractError
 from graceful.gate import GateConfig
 from graceful.history import format_flip_report
+from graceful.model_check import read_batches
 
 CLASSES = ("cat", "dog", "fox")
 
@@ -107,12 +109,12 @@ def test_eval_files_are_read_in_batches_gzip_or_not(tmp_path):
         with tf.io.TFRecordWriter(str(tmp_path / name), options=options) as writer:
             for record in records:
                 writer.write(record)
-        batches = list(_read_batches(str(tmp_path / name), batch_size=1024))
+        batches = list(read_batches(str(tmp_path / name), batch_size=1024))
         assert [len(b) for b in batches] == [1024, 1024, 452]
         assert [r for b in batches for r in b.numpy().tolist()] == records
     (tmp_path / "part.bz2").write_bytes(b"")
     with pytest.raises(ValueError, match="only uncompressed or gzip"):
-        list(_read_batches(str(tmp_path / "part.bz2"), batch_size=1024))
+        list(read_batches(str(tmp_path / "part.bz2"), batch_size=1024))
 
 
 @pytest.mark.parametrize("batch_size", [0, -256])

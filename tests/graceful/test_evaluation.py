@@ -146,7 +146,8 @@ def build_case(tmp_path, case: Case, examples=240):
 def run_flip_evaluator(pattern, new, old, out_dir, data, model, policy=LOOSE, **settings):
     import apache_beam as beam
 
-    from graceful.components.flip_evaluator.executor import ReportSettings, evaluate
+    from graceful.components.flip_evaluator.executor import evaluate
+    from graceful.components.report_settings import ReportSettings
 
     settings = ReportSettings(data=data, model=model, policy=policy, batch_size=64, **settings)
     return evaluate(beam.Pipeline, pattern, new, old, str(out_dir), settings)

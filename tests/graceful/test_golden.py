@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from graceful import golden, releases
-from graceful.components.flip_evaluator.executor import ReportSettings, build_report
+from graceful.components.flip_evaluator.executor import build_report
+from graceful.components.report_settings import ReportSettings
 from graceful.contract import DataContract, DataContractError
 from graceful.gate import GateConfig
 

@@ -18,7 +18,7 @@ from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
 from graceful.components import FlipEvaluator, HumanSignOff
-from graceful.components.flip_evaluator.executor import ReportSettings
+from graceful.components.report_settings import ReportSettings
 from graceful.contract import DataContract, ModelContract
 from graceful.gate import GateConfig
 from graceful.pipeline.evaluation import eval_config
