@@ -43,7 +43,8 @@ import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
 from beam_ceiling import seconds_in_beam  # noqa: E402
-from graceful.components.flip_evaluator.executor import ReportSettings, evaluate, write_page  # noqa: E402
+from graceful.components.flip_evaluator.executor import evaluate, write_page  # noqa: E402
+from graceful.components.report_settings import ReportSettings  # noqa: E402
 from graceful import data  # noqa: E402
 from graceful.models import architectures, training  # noqa: E402
 from graceful.pipeline.configs import fashion_mnist_data, fashion_mnist_model  # noqa: E402

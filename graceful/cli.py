@@ -37,6 +37,9 @@ TRAINING_HELP = {
                     "(default %(default)s)",
     "ema_momentum": "export the moving average of the weights with this momentum, 0 = off "
                     "(default %(default)s)",
+    "reference_step_factor": "training steps of a run that distils from the served model (any "
+                             "loss but plain), as a multiple of --epochs' steps (default "
+                             "%(default)s)",
     "warm_start": "start from the served model's weights (same architecture only; the first run "
                   "trains from scratch)",
     "warm_start_alpha": "with --warm-start, export alpha * trained + (1 - alpha) * served weights: "

@@ -39,6 +39,12 @@ class TrainingParams:
     # average (about the last 1/(1 - momentum) steps), less at the mercy of the last minibatches, so
     # it flips fewer examples at random: benchmarks/results/training.json, "+ema" rows.
     ema_momentum: float = 0.99
+    # Training steps of a run that learns from a served model (any loss but plain), as a multiple
+    # of `epochs`' steps; a first run or a plain one trains `epochs` epochs. Distillation toward the
+    # old model converges more slowly than cross-entropy, so part of its error cost at equal steps
+    # is unfinished training: benchmarks/results/training.json, "x1.35 steps" rows (and the
+    # plain +ema x1.35 row for what the extra steps alone buy).
+    reference_step_factor: float = 1.0
     # The review queue (graceful.models.review): VoG of the eval examples from this many checkpoints
     # (K-1 raw snapshots evenly spaced through training + the exported weights; 0 = off, else
     # >= 2), the top `review_top_k` listed in the flip report and the Slack sign-off message.

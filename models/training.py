@@ -73,6 +73,7 @@ SUMMARY_FILE = "training_summary.json"
 NEWEST_TRAIN_FILES = "newest_train_files"
 DEFAULT_OUTPUT_KEY = "scores"   # the serving output's name when the contract names none
 SHUFFLE_BUFFER = 10_000         # examples; bounds memory whatever the window's size
+MAX_REFERENCE_STEP_FACTOR = 10  # a larger factor is a typo, not a training budget
 COMPATIBILITY_EXAMPLES = 10_000  # eval examples the BCT compatibility criterion is computed on
 OLD_LOGITS, OLD_EMBEDDING = "old_logits", "old_embedding"
 BCT_NEEDS_EMBEDDING = (
@@ -150,6 +151,9 @@ def check_params(params: TrainingParams, builtin_model: bool = True) -> losses.D
         raise ValueError(f"lambda_align must be a finite number >= 0, got {params.lambda_align}")
     if not 0 <= params.ema_momentum < 1:
         raise ValueError(f"ema_momentum must be in [0, 1) (0 = off), got {params.ema_momentum}")
+    if not 0 < params.reference_step_factor <= MAX_REFERENCE_STEP_FACTOR:
+        raise ValueError(f"reference_step_factor must be in (0, {MAX_REFERENCE_STEP_FACTOR}] "
+                         f"(1 = as many steps as a first run), got {params.reference_step_factor}")
     interpolation.parse_alpha(params.warm_start_alpha)
     return losses.DistillationParams(params.temperature, params.alpha, params.beta, params.lam,
                                      params.margin).validate()
@@ -194,10 +198,12 @@ def objective(params: TrainingParams, loss: str, contract: ModelContract):
 
 @dataclasses.dataclass
 class Schedule:
-    """Steps of a run: epochs over `examples` examples in batches, capped by max_steps."""
+    """Steps of a run: epochs over `examples` examples in batches, times reference_step_factor
+    when the run distils from a served model, capped by max_steps."""
 
     examples: int
     params: TrainingParams
+    distilling: bool = False
 
     @property
     def steps_per_epoch(self) -> int:
@@ -205,7 +211,8 @@ class Schedule:
 
     @property
     def total_steps(self) -> int:
-        total = self.params.epochs * self.steps_per_epoch
+        factor = self.params.reference_step_factor if self.distilling else 1.0
+        total = max(1, round(factor * self.params.epochs * self.steps_per_epoch))
         return min(total, self.params.max_steps) if self.params.max_steps else total
 
 
@@ -382,7 +389,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     with tempfile.TemporaryDirectory(dir=fn_args.model_run_dir, prefix="cache-") as scratch:
         cached, count = distillation.timed_reference_outputs(examples, functions,
                                                              f"{scratch}/train", log)
-        schedule = Schedule(count, setup.params)
+        schedule = Schedule(count, setup.params, distilling=loss != "plain")
         snapshots = review.Snapshots(model, schedule.total_steps, setup.params.review_checkpoints)
         started = time.monotonic()
         projection = train(model, training_batches(cached, schedule,
@@ -403,7 +410,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
                        budget_seconds=review.BUDGET_SHARE * seconds)
     summary = {"requested_loss": setup.params.loss, "effective_loss": loss,
                "reference_model": fn_args.base_model or None, "train_seconds": seconds,
-               "train_examples": count,
+               "train_examples": count, "train_steps": schedule.total_steps,
                "reference_examples_scored": int(reference.examples_scored.numpy())
                if reference else 0}
     if warm is not None:

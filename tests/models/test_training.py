@@ -180,3 +180,19 @@ def test_distillation_with_a_binary_threshold_other_than_half_is_refused():
     with pytest.raises(ValueError, match="threshold is 0.3.*loss 'plain'"):
         effective_loss(TrainingParams(loss="fd_kl"), contract, has_reference=True)
     assert effective_loss(TrainingParams(loss="plain"), contract, has_reference=True) == "plain"
+
+
+def test_reference_step_factor_lengthens_only_distillation():
+    """Distillation gets reference_step_factor times the steps; a first or plain run trains its
+    epochs; max_steps still caps both."""
+    params = TrainingParams(epochs=3, batch_size=100, reference_step_factor=1.5)
+    assert training.Schedule(1000, params).total_steps == 30
+    assert training.Schedule(1000, params, distilling=True).total_steps == 45
+    capped = TrainingParams(epochs=3, batch_size=100, reference_step_factor=1.5, max_steps=40)
+    assert training.Schedule(1000, capped, distilling=True).total_steps == 40
+
+
+@pytest.mark.parametrize("factor", [0.0, -1.0, 11.0, float("nan")])
+def test_reference_step_factor_out_of_range_is_refused(factor):
+    with pytest.raises(ValueError, match="reference_step_factor must be in"):
+        training.check_params(TrainingParams(reference_step_factor=factor))
