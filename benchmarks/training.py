@@ -17,7 +17,10 @@ freedom) are reported against plain retraining and against plain retraining with
 counted in the method's train_seconds. Time ratios come from interleaved runs (--time-repeats).
 
     .venv/bin/python benchmarks/training.py [--seeds 5] [--epochs 5] [--datasets a,b] [--methods a,b]
-        [--time-repeats 3] [--sweep]
+        [--time-repeats 3] [--sweep] [--append] [--report]
+
+--append keeps the stored runs and adds (or redoes) --methods, timed in a new session beside plain
+(with --seeds 0 only timed again); --report only summarises the stored runs again.
 
 Writes benchmarks/results/training.json (raw runs as fractions, and the per-method summaries) and
 frontier_<dataset>.png beside it, and prints a table per dataset.
@@ -54,8 +57,11 @@ PAPER = dict(temperature=100.0, alpha=1.0, beta=5.0, lam=0.9)
 FD = dict(temperature=1.0, alpha=0.0, beta=1.0, lam=0.5)
 RAW_WEIGHTS = dict(ema_momentum=0.0)  # export the last weights, not their moving average
 PLAIN, PLAIN_EMA = "plain", "plain +ema"
-DEFAULT = "bct+fd+align +ema (pipeline default)"
-METHODS = {  # name -> params changed from TrainingParams defaults
+STEP_FACTOR = 1.35
+MORE_STEPS = f"x{STEP_FACTOR} steps"
+# name -> params changed from TrainingParams defaults, with reference_step_factor 1 (the steps of
+# `epochs`) unless given; step_factor: see params_for.
+METHODS = {
     PLAIN: dict(loss="plain", **RAW_WEIGHTS),
     "fd_kl paper (T=100 a=1 b=5 lam=0.9)": dict(loss="fd_kl", **PAPER, **RAW_WEIGHTS),
     "fd_kl": dict(loss="fd_kl", **FD, **RAW_WEIGHTS),
@@ -67,7 +73,7 @@ METHODS = {  # name -> params changed from TrainingParams defaults
     # The same losses, exporting the moving average of the weights (ema_momentum=0.99).
     PLAIN_EMA: dict(loss="plain"),
     "fd_kl +ema": dict(loss="fd_kl", **FD),
-    DEFAULT: dict(),
+    "bct+fd+align +ema": dict(loss="bct+fd", **FD, lambda_bct=1.0, lambda_align=1.0),
     # Candidates of issue #17 (weights averaged): gentler focal distillation, and the margin loss,
     # which only acts where the new model is less sure of an answer the old model got right.
     # (Tried on one seed and dropped: a longer average, momentum 0.999, changes nothing in runs
@@ -75,11 +81,33 @@ METHODS = {  # name -> params changed from TrainingParams defaults
     # learning-rate decay to 0 raised error and NFR on both datasets, with and without fd_kl.)
     "fd_kl lam0.2 +ema": dict(loss="fd_kl", **dict(FD, lam=0.2)),
     "fd_margin +ema": dict(loss="fd_margin", alpha=0.0, beta=1.0, lam=0.5, margin=1.0),
+    # Distillation converges more slowly than cross-entropy: 1.35x the steps (within issue #17's
+    # 1.5x time budget with the distillation overhead), and the same steps for plain +ema to show
+    # what the extra steps alone buy. (Tried on two seeds and dropped, at 1x the steps unless
+    # said: cross-entropy re-weighted toward examples the old model got right; distillation only
+    # where the old model is right with p >= 0.9; class-balanced focal weights; distillation only
+    # where the new model is currently wrong; lam ramped up or down over training (also at 1.5x);
+    # lam 0.7 at 1.5x. Each flipped as much as plain +ema or cost more error.)
+    f"plain +ema {MORE_STEPS}": dict(loss="plain", step_factor=STEP_FACTOR),
+    **{f"fd_kl lam{lam} +ema {MORE_STEPS}": dict(loss="fd_kl", **dict(FD, lam=lam),
+                                                 reference_step_factor=STEP_FACTOR)
+       for lam in (0.3, 0.4, 0.5)},
 }
+# The pipeline's default (TrainingParams()), chosen from this benchmark (tests/benchmarks checks
+# that they agree).
+DEFAULT = f"fd_kl lam0.4 +ema {MORE_STEPS}"
 # The 5-seed run of issue #17 (the rows without averaging other than plain are in the git history
 # of results/training.json, 3 seeds, Fashion-MNIST only).
-BENCHMARK = (PLAIN, PLAIN_EMA, "fd_kl +ema", DEFAULT, "fd_kl lam0.2 +ema", "fd_margin +ema")
-TIMED = (PLAIN, "fd_kl +ema", DEFAULT, "fd_margin +ema")
+BENCHMARK = (PLAIN, PLAIN_EMA, "fd_kl +ema", "bct+fd+align +ema", "fd_kl lam0.2 +ema",
+             "fd_margin +ema",
+             f"plain +ema {MORE_STEPS}", f"fd_kl lam0.3 +ema {MORE_STEPS}",
+             f"fd_kl lam0.4 +ema {MORE_STEPS}", f"fd_kl lam0.5 +ema {MORE_STEPS}")
+TIMED = (PLAIN, "fd_kl +ema", "bct+fd+align +ema", "fd_margin +ema", f"plain +ema {MORE_STEPS}",
+         f"fd_kl lam0.4 +ema {MORE_STEPS}")
+# Methods that differ from a timed one only in loss weights do the same work: they take its time.
+SAME_COST = {"fd_kl lam0.2 +ema": "fd_kl +ema",
+             **{f"fd_kl lam{lam} +ema {MORE_STEPS}": f"fd_kl lam0.4 +ema {MORE_STEPS}"
+                for lam in (0.3, 0.5)}}
 PLAIN_METHODS = (PLAIN, PLAIN_EMA)  # seed-vs-seed NFR = pure noise
 SWEEP = [dict(loss="fd_kl", temperature=t, alpha=a, beta=b, lam=lam)
          for t, a, b, lam in [(1, 0, 1, 0.3), (1, 0, 1, 0.7), (2, 0, 1, 0.3), (2, 0, 1, 0.5),
@@ -172,7 +200,7 @@ def train_model(params, train_x, train_y, reference=None, start=None, scale=1.0 
         extras[training.OLD_LOGITS] = predict(reference.model, train_x)
         extras[training.OLD_EMBEDDING] = reference.embedder.predict(
             {"pixels": train_x}, batch_size=4096, verbose=0)
-    schedule = training.Schedule(len(train_y), params)
+    schedule = training.Schedule(len(train_y), params, distilling=loss != "plain")
     batches = (tf.data.Dataset.from_tensor_slices(({"pixels": train_x}, train_y, extras))
                .shuffle(len(train_y), seed=params.seed, reshuffle_each_iteration=True)
                .batch(params.batch_size).repeat().take(schedule.total_steps))
@@ -219,8 +247,9 @@ def t_interval(values) -> dict:
 
 
 def summarize(runs) -> dict:
-    """Per method: error and NFR over seeds, and the changes against plain and plain +ema, paired
-    by seed (NFR relative, error in points), each as t_interval."""
+    """Per method: error and NFR over seeds, and the changes against plain and plain +ema (and, for
+    the MORE_STEPS methods, plain +ema with as many steps), paired by seed (NFR relative, error in
+    points), each as t_interval."""
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], {})[run["seed"]] = run
@@ -229,7 +258,10 @@ def summarize(runs) -> dict:
         row = {"seeds": sorted(seeds), "error": t_interval(r["error"] for r in seeds.values()),
                "nfr": t_interval(r["nfr"] for r in seeds.values()),
                "rel_nfr": t_interval(r["rel_nfr"] for r in seeds.values())}
-        for name, reference in ((PLAIN, PLAIN), ("plain_ema", PLAIN_EMA)):
+        references = [(PLAIN, PLAIN), ("plain_ema", PLAIN_EMA)]
+        if method.endswith(MORE_STEPS):  # what distillation adds at the same steps
+            references.append(("plain_ema_same_steps", f"plain +ema {MORE_STEPS}"))
+        for name, reference in references:
             paired = [seed for seed in seeds if seed in by_method.get(reference, {})]
             if not paired or method == reference:
                 continue
@@ -251,15 +283,26 @@ def _interval(cell: dict, scale: float = 1.0, unit: str = "", digits: int = 0) -
     return f"{mean} [{scale * cell['low']:+.{digits}f}, {scale * cell['high']:+.{digits}f}]"
 
 
-def table(summary: dict, timing: dict) -> str:
-    plain_seconds = statistics.median(timing[PLAIN]) if timing.get(PLAIN) else None
+def time_ratio(timing: list, method: str) -> float | None:
+    """Median time of `method` (or of the timed method it costs the same as, SAME_COST) over
+    median time of plain, from the newest timing session that timed both; None if none did."""
+    if not any(method in session for session in timing):
+        method = SAME_COST.get(method, method)
+    for session in reversed(timing):
+        if session.get(method) and session.get(PLAIN):
+            return statistics.median(session[method]) / statistics.median(session[PLAIN])
+    return None
+
+
+def table(summary: dict, timing: list) -> str:
     lines = ["| method | error | NFR | NFR vs plain | NFR vs plain +ema | error vs plain +ema "
              "(points) | time vs plain | seeds |", "|---|---|---|---|---|---|---|---|"]
     for method, row in summary.items():
-        ratio = (f"{statistics.median(timing[method]) / plain_seconds:.2f}×"
-                 if plain_seconds and timing.get(method) else "—")
+        ratio = time_ratio(timing, method)
+        ratio = f"{ratio:.2f}×" if ratio else "—"
         lines.append(
-            f"| {method} | {100 * row['error']['mean']:.2f}% | {100 * row['nfr']['mean']:.2f}% | "
+            f"| {method}{' (pipeline default)' if method == DEFAULT else ''} | "
+            f"{100 * row['error']['mean']:.2f}% | {100 * row['nfr']['mean']:.2f}% | "
             f"{_interval(row.get('nfr_change_vs_plain'), 100, '%')} | "
             f"{_interval(row.get('nfr_change_vs_plain_ema'), 100, '%')} | "
             f"{_interval(row.get('error_change_points_vs_plain_ema'), digits=2)} | {ratio} | "
@@ -302,8 +345,9 @@ def plot(runs, sweep, summary, title, path):
 
 
 def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
-    """Every method on `dataset`, args.seeds seeds, then the timing repeats; results go into
-    result["datasets"][dataset.name] and are saved after each run."""
+    """Every method on `dataset`, args.seeds seeds, then the timing repeats (one new timing
+    session); results go into result["datasets"][dataset.name] and are saved after each run. With
+    args.append the dataset's earlier runs stay, except those of the methods run again."""
     old_x, old_y, new_x, new_y, test_x, test_y = dataset.load()
     # Warm-up: the first training in a process pays TensorFlow's one-time start-up costs; keep them
     # out of the timed runs so the time ratios compare methods, not start-up.
@@ -318,19 +362,40 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
     print(f"[{dataset.name}] old model ({dataset.old_architecture} on {len(old_y)}): error "
           f"{100 * old_error:.2f}%", flush=True)
     reference = as_reference(old_model, tempfile.mkdtemp(prefix="graceful-old-model-"))
-    entry = result["datasets"][dataset.name] = {
-        "title": dataset.title, "setup": {
-            "old": dataclasses.asdict(old_params), "new_architecture": dataset.new_architecture,
-            "new_epochs": dataset.epochs or args.epochs,
-            "old_train_examples": len(old_y), "new_train_examples": len(new_y),
-            "eval_examples": len(test_y), "old_error": old_error},
-        "runs": [], "sweep": [], "plain_seed_pairs": [], "timing": {}, "summary": {}}
+    methods = args.methods.split(",")
+    if args.append:
+        entry = result["datasets"][dataset.name]
+        if entry["setup"]["old_error"] != old_error:
+            raise SystemExit(f"[{dataset.name}] the old model now has {100 * old_error:.2f}% error, "
+                             f"the stored runs were judged against one with "
+                             f"{100 * entry['setup']['old_error']:.2f}%: new runs would not be "
+                             "comparable; run the whole benchmark again (without --append)")
+        if args.seeds:  # --seeds 0: time the methods again, keep their runs
+            entry["runs"] = [run for run in entry["runs"] if run["method"] not in methods]
+    else:
+        entry = result["datasets"][dataset.name] = {
+            "title": dataset.title, "setup": {
+                "old": dataclasses.asdict(old_params),
+                "new_architecture": dataset.new_architecture,
+                "new_epochs": dataset.epochs or args.epochs,
+                "old_train_examples": len(old_y), "new_train_examples": len(new_y),
+                "eval_examples": len(test_y), "old_error": old_error},
+            "runs": [], "sweep": [], "plain_seed_pairs": [], "timing": [], "summary": {}}
     plain_preds = {}
 
     def params_for(changes, seed):
-        return dataclasses.replace(TrainingParams(architecture=dataset.new_architecture,
-                                                  epochs=dataset.epochs or args.epochs,
-                                                  seed=seed), **changes)
+        changes = dict(changes)
+        step_factor = changes.pop("step_factor", None)
+        params = dataclasses.replace(TrainingParams(architecture=dataset.new_architecture,
+                                                    epochs=dataset.epochs or args.epochs,
+                                                    seed=seed, reference_step_factor=1.0),
+                                     **changes)
+        if step_factor:  # the steps a distilling run gets from reference_step_factor, for plain
+            steps = training.Schedule(len(new_y), dataclasses.replace(
+                params, reference_step_factor=step_factor), distilling=True).total_steps
+            params = dataclasses.replace(params, epochs=math.ceil(step_factor * params.epochs),
+                                         max_steps=steps)
+        return params
 
     def record(kind, method, changes, seed):
         params = params_for(changes, seed)
@@ -345,7 +410,7 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
         return pred
 
     for seed in range(args.seeds):
-        for method in args.methods.split(","):
+        for method in methods:
             pred = record("runs", method, METHODS[method], seed)
             if method in PLAIN_METHODS:
                 plain_preds.setdefault(method, {})[seed] = pred
@@ -358,12 +423,16 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
     if args.sweep:
         for changes in SWEEP:
             record("sweep", ", ".join(f"{k}={v}" for k, v in changes.items()), changes, 0)
-    timed = [method for method in args.methods.split(",") if method in TIMED]
-    for _ in range(args.time_repeats):
+    # Ratios need plain's time from the same session: the VM's speed drifts between sessions.
+    timed = [method for method in TIMED if method in methods or method == PLAIN]
+    session = {}
+    if args.time_repeats and len(timed) > 1:
+        entry["timing"].append(session)
+    for _ in range(args.time_repeats if len(timed) > 1 else 0):
         for method in timed:
             _, metrics = run_method(params_for(METHODS[method], 0), new_x, new_y, reference,
                                     test_x, test_y, old_pred, dataset.scale)
-            entry["timing"].setdefault(method, []).append(metrics["train_seconds"])
+            session.setdefault(method, []).append(metrics["train_seconds"])
             save()
     report(dataset.name, entry, Path(args.out))
     save()
@@ -392,10 +461,17 @@ TARGET = {"nfr_change_vs_plain_ema": -0.40, "error_change_points_vs_plain_ema": 
           "time_ratio": 1.5}
 
 
+def _upper(cell: dict) -> float:
+    """The interval's upper end; the mean itself with one seed (no interval)."""
+    return cell["mean"] if cell["high"] is None else cell["high"]
+
+
 def verdict(datasets: dict) -> dict:
     """Per method run on every dataset: its worst dataset's NFR change vs plain +ema, the largest
-    error change, whether it meets TARGET on all; `best` = the lowest worst-case NFR change among
-    the methods within the error bound (None if none is)."""
+    error change (mean, and the upper end of its interval), whether it meets TARGET on all (means);
+    `best` = the lowest worst-case NFR change among the methods whose error change is within the
+    bound with 95% confidence (upper ends <= the bound) on every dataset: the pipeline's default is
+    chosen by it (None if no method is)."""
     names = [set(entry["summary"]) for entry in datasets.values()]
     candidates = [m for m in set.intersection(*names) if m not in (PLAIN, PLAIN_EMA)]
     rows = {}
@@ -404,17 +480,19 @@ def verdict(datasets: dict) -> dict:
                   for e in datasets.values())
         error = max(e["summary"][method]["error_change_points_vs_plain_ema"]["mean"]
                     for e in datasets.values())
-        ratios = [statistics.median(e["timing"][method]) / statistics.median(e["timing"][PLAIN])
-                  for e in datasets.values() if e["timing"].get(method) and e["timing"].get(PLAIN)]
-        time_ratio = max(ratios) if ratios else None
+        error_upper = max(_upper(e["summary"][method]["error_change_points_vs_plain_ema"])
+                          for e in datasets.values())
+        ratios = [ratio for ratio in (time_ratio(e["timing"], method) for e in datasets.values())
+                  if ratio is not None]
+        worst_time = max(ratios) if ratios else None
         rows[method] = {
             "worst_nfr_change_vs_plain_ema": nfr, "worst_error_change_points_vs_plain_ema": error,
-            "worst_time_ratio": time_ratio,
+            "worst_error_change_upper_vs_plain_ema": error_upper, "worst_time_ratio": worst_time,
             "meets_target": (nfr <= TARGET["nfr_change_vs_plain_ema"]
                              and error <= TARGET["error_change_points_vs_plain_ema"]
-                             and (time_ratio is None or time_ratio <= TARGET["time_ratio"]))}
+                             and (worst_time is None or worst_time <= TARGET["time_ratio"]))}
     within = [m for m, row in rows.items()
-              if row["worst_error_change_points_vs_plain_ema"] <= TARGET[
+              if row["worst_error_change_upper_vs_plain_ema"] <= TARGET[
                   "error_change_points_vs_plain_ema"]]
     best = min(within, key=lambda m: rows[m]["worst_nfr_change_vs_plain_ema"], default=None)
     return {"target": TARGET, "methods": rows, "best": best}
@@ -439,20 +517,28 @@ def main():
     parser.add_argument("--report", action="store_true",
                         help="no training: summarise the runs already in --out again (tables, "
                              "plots, verdict)")
+    parser.add_argument("--append", action="store_true",
+                        help="keep the runs already in --out and (re)run only --methods, timed in "
+                             "a new session with plain")
     args = parser.parse_args()
     tf.get_logger().setLevel("ERROR")  # Keras' retracing notes on each model.predict
 
     out = Path(args.out)
-    if args.report:
+    if args.report or args.append:
         result = json.loads(out.read_text())
+        for entry in result["datasets"].values():  # results written before timing sessions
+            if isinstance(entry["timing"], dict):
+                entry["timing"] = [entry["timing"]]
+    if args.report:
         for name, entry in result["datasets"].items():
             report(name, entry, out)
         finish(result, out)
         return
     out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine(), "epochs": args.epochs, "seeds": args.seeds,
-              "interval": "mean over seeds, 95% Student-t interval over seeds (paired by seed)",
-              "datasets": {}}
+    if not args.append:
+        result = {"machine": machine(), "epochs": args.epochs, "seeds": args.seeds,
+                  "interval": "mean over seeds, 95% Student-t interval over seeds (paired by "
+                              "seed)", "datasets": {}}
     save = lambda: out.write_text(json.dumps(result, indent=1))  # noqa: E731
     for name in args.datasets.split(","):
         run_dataset(DATASETS[name], args, result, save)
@@ -463,13 +549,14 @@ def finish(result: dict, out: Path) -> None:
     """Adds the verdict over the datasets, prints it and writes the results."""
     result["verdict"] = verdict(result["datasets"])
     for method, row in result["verdict"]["methods"].items():
-        time_ratio = row["worst_time_ratio"]
+        worst_time = row["worst_time_ratio"]
         print(f"{method}: worst NFR change vs plain +ema "
               f"{100 * row['worst_nfr_change_vs_plain_ema']:+.0f}%, worst error change "
               f"{row['worst_error_change_points_vs_plain_ema']:+.2f} points, time "
-              + (f"{time_ratio:.2f}x" if time_ratio else "not timed")
+              + (f"{worst_time:.2f}x" if worst_time else "not timed")
               + (" -> meets the target" if row["meets_target"] else ""))
-    print(f"best within +{TARGET['error_change_points_vs_plain_ema']} points of error: "
+    print(f"best within +{TARGET['error_change_points_vs_plain_ema']} points of error (95% upper "
+          f"ends): "
           f"{result['verdict']['best']}")
     out.write_text(json.dumps(result, indent=1))
 

@@ -68,6 +68,7 @@ GATE_HELP = {
 }
 DEMO_HOME = "graceful_demo_home"
 DEMO_GRACEFUL_LOSS = TrainingParams().loss
+DEMO_STEP_FACTOR = TrainingParams().reference_step_factor
 DEMO_MARKER = ".graceful-demo-home"
 (EXIT_PUSHED, EXIT_FAILED, EXIT_USAGE, EXIT_BLOCKED, EXIT_NOTHING_TO_DO, EXIT_BUSY,
  EXIT_AWAITING) = range(7)
@@ -749,8 +750,9 @@ def cmd_demo(args) -> int:
     steps = [("run 1: span 1, small MLP (no baseline yet)", 1, dict(architecture="small")),
              ("run 2: spans 1-2, CNN, plain retraining (no distillation, no weight averaging), "
               "judged against run 1's model", 2, naive),
-             (f"run 3: spans 1-2, CNN, {DEMO_GRACEFUL_LOSS} with weight averaging (the defaults) "
-              "against run 1's model", 2, dict(architecture="cnn"))]
+             (f"run 3: spans 1-2, CNN, {DEMO_GRACEFUL_LOSS} ({DEMO_STEP_FACTOR:g}x the steps) with "
+              "weight averaging (the defaults) against run 1's model", 2,
+              dict(architecture="cnn"))]
     for title, span, changes in steps:
         print(f"\n=== {title} ===")
         config = dataclasses.replace(base, span=span, training=dataclasses.replace(

@@ -44,7 +44,9 @@ def _config(tmp_path, class_names) -> PipelineConfig:
         module_file=str(HERE / "transformed_model.py"),
         transform_module=str(HERE / "transform_module.py"),
         model=ModelContract(scores="logits", embedding_layer="embedding"),
-        training=TrainingParams(epochs=30, batch_size=16, learning_rate=0.01),
+        # BCT on purpose (not the default loss): the old head and embedding of a model that
+        # carries its Transform layer
+        training=TrainingParams(epochs=30, batch_size=16, learning_rate=0.01, loss="bct+fd"),
         gate=GateConfig(min_accuracy=0.3, max_accuracy_drop=0.0, max_nfr=1.0, max_class_nfr=1.0,
                         max_relative_nfr=100.0),
         sign_off=SignOffConfig(auto_approve=True))

@@ -17,6 +17,7 @@ import pytest
 import tensorflow as tf
 
 from graceful import cli, history
+from graceful.models.params import TrainingParams
 from tests import tabular
 
 pytestmark = pytest.mark.slow
@@ -103,7 +104,7 @@ def test_a_teams_csv_data_and_model_are_gated_end_to_end(table, binary, tmp_path
     assert (first.span, second.span) == (1, 2) and first.pushed
     # Trained against the served model with graceful's default method.
     assert second.baseline_model_id == first.model_id
-    assert second.loss == "bct+fd" and second.reference_model_id == first.model_id
+    assert second.loss == TrainingParams().loss and second.reference_model_id == first.model_id
     with open(second.flip_report) as handle:
         report = json.load(handle)
     expected = _numpy_count(second, home, binary)
