@@ -51,7 +51,9 @@ def probe(dataset: bench.Dataset, args, result: dict, save) -> None:
     old_model, _ = bench.train_model(old_params, old_x, old_y, scale=dataset.scale)
     old_pred = bench.predict(old_model, test_x).argmax(1)
     entry = result["datasets"][dataset.name] = {
-        "old_error": float(np.mean(old_pred != test_y)), "runs": []}
+        "old_error": float(np.mean(old_pred != test_y)), "runs": [],
+        "students": {method: dict(loss="fd_kl", alpha=1.0, beta=0.0, reference_step_factor=1.0,
+                                  **changes) for method, changes in STUDENTS.items()}}
 
     def score(method, logits, seconds, seed=None):
         s = flips.summarize(test_y, old_pred, logits.argmax(1))
@@ -61,8 +63,10 @@ def probe(dataset: bench.Dataset, args, result: dict, save) -> None:
         print(f"[{dataset.name}] {method:32s} seed {seed}: error {100 * (1 - s.new_accuracy):.2f}% "
               f"NFR {100 * s.nfr:.2f}% ({seconds:.0f}s)", flush=True)
 
+    # Teachers and students train the epochs' steps (reference_step_factor 1, as when the probe's
+    # results were taken), so a student's cost is one more training run.
     new_params = TrainingParams(architecture=dataset.new_architecture,
-                                epochs=dataset.epochs or args.epochs)
+                                epochs=dataset.epochs or args.epochs, reference_step_factor=1.0)
     teachers, teacher_logits, teacher_seconds = [], [], 0.0
     for seed in range(10, 10 + args.teachers):
         started = time.monotonic()

@@ -1,7 +1,7 @@
 """Probe: issue #17's other loss ideas, on the dataset where distillation helps least (MNIST-1D).
 
 Same regime, old model, training loop and pairing by seed as benchmarks/training.py (every variant
-exports the weight average, momentum 0.99). Each variant replaces the focal-distillation objective
+exports the weight average, momentum 0.99, and trains the epochs' steps: reference_step_factor 1). Each variant replaces the focal-distillation objective
 for its runs only (graceful.losses.focal_distillation_loss, patched in this process: the variants
 are not pipeline losses, none earned a place there):
 
@@ -38,6 +38,7 @@ import tensorflow as tf  # noqa: E402
 
 from benchmarks import training as bench  # noqa: E402
 from graceful import losses  # noqa: E402
+from graceful.models import training  # noqa: E402
 from graceful.models.params import TrainingParams  # noqa: E402
 
 DATASET = "mnist1d"
@@ -114,9 +115,9 @@ def main():
     for seed in range(args.seeds):
         for name, (variant, changes) in VARIANTS.items():
             params = dataclasses.replace(TrainingParams(architecture=dataset.new_architecture,
-                                                        epochs=dataset.epochs, seed=seed),
-                                         **changes)
-            steps = params.epochs * -(-len(new_y) // params.batch_size)
+                                                        epochs=dataset.epochs, seed=seed,
+                                                        reference_step_factor=1.0), **changes)
+            steps = training.Schedule(len(new_y), params, distilling=True).total_steps
             losses.focal_distillation_loss = (original if variant is None
                                               else variant_loss(variant, steps))
             try:
@@ -124,7 +125,8 @@ def main():
                                               old_pred, dataset.scale)
             finally:
                 losses.focal_distillation_loss = original
-            result["runs"].append({"variant": name, "seed": seed, **metrics})
+            result["runs"].append({"variant": name, "seed": seed,
+                                   "params": dataclasses.asdict(params), **metrics})
             Path(args.out).write_text(json.dumps(result, indent=1))
             print(f"{name:30s} seed {seed}: error {100 * metrics['error']:.2f}% NFR "
                   f"{100 * metrics['nfr']:.2f}%", flush=True)

@@ -364,7 +364,15 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
     reference = as_reference(old_model, tempfile.mkdtemp(prefix="graceful-old-model-"))
     methods = args.methods.split(",")
     if args.append:
-        entry = result["datasets"][dataset.name]
+        entry = result["datasets"].get(dataset.name)
+        if entry is None:
+            raise SystemExit(f"[{dataset.name}] --append: {args.out} has no runs on this dataset; "
+                             "run it without --append first")
+        if entry["setup"]["new_epochs"] != (dataset.epochs or args.epochs):
+            raise SystemExit(f"[{dataset.name}] --append: the stored runs trained "
+                             f"{entry['setup']['new_epochs']} epochs, these would train "
+                             f"{dataset.epochs or args.epochs}; pass --epochs "
+                             f"{entry['setup']['new_epochs']}")
         if entry["setup"]["old_error"] != old_error:
             raise SystemExit(f"[{dataset.name}] the old model now has {100 * old_error:.2f}% error, "
                              f"the stored runs were judged against one with "
@@ -372,6 +380,10 @@ def run_dataset(dataset: Dataset, args, result: dict, save) -> None:
                              "comparable; run the whole benchmark again (without --append)")
         if args.seeds:  # --seeds 0: time the methods again, keep their runs
             entry["runs"] = [run for run in entry["runs"] if run["method"] not in methods]
+            entry["plain_seed_pairs"] = [pair for pair in entry["plain_seed_pairs"]
+                                         if pair["method"] not in methods]
+        if args.sweep:
+            entry["sweep"] = []
     else:
         entry = result["datasets"][dataset.name] = {
             "title": dataset.title, "setup": {
@@ -462,8 +474,8 @@ TARGET = {"nfr_change_vs_plain_ema": -0.40, "error_change_points_vs_plain_ema": 
 
 
 def _upper(cell: dict) -> float:
-    """The interval's upper end; the mean itself with one seed (no interval)."""
-    return cell["mean"] if cell["high"] is None else cell["high"]
+    """The interval's upper end; infinite with one seed (no interval: not confidently anything)."""
+    return math.inf if cell["high"] is None else cell["high"]
 
 
 def verdict(datasets: dict) -> dict:
@@ -473,7 +485,10 @@ def verdict(datasets: dict) -> dict:
     bound with 95% confidence (upper ends <= the bound) on every dataset: the pipeline's default is
     chosen by it (None if no method is)."""
     names = [set(entry["summary"]) for entry in datasets.values()]
-    candidates = [m for m in set.intersection(*names) if m not in (PLAIN, PLAIN_EMA)]
+    # the references are not candidates: plain +ema with more steps is not a setting the pipeline
+    # has (reference_step_factor lengthens distillation only)
+    references = (PLAIN, PLAIN_EMA, f"plain +ema {MORE_STEPS}")
+    candidates = [m for m in set.intersection(*names) if m not in references]
     rows = {}
     for method in sorted(candidates):
         nfr = max(e["summary"][method]["nfr_change_vs_plain_ema"]["mean"]

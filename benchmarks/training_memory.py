@@ -69,7 +69,8 @@ def child(examples: str, reference: str, work: str, epochs: int, loss_params: di
         nodes.append(tfx.dsl.Importer(source_uri=reference, artifact_type=standard_artifacts.Model
                                       ).with_id("reference"))
         reference_channel = nodes[-1].outputs["result"]
-    params = TrainingParams(**{"architecture": "small", "epochs": epochs, **loss_params})
+    params = TrainingParams(**{"architecture": "small", "epochs": epochs,
+                               "reference_step_factor": 1.0, **loss_params})
     nodes.append(GracefulTrainer(examples=nodes[0].outputs["result"],
                                  schema=nodes[1].outputs["schema"],
                                  reference_model=reference_channel, params=params,

@@ -434,8 +434,8 @@ CONFIG = PipelineConfig(
 MODEL_TEMPLATE = '''"""The model graceful trains for this project (`module_file` in graceful_project.py).
 
 graceful's trainer calls `build_model(context)` and trains the returned Keras model against the model
-being served (focal distillation, weight averaging; BCT aligns the layer the model contract names
-as `embedding_layer`). `context` is a graceful.models.user_module.ModelContext: `feature_spec`
+being served (focal distillation and weight averaging by default; the BCT losses align the layer the
+model contract names as `embedding_layer`). `context` is a graceful.models.user_module.ModelContext: `feature_spec`
 (feature name -> tf.io parsing spec from the schema, without the label and id), `keras_inputs()`,
 `num_classes`, `binary`, `class_names`, the `model` contract. The model takes a dict of features
 and returns what the model contract declares (scores="logits"): logits [N, K] for K classes, or

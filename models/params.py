@@ -43,7 +43,8 @@ class TrainingParams:
     # of `epochs`' steps; a first run or a plain one trains `epochs` epochs. Distillation toward the
     # old model converges more slowly than cross-entropy, so part of its error cost at equal steps
     # is unfinished training: benchmarks/results/training.json, "x1.35 steps" rows (and the
-    # plain +ema x1.35 row for what the extra steps alone buy).
+    # plain +ema x1.35 row for what the extra steps alone buy). Warm-started runs that distil get
+    # the factor too (not measured: benchmarks/warm_start.py runs at factor 1).
     reference_step_factor: float = 1.35
     # The review queue (graceful.models.review): VoG of the eval examples from this many checkpoints
     # (K-1 raw snapshots evenly spaced through training + the exported weights; 0 = off, else

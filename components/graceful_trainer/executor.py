@@ -5,7 +5,7 @@ Every training parameter and both contracts arrive as execution properties (so M
 this executor hands them to `run_fn` as its custom_config (layout in graceful.models.training),
 runs it, then records on the Model artifact what happened: the reference model always, and from the
 run_fn's `training_summary.json` — only if it wrote one (your own run_fn need not) — the loss actually
-used (plain when there was no blessed model yet), the BCT compatibility criterion and, with warm
+used (plain when there was no blessed model yet), the BCT compatibility criterion (BCT losses) and, with warm
 start, the model the weights started from (`warm_start_model_id`, `warm_start_uri`) and the
 interpolation weight `warm_start_alpha` (or `warm_start_note` when there was none to start from).
 

@@ -3,7 +3,7 @@ Fashion-MNIST: scikit-learn's wine (3 classes; the scaffolded model's logits) an
 (binary; the model edited, as a team would, to one sigmoid output, P(class 1) [N, 1]).
 
 `graceful init` -> `graceful run --span 1` (pushed: no baseline yet) -> `graceful run --latest`
-(span 2, trained with BCT + focal distillation against the served model, judged by the flip gate,
+(span 2, trained with graceful's default method against the served model, judged by the flip gate,
 pushed or blocked) -> history, report, check-model. Every number the flip gate used is recounted in
 numpy from the two SavedModels' own outputs, and the data folder is never written to.
 """
