@@ -59,6 +59,7 @@ RAW_WEIGHTS = dict(ema_momentum=0.0)  # export the last weights, not their movin
 PLAIN, PLAIN_EMA = "plain", "plain +ema"
 STEP_FACTOR = 1.35
 MORE_STEPS = f"x{STEP_FACTOR} steps"
+PLAIN_EMA_MORE_STEPS = f"plain +ema {MORE_STEPS}"  # the same steps without distillation
 # name -> params changed from TrainingParams defaults, with reference_step_factor 1 (the steps of
 # `epochs`) unless given; step_factor: see params_for.
 METHODS = {
@@ -88,7 +89,7 @@ METHODS = {
     # where the old model is right with p >= 0.9; class-balanced focal weights; distillation only
     # where the new model is currently wrong; lam ramped up or down over training (also at 1.5x);
     # lam 0.7 at 1.5x. Each flipped as much as plain +ema or cost more error.)
-    f"plain +ema {MORE_STEPS}": dict(loss="plain", step_factor=STEP_FACTOR),
+    PLAIN_EMA_MORE_STEPS: dict(loss="plain", step_factor=STEP_FACTOR),
     **{f"fd_kl lam{lam} +ema {MORE_STEPS}": dict(loss="fd_kl", **dict(FD, lam=lam),
                                                  reference_step_factor=STEP_FACTOR)
        for lam in (0.3, 0.4, 0.5)},
@@ -100,9 +101,9 @@ DEFAULT = f"fd_kl lam0.4 +ema {MORE_STEPS}"
 # of results/training.json, 3 seeds, Fashion-MNIST only).
 BENCHMARK = (PLAIN, PLAIN_EMA, "fd_kl +ema", "bct+fd+align +ema", "fd_kl lam0.2 +ema",
              "fd_margin +ema",
-             f"plain +ema {MORE_STEPS}", f"fd_kl lam0.3 +ema {MORE_STEPS}",
+             PLAIN_EMA_MORE_STEPS, f"fd_kl lam0.3 +ema {MORE_STEPS}",
              f"fd_kl lam0.4 +ema {MORE_STEPS}", f"fd_kl lam0.5 +ema {MORE_STEPS}")
-TIMED = (PLAIN, "fd_kl +ema", "bct+fd+align +ema", "fd_margin +ema", f"plain +ema {MORE_STEPS}",
+TIMED = (PLAIN, "fd_kl +ema", "bct+fd+align +ema", "fd_margin +ema", PLAIN_EMA_MORE_STEPS,
          f"fd_kl lam0.4 +ema {MORE_STEPS}")
 # Methods that differ from a timed one only in loss weights do the same work: they take its time.
 SAME_COST = {"fd_kl lam0.2 +ema": "fd_kl +ema",
@@ -260,7 +261,7 @@ def summarize(runs) -> dict:
                "rel_nfr": t_interval(r["rel_nfr"] for r in seeds.values())}
         references = [(PLAIN, PLAIN), ("plain_ema", PLAIN_EMA)]
         if method.endswith(MORE_STEPS):  # what distillation adds at the same steps
-            references.append(("plain_ema_same_steps", f"plain +ema {MORE_STEPS}"))
+            references.append(("plain_ema_same_steps", PLAIN_EMA_MORE_STEPS))
         for name, reference in references:
             paired = [seed for seed in seeds if seed in by_method.get(reference, {})]
             if not paired or method == reference:
@@ -487,7 +488,7 @@ def verdict(datasets: dict) -> dict:
     names = [set(entry["summary"]) for entry in datasets.values()]
     # the references are not candidates: plain +ema with more steps is not a setting the pipeline
     # has (reference_step_factor lengthens distillation only)
-    references = (PLAIN, PLAIN_EMA, f"plain +ema {MORE_STEPS}")
+    references = (PLAIN, PLAIN_EMA, PLAIN_EMA_MORE_STEPS)
     candidates = [m for m in set.intersection(*names) if m not in references]
     rows = {}
     for method in sorted(candidates):

@@ -21,9 +21,9 @@ def test_the_benchmarks_default_row_is_the_pipelines_default_recipe():
 
 def test_time_ratio_uses_the_newest_session_that_timed_both_and_same_cost_twins():
     timing = [{bench.PLAIN: [10.0, 12.0, 11.0], "fd_kl +ema": [13.0, 11.0, 12.0]},
-              {bench.PLAIN: [20.0, 22.0, 30.0], f"plain +ema {bench.MORE_STEPS}": [30.0]}]
+              {bench.PLAIN: [20.0, 22.0, 30.0], bench.PLAIN_EMA_MORE_STEPS: [30.0]}]
     assert bench.time_ratio(timing, "fd_kl +ema") == pytest.approx(12.0 / 11.0)
-    assert bench.time_ratio(timing, f"plain +ema {bench.MORE_STEPS}") == pytest.approx(30.0 / 22.0)
+    assert bench.time_ratio(timing, bench.PLAIN_EMA_MORE_STEPS) == pytest.approx(30.0 / 22.0)
     # fd_kl at lam 0.2 does fd_kl's work: it takes fd_kl's time, not plain's
     assert bench.time_ratio(timing, "fd_kl lam0.2 +ema") == pytest.approx(12.0 / 11.0)
     assert bench.time_ratio(timing, "fd_margin +ema") is None
